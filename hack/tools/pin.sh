@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Regenerates the go.mod and go.sum of every component module under hack/tools/ from versions.env.
+# Run it after changing a version; it needs only the Go module proxy. The build (build.sh) never
+# changes these files: it builds exactly what they pin.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=/dev/null
+source "$here/versions.env"
+export GOFLAGS=-mod=mod
+
+new_module() { # dir module-path tool-packages...
+  local dir=$1 path=$2; shift 2
+  mkdir -p "$here/$dir"
+  rm -f "$here/$dir/go.mod" "$here/$dir/go.sum"
+  (cd "$here/$dir" && go mod init "$path" >/dev/null 2>&1)
+  local pkg
+  for pkg in "$@"; do (cd "$here/$dir" && go mod edit -tool="$pkg"); done
+}
+
+echo "pin: kubernetes $KUBERNETES_VERSION"
+new_module kubernetes modelops.dev/hack/tools/kubernetes \
+  k8s.io/kubernetes/cmd/kube-apiserver \
+  k8s.io/kubernetes/cmd/kube-controller-manager \
+  k8s.io/kubernetes/cmd/kube-scheduler \
+  k8s.io/kubernetes/cmd/kubectl
+# k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with local paths that
+# a dependent cannot see; replace each with the published v0.<minor>.<patch> instead.
+staging_version="v0.${KUBERNETES_VERSION#v1.}"
+kmod=$(cd "$here/kubernetes" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+for mod in $(awk '/=> \.\/staging\/src\//{print $1}' "$kmod"); do
+  (cd "$here/kubernetes" && go mod edit -replace="$mod=$mod@$staging_version")
+done
+(cd "$here/kubernetes" && go mod edit -require="k8s.io/kubernetes@$KUBERNETES_VERSION" && go mod tidy)
+
+echo "pin: etcd $ETCD_VERSION"
+new_module etcd modelops.dev/hack/tools/etcd go.etcd.io/etcd/server/v3
+(cd "$here/etcd" && go mod edit -require="go.etcd.io/etcd/server/v3@$ETCD_VERSION" && go mod tidy)
+
+echo "pin: helm $HELM_VERSION"
+new_module helm modelops.dev/hack/tools/helm helm.sh/helm/v3/cmd/helm
+(cd "$here/helm" && go mod edit -require="helm.sh/helm/v3@$HELM_VERSION" && go mod tidy)
+
+echo "pin: prometheus $PROMETHEUS_VERSION"
+new_module prometheus modelops.dev/hack/tools/prometheus github.com/prometheus/prometheus/cmd/prometheus
+(cd "$here/prometheus" && go mod edit -require="github.com/prometheus/prometheus@$PROMETHEUS_VERSION" && go mod tidy)
+echo "pin: done"
