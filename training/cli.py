@@ -1,0 +1,148 @@
+"""`modelops train`: the command a training Job runs.
+
+    modelops train --spec FILE --model NAME --version NAME --artifacts URI [--result-file PATH]
+
+Progress goes to stderr as log lines; the JSON result goes alone to stdout and, cut to 4 KiB, to the
+result file (the container's termination message). Exit status 0 when a model was produced
+(Succeeded or Rejected), 1 when the run failed. BentoML state lives in this process's own
+BENTOML_HOME: the variable's value (a pod-local emptyDir in a cluster) or, when unset, a temporary
+directory removed at exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any, NoReturn
+
+from .result import FAILED, failed, fit_to_limit, to_json
+
+DEFAULT_RESULT_FILE = "/dev/termination-log"
+log = logging.getLogger("modelops.train")
+
+
+class _ArgumentError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as a result, not as exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _ArgumentError(message)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="modelops train",
+        description="Train a model from a Model's spec.training and archive it with BentoML.",
+    )
+    p.add_argument("--spec", required=True, help="file holding spec.training (YAML or JSON)")
+    p.add_argument("--model", required=True, help="the Model's name")
+    p.add_argument("--version", required=True, help="this version's name (the ModelVersion)")
+    p.add_argument("--artifacts", required=True, help="artifact store URI, e.g. file:///models")
+    p.add_argument(
+        "--result-file",
+        default=DEFAULT_RESULT_FILE,
+        help=f"where the result goes, cut to 4 KiB (default {DEFAULT_RESULT_FILE})",
+    )
+    return p
+
+
+def main(argv: list[str]) -> int:
+    _configure_logging()
+    try:
+        args = parser().parse_args(argv)
+    except _ArgumentError as error:
+        result = failed("InvalidArguments", f"modelops train: {error}", _guess_names(argv))
+        print(to_json(result), flush=True)
+        print(parser().format_usage(), file=sys.stderr, end="")
+        _write_result_file(_result_file_from(argv), result)
+        return 1
+
+    home = os.environ.get("BENTOML_HOME")
+    temporary_home = None
+    if not home:
+        temporary_home = home = tempfile.mkdtemp(prefix="modelops-train-bentoml-")
+        os.environ["BENTOML_HOME"] = home
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    try:
+        result = _train(args, home)
+    finally:
+        if temporary_home:
+            shutil.rmtree(temporary_home, ignore_errors=True)
+    print(to_json(result), flush=True)
+    _write_result_file(args.result_file, result)
+    return 1 if result["phase"] == FAILED else 0
+
+
+def _train(args: argparse.Namespace, home: str) -> dict[str, Any]:
+    from .train import Request, run
+
+    request = Request(
+        spec_path=args.spec,
+        model=args.model,
+        version=args.version,
+        artifacts=args.artifacts,
+        bentoml_home=home,
+    )
+    try:
+        return run(request)
+    except Exception as error:  # a bug, not bad input: still a result, never a traceback on stdout
+        log.exception("unexpected error")
+        return failed(
+            "InternalError",
+            f"unexpected {type(error).__name__}: {error}",
+            {"model": args.model, "version": args.version},
+        )
+
+
+def _write_result_file(path: str, result: dict[str, Any]) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(fit_to_limit(result))
+    except OSError as error:
+        log.warning(
+            "cannot write the result file %s (%s); the result is on stdout only",
+            path,
+            error.strerror or error,
+        )
+
+
+def _configure_logging() -> None:
+    logger = logging.getLogger("modelops")
+    if not any(getattr(h, "_modelops", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s modelops-train %(levelname)s %(message)s")
+        )
+        handler._modelops = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def _guess_names(argv: list[str]) -> dict[str, Any]:
+    known: dict[str, Any] = {}
+    for key in ("model", "version"):
+        value = _option(argv, f"--{key}")
+        if value is not None:
+            known[key] = value
+    return known
+
+
+def _result_file_from(argv: list[str]) -> str:
+    return _option(argv, "--result-file") or DEFAULT_RESULT_FILE
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    for index, item in enumerate(argv):
+        if item == name and index + 1 < len(argv):
+            return argv[index + 1]
+        if item.startswith(name + "="):
+            return item.split("=", 1)[1]
+    return None

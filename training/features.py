@@ -1,0 +1,122 @@
+"""The feature steps, as one scikit-learn Pipeline that serving loads and applies unchanged:
+coerce the input columns, impute, scale numeric columns, one-hot encode categorical ones, select
+features, then the estimator.
+
+Minority oversampling is not a Pipeline step: it adds training rows, which a transform applied to
+one request at a time cannot do. It runs on the training split only, before the fit (see
+`oversample_minority`), so the holdout and serving never see a synthetic row.
+
+This module must stay importable without BentoML: unpickling a model imports `ColumnCoercer`
+from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_selection import SelectKBest, VarianceThreshold, f_classif, f_regression
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, RobustScaler, StandardScaler
+
+from .schema import Schema
+from .spec import PipelineSpec
+
+_SCALERS: dict[str, type[Any]] = {
+    "standard": StandardScaler,
+    "minmax": MinMaxScaler,
+    "robust": RobustScaler,
+}
+_IMPUTE = {
+    "impute-median": "median",
+    "impute-mean": "mean",
+    "impute-most-frequent": "most_frequent",
+}
+
+
+class ColumnCoercer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """Bring input columns to the types the model was trained on: numeric columns to float (text
+    that does not parse becomes missing), categorical ones to text. A request decoded from JSON
+    (numbers as text, categories as numbers) then goes through the same transforms as training."""
+
+    def __init__(self, numeric: list[str] | None = None, categorical: list[str] | None = None):
+        self.numeric = numeric
+        self.categorical = categorical
+
+    def fit(self, x: pd.DataFrame, y: object = None) -> ColumnCoercer:
+        return self
+
+    def transform(self, x: pd.DataFrame) -> pd.DataFrame:
+        frame = pd.DataFrame(x).copy()
+        for name in self.numeric or []:
+            numbers = pd.to_numeric(frame[name], errors="coerce").astype(float)
+            frame[name] = numbers.where(np.isfinite(numbers), np.nan)
+        for name in self.categorical or []:
+            column = frame[name].astype(object)
+            frame[name] = [
+                np.nan
+                if v is None or (isinstance(v, float) and np.isnan(v))
+                else str(int(v))
+                if isinstance(v, float) and v.is_integer()
+                else str(v).strip()
+                for v in column
+            ]
+            frame[name] = frame[name].astype(object)
+        return frame
+
+
+def build_pipeline(schema: Schema, spec: PipelineSpec, missing: str, estimator: Any) -> Pipeline:
+    """The Pipeline for this schema and spec, ending with the (unfitted) estimator."""
+    numeric_steps: list[tuple[str, Any]] = []
+    categorical_steps: list[tuple[str, Any]] = []
+    if missing in _IMPUTE:
+        numeric_steps.append(("impute", SimpleImputer(strategy=_IMPUTE[missing])))
+        categorical_steps.append(("impute", SimpleImputer(strategy="most_frequent")))
+    if spec.scaling in _SCALERS:
+        numeric_steps.append(("scale", _SCALERS[spec.scaling]()))
+    if not numeric_steps:
+        numeric_steps.append(("keep", "passthrough"))
+    categorical_steps.append(
+        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float64))
+    )
+    transformers: list[tuple[str, Any, list[str]]] = []
+    if schema.numeric:
+        transformers.append(("numeric", Pipeline(numeric_steps), schema.numeric))
+    if schema.categorical:
+        transformers.append(("categorical", Pipeline(categorical_steps), schema.categorical))
+    steps: list[tuple[str, Any]] = [
+        ("coerce", ColumnCoercer(schema.numeric, schema.categorical)),
+        ("columns", ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)),
+    ]
+    if spec.selection.method == "kbest":
+        score = f_classif if schema.task == "classification" else f_regression
+        steps.append(("select", SelectKBest(score_func=score, k=spec.selection.k or 10)))
+    elif spec.selection.method == "variance":
+        steps.append(("select", VarianceThreshold(threshold=spec.selection.threshold or 0.0)))
+    steps.append(("estimator", estimator))
+    return Pipeline(steps)
+
+
+def oversample_minority(
+    x: pd.DataFrame, y: pd.Series, random_state: int
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Random oversampling: repeat rows of every smaller class, drawn with replacement, until each
+    class has as many rows as the largest. Applied to the training split only."""
+    counts = y.value_counts()
+    largest = int(counts.max())
+    rng = np.random.default_rng(random_state)
+    extra: list[np.ndarray] = []
+    positions = np.arange(len(y))
+    labels = y.to_numpy()
+    for label, count in counts.items():
+        if count < largest:
+            members = positions[labels == label]
+            extra.append(rng.choice(members, size=largest - int(count), replace=True))
+    if not extra:
+        return x, y
+    order = np.concatenate([positions, *extra])
+    return x.iloc[order].reset_index(drop=True), y.iloc[order].reset_index(drop=True)

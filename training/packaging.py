@@ -1,0 +1,163 @@
+"""Packaging: save the fitted Pipeline with `bentoml.models.create` in this process's own model
+store (under BENTOML_HOME) and export it as a `.bentomodel` archive to the artifact store.
+
+The artifact store is named by a URI so object storage can be added as another scheme later; today
+it is `file:///dir` (in a cluster, a mounted volume). The archive goes to
+`<dir>/<model>/<version>.bentomodel`, exported under a hidden temporary name in the same directory
+and renamed into place, so a reader never sees half an archive. When anything fails after the model
+entered the store, it is deleted again: a failed run leaves no model and no archive behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+from .result import TrainingError
+
+log = logging.getLogger("modelops.train")
+
+PIPELINE_FILE = "pipeline.pkl"
+ARCHIVE_SUFFIX = ".bentomodel"
+# Model and version names are Kubernetes names (DNS-1123 labels), which BentoML accepts in tags.
+NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def check_name(value: str, what: str) -> str:
+    if not NAME.match(value):
+        raise TrainingError(
+            "InvalidArguments",
+            f"{what} {value!r} is not a Kubernetes name (lowercase letters, digits and '-', "
+            "at most 63, starting and ending with a letter or digit)",
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class ArtifactStore:
+    """Where archives go. Only `file://` is implemented."""
+
+    root: Path
+
+    @classmethod
+    def parse(cls, uri: str) -> ArtifactStore:
+        parts = urllib.parse.urlsplit(uri)
+        if parts.scheme != "file":
+            raise TrainingError(
+                "UnsupportedArtifactStore",
+                f"--artifacts {uri!r}: only file:///path is implemented (object storage is not, "
+                "yet)",
+            )
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise TrainingError(
+                "InvalidArguments", f"--artifacts {uri!r}: use an absolute path, file:///models"
+            )
+        if parts.query or parts.fragment:
+            raise TrainingError("InvalidArguments", f"--artifacts {uri!r}: no query or fragment")
+        root = Path(urllib.parse.unquote(parts.path))
+        if root.exists() and not root.is_dir():
+            raise TrainingError("InvalidArguments", f"--artifacts {uri!r} is not a directory")
+        return cls(root)
+
+    def path(self, model: str, version: str) -> Path:
+        return self.root / model / f"{version}{ARCHIVE_SUFFIX}"
+
+    def uri(self, model: str, version: str) -> str:
+        return self.path(model, version).as_uri()
+
+
+def model_store(home: str) -> Any:
+    """BentoML's model store under `home` (passed explicitly: never BentoML's global default)."""
+    from bentoml._internal.models.model import ModelStore
+
+    directory = Path(home) / "models"
+    directory.mkdir(parents=True, exist_ok=True)
+    return ModelStore(str(directory))
+
+
+def save_and_export(
+    pipeline: Any,
+    *,
+    tag: str,
+    metadata: dict[str, Any],
+    labels: dict[str, str],
+    home: str,
+    store: ArtifactStore,
+    model: str,
+    version: str,
+) -> str:
+    """Save the model in the local store, export it atomically, return the archive's URI."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    models = model_store(home)
+    try:
+        models.get(tag)
+    except NotFound:
+        pass
+    else:  # a restarted container in the same pod: the pod-local store still has the last attempt
+        log.warning("replacing %s left in the local model store by an earlier attempt", tag)
+        models.delete(tag)
+
+    saved = False
+    temporary: str | None = None
+    try:
+        with bentoml.models.create(
+            tag, metadata=metadata, labels=labels, _model_store=models
+        ) as bento_model:
+            joblib.dump(pipeline, bento_model.path_of(PIPELINE_FILE))
+        saved = True
+        final = store.path(model, version)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        handle, prefix = tempfile.mkstemp(
+            prefix=f".{version}.", suffix=".partial", dir=final.parent
+        )
+        os.close(handle)
+        os.unlink(prefix)
+        temporary = prefix + ARCHIVE_SUFFIX  # where BentoML writes it (it appends the suffix)
+        temporary = bentoml.models.export_model(
+            tag, prefix, output_format="bentomodel", _model_store=models
+        )
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        if final.exists():
+            log.warning("replacing the existing archive %s", final)
+        os.replace(temporary, final)
+        temporary = None
+        _fsync_directory(final.parent)
+        return store.uri(model, version)
+    except TrainingError:
+        raise
+    except Exception as error:
+        if saved:
+            try:
+                models.delete(tag)
+            except Exception:  # pragma: no cover - best effort; the store is pod-local anyway
+                log.warning("could not delete %s from the local store", tag)
+        raise TrainingError(
+            "SaveFailed", f"saving {tag}: {type(error).__name__}: {error}"
+        ) from None
+    finally:
+        if temporary and os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,308 @@
+"""Data sources: turn `dataset.uri` into a pandas DataFrame.
+
+- `builtin:<name>`: a dataset scikit-learn ships (iris, wine, breast_cancer, diabetes), with
+  snake_case feature names and a named target (species, cultivar, diagnosis, progression).
+- `synthetic:classification?rows=..&features=..` and `synthetic:regression?...`: generated data; its
+  parameters live in the URI's query (the one place for them), see SYNTHETIC_PARAMS.
+- `file:///path.csv` (or `.parquet`, when pyarrow is installed).
+- `http://` and `https://`: downloaded with a timeout and a size limit (`dataset.params`).
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import logging
+import math
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .result import TrainingError
+from .spec import DatasetSpec
+
+log = logging.getLogger("modelops.train")
+
+# builtin name -> (loader name in sklearn.datasets, target column, task)
+BUILTIN: dict[str, tuple[str, str, str]] = {
+    "iris": ("load_iris", "species", "classification"),
+    "wine": ("load_wine", "cultivar", "classification"),
+    "breast_cancer": ("load_breast_cancer", "diagnosis", "classification"),
+    "diabetes": ("load_diabetes", "progression", "regression"),
+}
+
+# synthetic parameter -> (type, default, minimum, maximum, applies to)
+SYNTHETIC_PARAMS: dict[str, tuple[type, float, float, float, tuple[str, ...]]] = {
+    "rows": (int, 1000, 1, 10_000_000, ("classification", "regression")),
+    "features": (int, 10, 1, 1000, ("classification", "regression")),
+    "informative": (int, 0, 1, 1000, ("classification", "regression")),  # 0: features // 2, >= 1
+    "classes": (int, 2, 2, 100, ("classification",)),
+    "noise": (float, 0.1, 0.0, 1e6, ("regression",)),
+    "seed": (int, 0, 0, 2**32 - 1, ("classification", "regression")),
+    "shift": (float, 0.0, -1e6, 1e6, ("classification", "regression")),
+}
+SYNTHETIC_TARGET = "target"
+
+# dataset.params per source: name -> (default, minimum, maximum)
+HTTP_PARAMS: dict[str, tuple[float, float, float]] = {
+    "timeoutSeconds": (30.0, 0.1, 3600.0),
+    "maxBytes": (256 * 1024 * 1024, 1, 64 * 1024**3),
+}
+_CHUNK = 1024 * 1024
+
+
+def load(dataset: DatasetSpec) -> pd.DataFrame:
+    """Load the dataset the spec names; every problem is a TrainingError with a specific reason."""
+    uri = dataset.uri.strip()
+    scheme, _, rest = uri.partition(":")
+    scheme = scheme.lower()
+    if scheme != "http" and scheme != "https" and dataset.params:
+        raise TrainingError(
+            "InvalidSpec",
+            f"spec.training.dataset.params applies to http(s) sources only; the {scheme}: source "
+            "takes its parameters from the URI",
+        )
+    if scheme == "builtin":
+        return load_builtin(rest)
+    if scheme == "synthetic":
+        return load_synthetic(rest)
+    if scheme == "file":
+        path = file_path(uri)
+        return read_file(path, dataset.format or guess_format(path.name))
+    if scheme in ("http", "https"):
+        body = download(uri, dataset.params)
+        name = urllib.parse.urlsplit(uri).path
+        return parse_bytes(body, dataset.format or guess_format(name), uri)
+    raise TrainingError(
+        "InvalidSpec",
+        f"spec.training.dataset.uri {uri!r}: unsupported source; use builtin:, synthetic:, file:// "
+        "or http(s)://",
+    )
+
+
+def load_builtin(name: str) -> pd.DataFrame:
+    if name not in BUILTIN:
+        raise TrainingError(
+            "InvalidSpec",
+            f"builtin:{name} is not a builtin dataset (known: {', '.join(sorted(BUILTIN))})",
+        )
+    from sklearn import datasets
+
+    loader_name, target, task = BUILTIN[name]
+    loader: Callable[..., Any] = getattr(datasets, loader_name)
+    bunch = loader()
+    frame = pd.DataFrame(bunch.data, columns=[snake_case(str(c)) for c in bunch.feature_names])
+    if task == "classification":
+        names = [str(label) for label in bunch.target_names]
+        frame[target] = [names[int(code)] for code in bunch.target]
+    else:
+        frame[target] = np.asarray(bunch.target, dtype=float)
+    return frame
+
+
+def snake_case(name: str) -> str:
+    """'sepal length (cm)' -> 'sepal_length_cm'."""
+    return re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
+
+
+def synthetic_params(kind: str, query: str) -> dict[str, float]:
+    if kind not in ("classification", "regression"):
+        raise TrainingError(
+            "InvalidSpec",
+            f"synthetic:{kind} is not a synthetic dataset (known: classification, regression)",
+        )
+    try:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        raise TrainingError(
+            "InvalidSpec", f"synthetic:{kind}: cannot parse the query {query!r}"
+        ) from None
+    values: dict[str, float] = {}
+    for key, text in pairs:
+        if key not in SYNTHETIC_PARAMS or kind not in SYNTHETIC_PARAMS[key][4]:
+            known = [k for k, v in SYNTHETIC_PARAMS.items() if kind in v[4]]
+            raise TrainingError(
+                "InvalidSpec",
+                f"synthetic:{kind}: unknown parameter {key!r} (known: {', '.join(known)})",
+            )
+        if key in values:
+            raise TrainingError("InvalidSpec", f"synthetic:{kind}: parameter {key!r} given twice")
+        kind_of, _, low, high, _ = SYNTHETIC_PARAMS[key]
+        try:
+            value = float(int(text)) if kind_of is int else float(text)
+        except ValueError:
+            raise TrainingError(
+                "InvalidSpec", f"synthetic:{kind}: {key}={text!r} is not a {kind_of.__name__}"
+            ) from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise TrainingError(
+                "InvalidSpec", f"synthetic:{kind}: {key}={text} is out of range [{low:g}, {high:g}]"
+            )
+        values[key] = value
+    for key, (_, default, _, _, kinds) in SYNTHETIC_PARAMS.items():
+        if kind in kinds:
+            values.setdefault(key, default)
+    if not values["informative"]:
+        values["informative"] = max(1, int(values["features"]) // 2)
+    if values["informative"] > values["features"]:
+        raise TrainingError("InvalidSpec", f"synthetic:{kind}: informative must be <= features")
+    return values
+
+
+def load_synthetic(rest: str) -> pd.DataFrame:
+    kind, _, query = rest.partition("?")
+    p = synthetic_params(kind, query)
+    rows, features, informative, seed = (
+        int(p["rows"]),
+        int(p["features"]),
+        int(p["informative"]),
+        int(p["seed"]),
+    )
+    from sklearn import datasets
+
+    try:
+        if kind == "classification":
+            x, y = datasets.make_classification(
+                n_samples=rows,
+                n_features=features,
+                n_informative=informative,
+                n_redundant=0,
+                n_classes=int(p["classes"]),
+                random_state=seed,
+            )
+        else:
+            x, y = datasets.make_regression(
+                n_samples=rows,
+                n_features=features,
+                n_informative=informative,
+                noise=p["noise"],
+                random_state=seed,
+            )
+    except ValueError as error:
+        raise TrainingError("InvalidSpec", f"synthetic:{kind}: {error}") from None
+    frame = pd.DataFrame(x + p["shift"], columns=[f"f{i}" for i in range(features)])
+    frame[SYNTHETIC_TARGET] = y
+    return frame
+
+
+def file_path(uri: str) -> Path:
+    parts = urllib.parse.urlsplit(uri)
+    if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+        raise TrainingError(
+            "InvalidSpec", f"{uri!r}: a file URI names an absolute local path, file:///data/x.csv"
+        )
+    return Path(urllib.parse.unquote(parts.path))
+
+
+def guess_format(name: str) -> str:
+    return "parquet" if name.lower().endswith((".parquet", ".pq")) else "csv"
+
+
+def read_file(path: Path, fmt: str) -> pd.DataFrame:
+    if not path.exists():
+        raise TrainingError("DataNotFound", f"the dataset file {path} does not exist")
+    if not path.is_file():
+        raise TrainingError("DataNotFound", f"the dataset path {path} is not a file")
+    try:
+        body = path.read_bytes()
+    except OSError as error:
+        raise TrainingError(
+            "DataNotFound", f"cannot read the dataset file {path}: {error}"
+        ) from None
+    return parse_bytes(body, fmt, str(path))
+
+
+def parse_bytes(body: bytes, fmt: str, name: str) -> pd.DataFrame:
+    """Parse a file's bytes in the given format."""
+    if fmt == "parquet":
+        try:
+            return pd.read_parquet(io.BytesIO(body))
+        except ImportError:
+            raise TrainingError(
+                "UnsupportedFormat",
+                "Parquet needs pyarrow, which this runtime image does not include; use CSV",
+            ) from None
+        except Exception as error:  # pyarrow raises its own error types
+            raise TrainingError(
+                "UnparseableData", f"{name} is not valid Parquet: {error}"
+            ) from None
+    if not body.strip():
+        raise TrainingError("EmptyData", f"{name} is empty")
+    try:
+        return pd.read_csv(io.BytesIO(body))
+    except pd.errors.EmptyDataError:
+        raise TrainingError("EmptyData", f"{name} has no columns") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise TrainingError("UnparseableData", f"{name} is not valid CSV: {first}") from None
+
+
+def http_params(params: dict[str, Any]) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for key, value in params.items():
+        if key not in HTTP_PARAMS:
+            raise TrainingError(
+                "InvalidSpec",
+                f"spec.training.dataset.params.{key}: unknown key (known keys: "
+                f"{', '.join(HTTP_PARAMS)})",
+            )
+        _, low, high = HTTP_PARAMS[key]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            raise TrainingError(
+                "InvalidSpec",
+                f"spec.training.dataset.params.{key} must be a number in [{low:g}, {high:g}]",
+            )
+        values[key] = float(value)
+    for key, (default, _, _) in HTTP_PARAMS.items():
+        values.setdefault(key, default)
+    return values
+
+
+def download(uri: str, params: dict[str, Any]) -> bytes:
+    """GET the URI with a timeout, stopping as soon as the body exceeds maxBytes."""
+    limits = http_params(params)
+    timeout, max_bytes = limits["timeoutSeconds"], int(limits["maxBytes"])
+    request = urllib.request.Request(uri, headers={"User-Agent": "modelops-train"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > max_bytes:
+                raise TrainingError(
+                    "DownloadTooLarge",
+                    f"{uri} is {int(length)} bytes, over the limit of {max_bytes} "
+                    "(spec.training.dataset.params.maxBytes)",
+                )
+            chunks: list[bytes] = []
+            size = 0
+            while chunk := response.read(_CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise TrainingError(
+                        "DownloadTooLarge",
+                        f"{uri} is over the limit of {max_bytes} bytes "
+                        "(spec.training.dataset.params.maxBytes)",
+                    )
+                chunks.append(chunk)
+    except urllib.error.HTTPError as error:
+        raise TrainingError(
+            "DownloadFailed", f"{uri} answered HTTP {error.code} {error.reason}"
+        ) from None
+    except urllib.error.URLError as error:
+        raise TrainingError("UrlUnreachable", f"cannot reach {uri}: {error.reason}") from None
+    except (TimeoutError, OSError, http.client.HTTPException) as error:
+        raise TrainingError(
+            "UrlUnreachable", f"cannot reach {uri}: {error or type(error).__name__}"
+        ) from None
+    log.info("downloaded %d bytes from %s", size, uri)
+    return b"".join(chunks)
