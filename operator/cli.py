@@ -1,7 +1,7 @@
-"""The `modelops` command: one entry point that dispatches to the part of the project a verb belongs to.
+"""The `modelops` command: one entry point that hands each verb to the part it belongs to.
 
-Each verb imports its part lazily, so `modelops train` in a training Job never imports the operator's
-dependencies and `modelops operator` never imports scikit-learn.
+Each verb imports its part lazily, so `modelops train` in a training Job never imports the
+operator's dependencies and the operator never imports scikit-learn.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 # exit status.
 VERBS: dict[str, tuple[str, str, str]] = {
     "train": ("modelops_training.cli", "main", "train a model from a Model's spec.training"),
+    "demo": ("modelops_sandbox.demo", "main", "run the loop on a local control plane (make demo)"),
 }
 
 

@@ -1,0 +1,52 @@
+# The two commands of the README, and the steps they are made of. Each step installs what it needs
+# and skips what is already there.
+SHELL := /bin/bash
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Components of hack/tools that the tests and the demo start.
+TOOLS := kubernetes etcd helm
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint typecheck pytest unit integration e2e tools venv prerequisites
+
+demo: venv tools ## a local control plane, the operator and an example model through the loop
+	$(PYTHON) -m modelops_sandbox.demo
+
+test: lint typecheck pytest ## ruff, mypy and every test tier
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+# mypy names modules after their folders; a tree of links gives the folders their import names.
+TYPED := operator:modelops_operator training:modelops_training serving:modelops_serving sandbox:modelops_sandbox
+typecheck: venv
+	@mkdir -p .typecheck
+	@for p in $(TYPED); do ln -sfn "../$${p%%:*}" ".typecheck/$${p##*:}"; done
+	MYPYPATH=.typecheck $(VENV)/bin/mypy $(foreach p,$(TYPED),-p $(lastword $(subst :, ,$(p))))
+
+pytest: venv tools
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+unit: venv
+	$(PYTHON) -m pytest -m unit $(PYTEST_ARGS)
+
+integration: venv tools
+	$(PYTHON) -m pytest -m integration $(PYTEST_ARGS)
+
+e2e: venv tools
+	$(PYTHON) -m pytest -m e2e $(PYTEST_ARGS)
+
+tools: prerequisites ## Go-built kube-apiserver, controller-manager, scheduler, kubectl, etcd, helm (cached)
+	hack/tools/build.sh $(TOOLS)
+
+venv: prerequisites $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+prerequisites:
+	@hack/prerequisites.sh

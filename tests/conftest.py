@@ -1,0 +1,64 @@
+"""Shared fixtures: one real control plane per test session, a fresh namespace per test.
+
+Tiers are markers: `unit` (pure, seconds), `integration` (real control plane), `e2e` (sandbox).
+A test without a tier marker gets the one its folder names (tests/unit, tests/integration,
+tests/e2e).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+from modelops_sandbox.controlplane import ControlPlane
+
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(item.get_closest_marker(tier) for tier in TIERS):
+            continue
+        parts = Path(str(item.fspath)).parts
+        for tier in TIERS:
+            if tier in parts:
+                item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    """A real etcd + kube-apiserver + controller-manager + scheduler for the whole session."""
+    cp = ControlPlane(keep_dir=bool(os.environ.get("MODELOPS_KEEP_CONTROLPLANE")))
+    cp.start()
+    try:
+        yield cp
+    finally:
+        cp.stop()
+
+
+@pytest.fixture(scope="session")
+def kube_api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
+    """An official-client ApiClient with admin rights on the session's control plane."""
+    api = config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def namespace(kube_api: client.ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace of its own for one test, deleted (without waiting) afterwards."""
+    core = client.CoreV1Api(kube_api)
+    stem = request.node.name.lower().replace("_", "-")
+    stem = "".join(c for c in stem if c.isalnum() or c == "-")[:40].strip("-")
+    name = f"{stem}-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name, propagation_policy="Background")
