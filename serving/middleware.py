@@ -1,0 +1,130 @@
+"""HTTP glue around the BentoML service: `GET /metadata`, and one error shape for every bad body.
+
+BentoML parses the JSON body before the API method runs and answers a body that is not JSON (or not
+a JSON object) with its own 400. This ASGI middleware rewrites those answers into the runtime's
+error shape (`{"error", "reason", "problems": [{"reason", "message", "row", "field"}]}`) and counts
+them as rejected with reason `invalid_json`; answers the runtime produced itself carry the
+`X-Modelops-Reason` header and pass untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from .runtime import Runtime
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+REASON_HEADER = b"x-modelops-reason"
+ENDPOINTS = {"/predict": "predict", "/feedback": "feedback"}
+
+# Set by the service instance of this worker process.
+current: Runtime | None = None
+
+
+def _json_message(status: int, body: dict[str, Any], reason: str) -> tuple[Message, Message]:
+    data = json.dumps(body).encode()
+    start = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(data)).encode()),
+            (REASON_HEADER, reason.encode()),
+        ],
+    }
+    return start, {"type": "http.response.body", "body": data, "more_body": False}
+
+
+def _explain(raw: bytes) -> str:
+    """BentoML's pydantic error detail, as one sentence."""
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")[:200]
+    if isinstance(payload, list) and payload:
+        payload = payload[0]
+    if isinstance(payload, dict):
+        details = payload.get("detail")
+        if isinstance(details, list) and details and isinstance(details[0], dict):
+            return "; ".join(str(d.get("msg", d)) for d in details[:3])
+        if "error" in payload:
+            return str(payload["error"])
+    return str(payload)[:200]
+
+
+class RuntimeMiddleware:
+    """Serves GET /metadata and reshapes BentoML's own 4xx answers on the runtime's endpoints."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if path == "/metadata" and scope.get("method") in ("GET", "HEAD"):
+            await self._metadata(send)
+            return
+        endpoint = ENDPOINTS.get(path)
+        if endpoint is None or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        pending: list[Message] = []
+
+        async def guarded_send(message: Message) -> None:
+            if pending:
+                if message["type"] == "http.response.body":
+                    pending.append(message)
+                    if not message.get("more_body", False):
+                        await self._replace(endpoint, pending, send)
+                return
+            if (
+                message["type"] == "http.response.start"
+                and 400 <= message["status"] < 500
+                and not any(k == REASON_HEADER for k, _ in message.get("headers", []))
+            ):
+                pending.append(message)
+                return
+            await send(message)
+
+        await self.app(scope, receive, guarded_send)
+
+    async def _replace(self, endpoint: str, messages: list[Message], send: Send) -> None:
+        status = int(messages[0]["status"])
+        raw = b"".join(m.get("body", b"") for m in messages[1:])
+        detail = _explain(raw)
+        if status == 400:
+            reason = "invalid_json"
+            message = f"the body is not a JSON object: {detail}"
+        else:
+            reason = "invalid_body"
+            message = detail
+        body = {
+            "error": message,
+            "reason": reason,
+            "problems": [{"reason": reason, "message": message, "field": "body"}],
+        }
+        if current is not None:
+            current.monitor.record_rejected(endpoint, reason)
+        start, body_message = _json_message(status, body, reason)
+        await send(start)
+        await send(body_message)
+
+    async def _metadata(self, send: Send) -> None:
+        if current is None:
+            body: dict[str, Any] = {"state": "starting"}
+            status = 503
+        else:
+            body = current.metadata()
+            status = 200 if current.ready else 503
+        start, message = _json_message(status, body, "metadata" if status == 200 else "not_ready")
+        await send(start)
+        await send(message)
