@@ -42,7 +42,7 @@ BUILTIN: dict[str, tuple[str, str, str]] = {
 SYNTHETIC_PARAMS: dict[str, tuple[type, float, float, float, tuple[str, ...]]] = {
     "rows": (int, 1000, 1, 10_000_000, ("classification", "regression")),
     "features": (int, 10, 1, 1000, ("classification", "regression")),
-    "informative": (int, 0, 1, 1000, ("classification", "regression")),  # 0: features // 2, >= 1
+    "informative": (int, 0, 1, 1000, ("classification", "regression")),  # 0: see below
     "classes": (int, 2, 2, 100, ("classification",)),
     "noise": (float, 0.1, 0.0, 1e6, ("regression",)),
     "seed": (int, 0, 0, 2**32 - 1, ("classification", "regression")),
@@ -150,7 +150,11 @@ def synthetic_params(kind: str, query: str) -> dict[str, float]:
         if kind in kinds:
             values.setdefault(key, default)
     if not values["informative"]:
-        values["informative"] = max(1, int(values["features"]) // 2)
+        # half the features, and enough for make_classification's 2 clusters per class
+        needed = math.ceil(math.log2(2 * values.get("classes", 2)))
+        values["informative"] = min(
+            values["features"], max(1, int(values["features"]) // 2, needed)
+        )
     if values["informative"] > values["features"]:
         raise TrainingError("InvalidSpec", f"synthetic:{kind}: informative must be <= features")
     return values

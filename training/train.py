@@ -9,7 +9,7 @@ import logging
 import platform
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,13 +44,90 @@ def run(request: Request) -> dict[str, Any]:
         return failed(error.reason, error.message, known)
 
 
+@dataclass
+class Fitted:
+    """A model fitted and evaluated in memory, with everything its metadata is made from."""
+
+    training: spec.TrainingSpec
+    task: str
+    schema: schema.Schema
+    cleaned: cleaning.Cleaned
+    split: evaluation.Split
+    pipeline: Any
+    fingerprint: str
+    rows: dict[str, int]
+    metrics: dict[str, float]
+    support: dict[str, int]
+    gates: dict[str, Any]
+    approved: bool
+    predicted: np.ndarray
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
 def _run(request: Request, known: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
-    seconds: dict[str, float] = {}
     check_name(request.model, "--model")
     check_name(request.version, "--version")
     store = ArtifactStore.parse(request.artifacts)
     training = spec.load_spec(request.spec_path)
+    fitted = fit(training, known)
+
+    tag = f"{request.model}:{request.version}"
+    clock = time.perf_counter()
+    artifact = save_and_export(
+        fitted.pipeline,
+        tag=tag,
+        metadata=metadata(fitted, request.model, request.version),
+        labels={
+            "modelops.dev/approved": str(fitted.approved).lower(),
+            "modelops.dev/task": fitted.task,
+        },
+        home=request.bentoml_home,
+        store=store,
+        model=request.model,
+        version=request.version,
+    )
+    seconds = fitted.seconds
+    seconds["save"] = _since(clock)
+    seconds["total"] = _since(started)
+    log.info("saved %s and exported it to %s in %.2fs", tag, artifact, seconds["save"])
+
+    gates = fitted.gates
+    missed = [name for name, outcome in gates.items() if not outcome["passed"]]
+    result: dict[str, Any] = {
+        "phase": SUCCEEDED if fitted.approved else REJECTED,
+        "reason": "Trained" if fitted.approved else "QualityGateMissed",
+        "message": (
+            f"trained {tag} on {fitted.rows['train']} rows; passed {len(gates)} quality gate(s)"
+            if fitted.approved
+            else f"{tag} missed the quality gate(s) {', '.join(missed)}; archived, not deployable"
+        ),
+        "model": request.model,
+        "version": request.version,
+        "tag": tag,
+        "artifact": artifact,
+        "task": fitted.task,
+        "approved": fitted.approved,
+        "metrics": fitted.metrics,
+        "gates": gates,
+        "rows": fitted.rows,
+        "dropped": fitted.cleaned.dropped,
+        "fingerprint": fitted.fingerprint,
+        "specHash": training.hash,
+        "seconds": seconds,
+    }
+    if fitted.support:
+        result["support"] = fitted.support
+    return result
+
+
+def fit(training: spec.TrainingSpec, known: dict[str, Any] | None = None) -> Fitted:
+    """Every stage before packaging: load, schema, clean, split, fit, evaluate, gate.
+
+    `known` collects what is known so far, for the result of a run that fails later.
+    """
+    known = {} if known is None else known
+    seconds: dict[str, float] = {}
     known["specHash"] = training.hash
     estimator, task = estimators.build(
         training.estimator.class_path, training.estimator.params, training.validation.random_state
@@ -120,76 +197,55 @@ def _run(request: Request, known: dict[str, Any]) -> dict[str, Any]:
     log.info("holdout metrics: %s", ", ".join(f"{k}={v:.4f}" for k, v in measured.items()))
     for name, outcome in gates.items():
         log.info("gate %s: %s", name, "passed" if outcome["passed"] else "MISSED")
+    return Fitted(
+        training=training,
+        task=task,
+        schema=data_schema,
+        cleaned=cleaned,
+        split=parts,
+        pipeline=pipeline,
+        fingerprint=fingerprint,
+        rows=rows,
+        metrics=measured,
+        support=support,
+        gates=gates,
+        approved=approved,
+        predicted=predicted,
+        seconds=seconds,
+    )
 
-    tag = f"{request.model}:{request.version}"
-    metadata = {
+
+def metadata(fitted: Fitted, model: str, version: str) -> dict[str, Any]:
+    """The model's metadata (docs/runtime-contract.md), ready for BentoML (no nulls)."""
+    training = fitted.training
+    meta: dict[str, Any] = {
         "contract": CONTRACT,
-        "model": request.model,
-        "version": request.version,
-        "task": task,
-        "target": data_schema.target,
-        "features": _feature_schema(data_schema, pipeline),
-        "reference": reference.feature_references(parts.x_train, data_schema),
-        "prediction": reference.prediction_reference(predicted, task),
-        "metrics": measured,
-        "support": support,
-        "gates": gates,
-        "approved": approved,
-        "rows": rows,
-        "dropped": cleaned.dropped,
-        "fingerprint": fingerprint,
+        "model": model,
+        "version": version,
+        "task": fitted.task,
+        "target": fitted.schema.target,
+        "features": _feature_schema(fitted.schema, fitted.pipeline),
+        "reference": reference.feature_references(fitted.split.x_train, fitted.schema),
+        "prediction": reference.prediction_reference(fitted.predicted, fitted.task),
+        "metrics": fitted.metrics,
+        "support": fitted.support,
+        "gates": fitted.gates,
+        "approved": fitted.approved,
+        "rows": fitted.rows,
+        "dropped": fitted.cleaned.dropped,
+        "fingerprint": fitted.fingerprint,
         "estimator": {
             "class": training.estimator.class_path,
-            "params": estimators.effective_params(pipeline.named_steps["estimator"]),
+            "params": estimators.effective_params(fitted.pipeline.named_steps["estimator"]),
         },
         "libraries": _libraries(),
         "specHash": training.hash,
         "dataset": training.dataset.uri,
     }
-    if task == "classification":
-        metadata["classes"] = [str(label) for label in pipeline.classes_]
-    clock = time.perf_counter()
-    artifact = save_and_export(
-        pipeline,
-        tag=tag,
-        metadata=_without_nulls(metadata),
-        labels={"modelops.dev/approved": str(approved).lower(), "modelops.dev/task": task},
-        home=request.bentoml_home,
-        store=store,
-        model=request.model,
-        version=request.version,
-    )
-    seconds["save"] = _since(clock)
-    seconds["total"] = _since(started)
-    log.info("saved %s and exported it to %s in %.2fs", tag, artifact, seconds["save"])
-
-    missed = [name for name, outcome in gates.items() if not outcome["passed"]]
-    result: dict[str, Any] = {
-        "phase": SUCCEEDED if approved else REJECTED,
-        "reason": "Trained" if approved else "QualityGateMissed",
-        "message": (
-            f"trained {tag} on {rows['train']} rows; passed {len(gates)} quality gate(s)"
-            if approved
-            else f"{tag} missed the quality gate(s) {', '.join(missed)}; archived, not deployable"
-        ),
-        "model": request.model,
-        "version": request.version,
-        "tag": tag,
-        "artifact": artifact,
-        "task": task,
-        "approved": approved,
-        "metrics": measured,
-        "gates": gates,
-        "rows": rows,
-        "dropped": cleaned.dropped,
-        "fingerprint": fingerprint,
-        "specHash": training.hash,
-        "support": support,
-        "seconds": seconds,
-    }
-    if not support:
-        del result["support"]
-    return result
+    if fitted.task == "classification":
+        meta["classes"] = [str(label) for label in fitted.pipeline.classes_]
+    clean: dict[str, Any] = _without_nulls(meta)
+    return clean
 
 
 def _fit(pipeline: Any, x: pd.DataFrame, y: pd.Series) -> None:

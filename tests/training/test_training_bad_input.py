@@ -1,0 +1,303 @@
+"""Every bad input ends `modelops train` with exit status 1, phase Failed and its own reason, a
+clear message, the same result in the result file, and nothing left behind: no archive (not even a
+temporary one) and no model in the store."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from training_helpers import archives, iris_spec, stored_models
+
+pytestmark = pytest.mark.unit
+
+
+def csv_spec(path: Path, target: str = "label", **dataset: Any) -> dict[str, Any]:
+    return iris_spec(dataset={"uri": path.as_uri(), "target": target, **dataset})
+
+
+def expect_failure(run: Any, reason: str, *words: str) -> None:
+    assert run.code == 1, run.result
+    assert run.result["phase"] == "Failed"
+    assert run.result["reason"] == reason, run.result
+    for word in words:
+        assert word in run.result["message"], run.result["message"]
+    assert run.file_result == run.result
+    assert "Traceback" not in run.stderr
+
+
+@pytest.fixture
+def no_leftovers(artifacts: Path, bentoml_home: Path) -> Callable[[], None]:
+    def check() -> None:
+        assert archives(artifacts) == []
+        assert stored_models(bentoml_home) == []
+
+    return check
+
+
+GOOD_ROWS = "a,b,label\n" + "".join(f"{i},{i % 7},{'x' if i % 2 else 'y'}\n" for i in range(40))
+
+
+@pytest.mark.parametrize(
+    ("csv", "dataset", "reason", "words"),
+    [
+        ("a,b,c\n1,2,3\n4,5,6\n", {}, "MissingTarget", ["'label'", "'a'"]),
+        ("a,b,label\n", {}, "EmptyData", ["no rows"]),
+        ("", {}, "EmptyData", ["empty"]),
+        ("a,b,label\n" + "1,2,x\n" * 30, {}, "AllDuplicates", ["30 rows"]),
+        (GOOD_ROWS, {"features": ["a", "zzz"]}, "MissingFeature", ["'zzz'"]),
+        (
+            "a,b,label\n" + "".join(f"{i},,{i % 2}\n" for i in range(20)),
+            {},
+            "EmptyFeature",
+            ["'b'"],
+        ),
+        ('a,b,label\n1,"2,x\n3,4,y\n', {}, "UnparseableData", ["not valid CSV"]),
+        ("label\nx\ny\n", {}, "NoFeatures", ["besides the target"]),
+        ("a,b,label\n1,2,x\n3,4,y\n5,6,x\n", {}, "TooFewRows", []),
+        (
+            "a,b,label\n" + "".join(f"{i},{i},only\n" for i in range(30)),
+            {},
+            "SingleClass",
+            ["'only'"],
+        ),
+        (
+            "a,b,label\n" + "".join(f"{i},{i},{'x' if i else 'y'}\n" for i in range(30)),
+            {},
+            "TooFewRows",
+            ["class 'y' has 1 row"],
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) and v[:1].isupper() and "," not in v else None,
+)
+def test_bad_csv_data_fails_with_its_reason(
+    tmp_path: Path,
+    write_spec: Callable[..., Path],
+    train: Callable[..., Any],
+    no_leftovers: Callable[[], None],
+    csv: str,
+    dataset: dict[str, Any],
+    reason: str,
+    words: list[str],
+) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text(csv)
+    run = train(write_spec(csv_spec(data, **dataset)))
+    expect_failure(run, reason, *words)
+    no_leftovers()
+
+
+def test_binary_garbage_is_unparseable(
+    tmp_path: Path, write_spec: Callable[..., Path], train: Callable[..., Any]
+) -> None:
+    data = tmp_path / "data.csv"
+    data.write_bytes(bytes(range(256)) * 8)
+    expect_failure(train(write_spec(csv_spec(data))), "UnparseableData")
+
+
+def test_missing_file(
+    tmp_path: Path, write_spec: Callable[..., Path], train: Callable[..., Any]
+) -> None:
+    run = train(write_spec(csv_spec(tmp_path / "nope.csv")))
+    expect_failure(run, "DataNotFound", "nope.csv")
+
+
+def test_parquet_without_pyarrow_is_unsupported(
+    tmp_path: Path, write_spec: Callable[..., Path], train: Callable[..., Any]
+) -> None:
+    pytest.importorskip("pandas")
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("pyarrow is installed: Parquet is supported")
+    data = tmp_path / "data.parquet"
+    data.write_bytes(b"PAR1")
+    expect_failure(train(write_spec(csv_spec(data))), "UnsupportedFormat", "pyarrow")
+
+
+@pytest.mark.parametrize(
+    ("estimator", "reason", "words"),
+    [
+        ({"class": "os.system"}, "EstimatorNotAllowed", ["'os.system'", "allow-list"]),
+        ({"class": "sklearn.pipeline.Pipeline"}, "EstimatorNotAllowed", ["allow-list"]),
+        (
+            {"class": "sklearn.ensemble.RandomForestClassifier", "params": {"n_trees": 5}},
+            "InvalidParams",
+            ["'n_trees'"],
+        ),
+        (
+            {"class": "sklearn.ensemble.RandomForestClassifier", "params": {"n_estimators": -3}},
+            "InvalidParams",
+            ["n_estimators"],
+        ),
+        (
+            {"class": "sklearn.linear_model.LogisticRegression", "params": {"C": "lots"}},
+            "InvalidParams",
+            ["'C'"],
+        ),
+    ],
+)
+def test_estimator_problems(
+    write_spec: Callable[..., Path],
+    train: Callable[..., Any],
+    no_leftovers: Callable[[], None],
+    estimator: dict[str, Any],
+    reason: str,
+    words: list[str],
+) -> None:
+    run = train(write_spec(iris_spec(estimator=estimator)))
+    expect_failure(run, reason, *words)
+    no_leftovers()
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        (
+            iris_spec(pipeline={"scalling": "standard"}),
+            ["spec.training.pipeline.scalling", "unknown"],
+        ),
+        (iris_spec(extra=1), ["spec.training.extra: unknown key"]),
+        (
+            iris_spec(validation={"gates": {"accuracy": 0.9, "r2": 0.5}}),
+            ["gates.r2", "classification"],
+        ),
+        (iris_spec(validation={"testSize": 1.5}), ["testSize"]),
+        (iris_spec(pipeline={"scaling": "zscore"}), ["scaling", "standard"]),
+        (iris_spec(dataset={"uri": "builtin:mnist", "target": "y"}), ["builtin:mnist"]),
+        (iris_spec(dataset={"uri": "ftp://x/y.csv", "target": "y"}), ["unsupported source"]),
+        (
+            iris_spec(
+                dataset={"uri": "synthetic:classification?rows=10&colour=red", "target": "t"}
+            ),
+            ["'colour'"],
+        ),
+        (
+            iris_spec(dataset={"uri": "synthetic:classification?rows=-5", "target": "t"}),
+            ["rows=-5"],
+        ),
+        (
+            iris_spec(
+                pipeline={"augmentation": {"oversampleMinority": True}},
+                estimator={"class": "sklearn.linear_model.Ridge"},
+                validation={},
+            ),
+            ["classification only"],
+        ),
+    ],
+)
+def test_invalid_spec_names_the_field(
+    write_spec: Callable[..., Path],
+    train: Callable[..., Any],
+    no_leftovers: Callable[[], None],
+    spec: dict[str, Any],
+    words: list[str],
+) -> None:
+    expect_failure(train(write_spec(spec)), "InvalidSpec", *words)
+    no_leftovers()
+
+
+def test_spec_that_is_not_yaml(tmp_path: Path, train: Callable[..., Any]) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text("dataset: [unclosed\n")
+    expect_failure(train(path), "InvalidSpec", "not YAML")
+
+
+def test_declared_task_must_match_estimator(
+    write_spec: Callable[..., Path], train: Callable[..., Any]
+) -> None:
+    spec = iris_spec(dataset={"uri": "builtin:iris", "target": "species", "task": "regression"})
+    expect_failure(train(write_spec(spec)), "TaskMismatch", "classifier")
+
+
+def test_unsupported_artifact_store(
+    write_spec: Callable[..., Path], train: Callable[..., Any], no_leftovers: Callable[[], None]
+) -> None:
+    run = train(write_spec(iris_spec()), artifacts_uri="s3://bucket/models")
+    expect_failure(run, "UnsupportedArtifactStore", "s3://bucket/models")
+    no_leftovers()
+
+
+def test_bad_names(write_spec: Callable[..., Path], train: Callable[..., Any]) -> None:
+    expect_failure(
+        train(write_spec(iris_spec()), model="Iris_Model"), "InvalidArguments", "--model"
+    )
+
+
+def test_missing_arguments_are_a_result_not_a_usage_exit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from modelops_training.cli import main
+
+    result_file = tmp_path / "result"
+    code = main(["--model", "iris", "--result-file", str(result_file)])
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert code == 1
+    assert result["reason"] == "InvalidArguments"
+    assert "--spec" in result["message"]
+    assert result["model"] == "iris"
+    assert json.loads(result_file.read_text()) == result
+    assert "usage: modelops train" in err
+
+
+def test_save_failure_leaves_no_model_in_the_store(
+    tmp_path: Path,
+    write_spec: Callable[..., Path],
+    train: Callable[..., Any],
+    bentoml_home: Path,
+) -> None:
+    # The artifact directory cannot be created (a file is in the way): the model was already in the
+    # local store by then and must be removed again.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory")
+    run = train(write_spec(iris_spec()), artifacts_uri=(blocker / "models").as_uri())
+    expect_failure(run, "SaveFailed", "iris:iris-v1")
+    assert stored_models(bentoml_home) == []
+    assert run.result["metrics"]["accuracy"] > 0.8  # what was known is kept
+
+
+def test_unreachable_url(write_spec: Callable[..., Path], train: Callable[..., Any]) -> None:
+    with socket.socket() as probe:  # a port on 127.0.0.1 that nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    spec = iris_spec(dataset={"uri": f"http://127.0.0.1:{port}/x.csv", "target": "label"})
+    expect_failure(train(write_spec(spec)), "UrlUnreachable", f"127.0.0.1:{port}")
+
+
+def test_http_error_status(
+    write_spec: Callable[..., Path], train: Callable[..., Any], http_server: Any
+) -> None:
+    base, _ = http_server
+    spec = iris_spec(dataset={"uri": f"{base}/missing.csv", "target": "label"})
+    expect_failure(train(write_spec(spec)), "DownloadFailed", "404")
+
+
+@pytest.mark.parametrize("path", ["/big.csv", "/chunked.csv"])
+def test_download_over_the_size_limit(
+    write_spec: Callable[..., Path], train: Callable[..., Any], http_server: Any, path: str
+) -> None:
+    base, routes = http_server
+    routes[path] = GOOD_ROWS.encode() * 10
+    spec = iris_spec(
+        dataset={"uri": f"{base}{path}", "target": "label", "params": {"maxBytes": 1000}}
+    )
+    expect_failure(train(write_spec(spec)), "DownloadTooLarge", "1000")
+
+
+def test_download_timeout(
+    write_spec: Callable[..., Path], train: Callable[..., Any], http_server: Any
+) -> None:
+    base, routes = http_server
+    routes["/slow.csv"] = GOOD_ROWS.encode()
+    spec = iris_spec(
+        dataset={"uri": f"{base}/slow.csv", "target": "label", "params": {"timeoutSeconds": 0.3}}
+    )
+    expect_failure(train(write_spec(spec)), "UrlUnreachable")

@@ -1,0 +1,116 @@
+"""The runtime's parts on their own: the result that must fit the termination message, the sources'
+parameters, the cleaning's type coercion, the estimator allow-list."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from modelops_training import sources
+from modelops_training.cleaning import to_numbers
+from modelops_training.estimators import build
+from modelops_training.features import oversample_minority
+from modelops_training.reference import numeric_reference
+from modelops_training.result import RESULT_FILE_LIMIT, TrainingError, fit_to_limit
+from modelops_training.spec import DatasetSpec, parse_spec
+
+pytestmark = pytest.mark.unit
+
+
+def test_result_is_cut_to_the_termination_message_limit() -> None:
+    result = {
+        "phase": "Succeeded", "reason": "Trained", "message": "ok", "model": "m", "version": "m-v1",
+        "tag": "m:m-v1", "artifact": "file:///models/m/m-v1.bentomodel",
+        "metrics": {"accuracy": 0.9},
+        "support": {f"class-{i}": i for i in range(1000)},
+    }  # fmt: skip
+    text = fit_to_limit(result)
+    assert len(text.encode()) <= RESULT_FILE_LIMIT
+    short = json.loads(text)
+    assert short["truncated"] is True
+    assert "support" not in short
+    assert short["metrics"] == {"accuracy": 0.9}
+    assert short["artifact"] == result["artifact"]
+    huge = {"phase": "Failed", "reason": "InvalidSpec", "message": "é" * 10_000}
+    assert len(fit_to_limit(huge).encode()) <= RESULT_FILE_LIMIT
+    small = {"phase": "Failed", "reason": "EmptyData", "message": "no rows"}
+    assert json.loads(fit_to_limit(small)) == small
+
+
+def test_builtin_datasets_have_named_targets() -> None:
+    iris = sources.load(DatasetSpec(uri="builtin:iris", target="species"))
+    assert iris.shape == (150, 5)
+    assert sorted(iris["species"].unique()) == ["setosa", "versicolor", "virginica"]
+    cancer = sources.load(DatasetSpec(uri="builtin:breast_cancer", target="diagnosis"))
+    assert set(cancer["diagnosis"]) == {"malignant", "benign"}
+    diabetes = sources.load(DatasetSpec(uri="builtin:diabetes", target="progression"))
+    assert diabetes["progression"].dtype == float
+    wine = sources.load(DatasetSpec(uri="builtin:wine", target="cultivar"))
+    assert wine.shape[0] == 178
+
+
+def test_synthetic_parameters_come_from_the_uri() -> None:
+    frame = sources.load(
+        DatasetSpec(uri="synthetic:classification?rows=321&features=5&classes=3&seed=2", target="t")
+    )
+    assert frame.shape == (321, 6)
+    assert sorted(frame["target"].unique()) == [0, 1, 2]
+    again = sources.load(
+        DatasetSpec(uri="synthetic:classification?seed=2&classes=3&features=5&rows=321", target="t")
+    )
+    pd.testing.assert_frame_equal(frame, again)
+    with pytest.raises(TrainingError, match="noise") as error:
+        sources.load(DatasetSpec(uri="synthetic:classification?noise=2", target="t"))
+    assert error.value.reason == "InvalidSpec"
+    with pytest.raises(TrainingError, match="params applies to http"):
+        sources.load(DatasetSpec(uri="synthetic:regression", target="t", params={"maxBytes": 5}))
+
+
+def test_numeric_text_is_coerced_and_garbage_is_not() -> None:
+    column = pd.Series(["1", " 2.5 ", "-3e2", "abc", None, "inf", "NaN"], dtype=object)
+    numbers = to_numbers(column)
+    assert numbers.iloc[:3].tolist() == [1.0, 2.5, -300.0]
+    assert numbers.iloc[3:].isna().all()
+
+
+def test_estimator_gets_the_run_seed_unless_given() -> None:
+    estimator, task = build("sklearn.ensemble.RandomForestClassifier", {}, 7)
+    assert (task, estimator.random_state) == ("classification", 7)
+    estimator, task = build("sklearn.ensemble.RandomForestRegressor", {"random_state": 1}, 7)
+    assert (task, estimator.random_state) == ("regression", 1)
+    with pytest.raises(TrainingError) as error:
+        build("sklearn.linear_model.LogisticRegression", {"C": {"a": object()}}, 0)
+    assert error.value.reason == "InvalidParams"
+
+
+def test_oversampling_equalises_classes() -> None:
+    x = pd.DataFrame({"a": range(13)})
+    y = pd.Series(["a"] * 10 + ["b"] * 2 + ["c"])
+    x2, y2 = oversample_minority(x, y, 0)
+    assert y2.value_counts().to_dict() == {"a": 10, "b": 10, "c": 10}
+    assert (x2["a"][y2 == "c"] == 12).all()  # copies of real rows only
+    assert x2.iloc[:13].equals(x)
+
+
+def test_reference_bins_are_right_closed() -> None:
+    ref = numeric_reference(np.array([1.0, 2.0, 3.0, 4.0]), bins=2)
+    assert ref == {"edges": [2.5], "proportions": [0.5, 0.5]}
+    ref = numeric_reference(np.array([1.0, 2.0, 2.0, 3.0]), bins=2)
+    assert ref == {"edges": [2.0], "proportions": [0.75, 0.25]}  # 2.0 lies in (-inf, 2.0]
+
+
+def test_spec_defaults_and_operator_keys() -> None:
+    spec = parse_spec(
+        {
+            "dataset": {"uri": "builtin:iris", "target": "species"},
+            "estimator": {"class": "sklearn.svm.SVC"},
+            "schedule": "0 3 * * 0",
+            "resources": {"limits": {"cpu": "1"}},
+        }
+    )
+    assert spec.pipeline.scaling == "standard"
+    assert spec.pipeline.cleaning.missing == "impute-median"
+    assert spec.validation.test_size == 0.2
+    assert spec.validation.gates == {}
