@@ -2,8 +2,9 @@
 
 A row is an object keyed by feature name or a list of values in schema order. Validation turns a
 batch into one column per feature (numeric columns as float arrays, categorical ones as lists of
-strings) or raises `Rejected`, whose problems each name the row index and the field, so that a bad
-body always becomes a 4xx the caller can act on.
+strings, normalised as training normalises them: text stripped, 3.0 and 3 both "3") or raises
+`Rejected`, whose problems each name the row index and the field, so that a bad body always
+becomes a 4xx the caller can act on.
 """
 
 from __future__ import annotations
@@ -168,7 +169,11 @@ def _check_value(
         )
         return None
     if isinstance(value, str):
-        return value
+        return value.strip()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return str(int(value)) if value.is_integer() else str(value)
     if value is None:
         if allow_missing:
             return None
@@ -179,7 +184,8 @@ def _check_value(
     problems.add(
         Problem(
             "wrong_type",
-            f"row {row}: {feature.name!r} must be a string (a category), got {_describe(value)}",
+            f"row {row}: {feature.name!r} must be a category (a string or a number), "
+            f"got {_describe(value)}",
             row,
             feature.name,
         )

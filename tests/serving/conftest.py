@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import serving_models as models  # noqa: E402
+import serving_models as models
 
 BENTOML = Path(sys.executable).parent / "bentoml"
 SERVICE = "modelops_serving.service:ModelService"
@@ -107,9 +107,7 @@ class Server:
                 self.process.wait(timeout=15)
 
 
-def launch(
-    workdir: Path, name: str, env: dict[str, str], home: Path | None = None
-) -> Server:
+def launch(workdir: Path, name: str, env: dict[str, str], home: Path | None = None) -> Server:
     """Start `bentoml serve` in its own process group (does not wait for it)."""
     port = free_port()
     home = home or workdir / f"home-{name}"

@@ -39,8 +39,14 @@ def reference_edges(values: np.ndarray, bins: int = 5) -> tuple[list[float], lis
     return edges, (counts / counts.sum()).tolist()
 
 
-def _save(store_dir: Path, out_dir: Path, model: str, version: str, pipeline: Any,
-          metadata: dict[str, Any]) -> Path:
+def _save(
+    store_dir: Path,
+    out_dir: Path,
+    model: str,
+    version: str,
+    pipeline: Any,
+    metadata: dict[str, Any],
+) -> Path:
     import bentoml
     from bentoml._internal.models.model import ModelStore
 
@@ -53,13 +59,15 @@ def _save(store_dir: Path, out_dir: Path, model: str, version: str, pipeline: An
     return target
 
 
-def iris_classifier(workdir: Path, version: str = "iris-v1") -> BuiltModel:
+def iris_classifier(workdir: Path, version: str = "iris-v1", c: float = 1.0) -> BuiltModel:
     data = load_iris(as_frame=True)
     names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
     frame = data.frame.iloc[:, :4].copy()
     frame.columns = names
     target = np.asarray(data.target_names)[data.target]
-    pipeline = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(max_iter=500))])
+    pipeline = Pipeline(
+        [("scale", StandardScaler()), ("clf", LogisticRegression(C=c, max_iter=500))]
+    )
     pipeline.fit(frame, target)
     reference = {}
     for name in names:
@@ -67,16 +75,22 @@ def iris_classifier(workdir: Path, version: str = "iris-v1") -> BuiltModel:
         reference[name] = {"edges": edges, "proportions": props}
     classes = [str(c) for c in pipeline.classes_]
     metadata = {
-        "contract": 1, "model": "iris", "version": version, "task": "classification",
+        "contract": 1,
+        "model": "iris",
+        "version": version,
+        "task": "classification",
         "target": "species",
         "features": [{"name": n, "type": "numeric"} for n in names],
-        "classes": classes, "reference": reference,
+        "classes": classes,
+        "reference": reference,
         "prediction": {"proportions": {c: 1 / 3 for c in classes}},
         "metrics": {"accuracy": float(pipeline.score(frame, target))},
-        "gates": {}, "approved": True,
+        "gates": {},
+        "approved": True,
     }
-    archive = _save(workdir / "store", workdir / "models" / "iris", "iris", version, pipeline,
-                    metadata)
+    archive = _save(
+        workdir / "store", workdir / "models" / "iris", "iris", version, pipeline, metadata
+    )
     return BuiltModel(archive, "iris", version, pipeline, frame, metadata)
 
 
@@ -88,18 +102,28 @@ def mixed_regressor(workdir: Path, version: str = "price-v1") -> BuiltModel:
     city = rng.choice(["berlin", "paris", "rome"], n)
     price = size * 3 + np.select([city == "berlin", city == "paris"], [50, 120], 10)
     frame = pd.DataFrame({"size": size, "city": city})
-    pipeline = Pipeline([
-        ("prep", ColumnTransformer([
-            ("num", StandardScaler(), ["size"]),
-            ("cat", OneHotEncoder(handle_unknown="ignore"), ["city"]),
-        ])),
-        ("reg", LinearRegression()),
-    ])
+    pipeline = Pipeline(
+        [
+            (
+                "prep",
+                ColumnTransformer(
+                    [
+                        ("num", StandardScaler(), ["size"]),
+                        ("cat", OneHotEncoder(handle_unknown="ignore"), ["city"]),
+                    ]
+                ),
+            ),
+            ("reg", LinearRegression()),
+        ]
+    )
     pipeline.fit(frame, price)
     edges, props = reference_edges(size)
     pred_edges, pred_props = reference_edges(pipeline.predict(frame))
     metadata = {
-        "contract": 1, "model": "price", "version": version, "task": "regression",
+        "contract": 1,
+        "model": "price",
+        "version": version,
+        "task": "regression",
         "target": "price",
         "features": [
             {"name": "size", "type": "numeric"},
@@ -111,8 +135,10 @@ def mixed_regressor(workdir: Path, version: str = "price-v1") -> BuiltModel:
         },
         "prediction": {"edges": pred_edges, "proportions": pred_props},
         "metrics": {"mae": 2.0},
-        "gates": {}, "approved": True,
+        "gates": {},
+        "approved": True,
     }
-    archive = _save(workdir / "store", workdir / "models" / "price", "price", version, pipeline,
-                    metadata)
+    archive = _save(
+        workdir / "store", workdir / "models" / "price", "price", version, pipeline, metadata
+    )
     return BuiltModel(archive, "price", version, pipeline, frame, metadata)

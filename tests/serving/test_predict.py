@@ -57,9 +57,10 @@ def test_metadata_names_model_version_metrics_and_schema(server: Server, iris: A
     assert meta["task"] == "classification"
     assert [f["name"] for f in meta["features"]] == FEATURES
     assert meta["metrics"] == iris.metadata["metrics"]
-    assert meta["reference"]["petal_width"]["edges"] == iris.metadata["reference"]["petal_width"][
-        "edges"
-    ]
+    assert (
+        meta["reference"]["petal_width"]["edges"]
+        == iris.metadata["reference"]["petal_width"]["edges"]
+    )
     assert server.get("/livez").status_code == 200
     assert server.get("/readyz").status_code == 200
 
@@ -89,8 +90,13 @@ BAD_BODIES = [
     (json.dumps({"rows": [GOOD, [5.1, "3.5", 1.4, 0.2]]}), 400, "wrong_type", 1, "sepal_width"),
     (json.dumps({"rows": [[5.1, 3.5, True, 0.2]]}), 400, "wrong_type", 0, "petal_length"),
     ('{"rows": [[5.1, 3.5, 1.4, Infinity]]}', 400, "wrong_type", 0, "petal_width"),
-    (json.dumps({"rows": [GOOD, GOOD, GOOD, [None, 3.5, 1.4, 0.2]]}), 400, "missing_value", 3,
-     "sepal_length"),
+    (
+        json.dumps({"rows": [GOOD, GOOD, GOOD, [None, 3.5, 1.4, 0.2]]}),
+        400,
+        "missing_value",
+        3,
+        "sepal_length",
+    ),
     ('{"rows": [[5.1, NaN, 1.4, 0.2]]}', 400, "missing_value", 0, "sepal_width"),
 ]
 
@@ -184,9 +190,7 @@ def test_feature_buckets_count_exactly_across_workers(server: Server, iris: Any)
         key = ("modelops_feature_value_sum", labels(feature=f))
         assert after[key] - before.get(key, 0.0) == pytest.approx(sum(sent[f]))
 
-    frame = pd.DataFrame(
-        {f: sent[f] for f in FEATURES}, columns=FEATURES
-    )
+    frame = pd.DataFrame({f: sent[f] for f in FEATURES}, columns=FEATURES)
     expected_classes = Counter(iris.pipeline.predict(frame).tolist())
     assert Counter(predicted) == expected_classes
     for cls in iris.metadata["classes"]:
@@ -250,8 +254,12 @@ def test_feedback_moves_the_accuracy_counters(server: Server, iris: Any) -> None
     ("items", "row", "field", "reason"),
     [
         ([{"truth": "setosa"}], 0, "request_id", "missing_feature"),
-        ([{"prediction": "setosa", "truth": "setosa"}, {"request_id": 5, "truth": "x"}], 1,
-         "request_id", "wrong_type"),
+        (
+            [{"prediction": "setosa", "truth": "setosa"}, {"request_id": 5, "truth": "x"}],
+            1,
+            "request_id",
+            "wrong_type",
+        ),
         ([{"prediction": "setosa"}], 0, "truth", "missing_feature"),
         ([{"prediction": "setosa", "truth": None}], 0, "truth", "missing_value"),
         ([{"request_id": "a", "row": -1, "truth": "setosa"}], 0, "row", "wrong_type"),
