@@ -88,8 +88,8 @@ class _Buckets:
     """One histogram series, written a batch at a time."""
 
     def __init__(self, name: str, doc: str, labels: dict[str, str], edges: list[float]) -> None:
-        family = Histogram(name, doc, list(labels), buckets=edges, registry=None)
-        self._child = family.labels(**labels)
+        self.family = Histogram(name, doc, list(labels), buckets=edges, registry=None)
+        self._child = self.family.labels(**labels)
         self.edges = edges
         self._cells = getattr(self._child, "_buckets", None)
         self._sum = getattr(self._child, "_sum", None)

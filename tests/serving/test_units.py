@@ -1,0 +1,185 @@
+"""Pure parts of the serving runtime: settings, row validation, bucket bookkeeping, feedback."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from modelops_serving.artifact import ArtifactError, archive_path, check_home_apart
+from modelops_serving.config import ConfigError, load_settings
+from modelops_serving.feedback import Memory, parse_items, score
+from modelops_serving.metrics import _Buckets, bucket_counts, check_edges, error_edges
+from modelops_serving.schema import ContractError, Rejected, Schema, validate_rows
+from prometheus_client import Histogram
+
+pytestmark = pytest.mark.unit
+
+SCHEMA = Schema.from_metadata(
+    [
+        {"name": "size", "type": "numeric"},
+        {"name": "city", "type": "categorical", "categories": ["berlin", "rome"]},
+    ]
+)
+
+
+def problems(rows: Any, **kwargs: Any) -> list[tuple[Any, Any, str]]:
+    with pytest.raises(Rejected) as caught:
+        validate_rows(SCHEMA, rows, max_batch=kwargs.pop("max_batch", 10), **kwargs)
+    return [(p.row, p.field, p.reason) for p in caught.value.problems]
+
+
+def test_settings_defaults_and_errors() -> None:
+    s = load_settings({"MODELOPS_ARTIFACT": "file:///m/a.bentomodel"})
+    assert (s.track, s.host, s.workers, s.monitoring, s.max_batch, s.nan_policy) == (
+        "stable",
+        "0.0.0.0",
+        1,
+        True,
+        1000,
+        "reject",
+    )
+    assert load_settings({"MODELOPS_MONITORING": "off"}).monitoring is False
+    for env, name in [
+        ({"MODELOPS_TRACK": "blue"}, "MODELOPS_TRACK"),
+        ({"MODELOPS_WORKERS": "0"}, "MODELOPS_WORKERS"),
+        ({"MODELOPS_MAX_BATCH": "ten"}, "MODELOPS_MAX_BATCH"),
+        ({"MODELOPS_MONITORING": "maybe"}, "MODELOPS_MONITORING"),
+        ({"MODELOPS_NAN_POLICY": "impute"}, "MODELOPS_NAN_POLICY"),
+    ]:
+        with pytest.raises(ConfigError, match=name):
+            load_settings(env)
+
+
+def test_rows_become_typed_columns_in_schema_order() -> None:
+    size, city = validate_rows(
+        SCHEMA, [{"city": " rome ", "size": 3}, [4.5, "paris"], [1, 7], [2, 7.0]], max_batch=10
+    )
+    assert size.dtype == np.float64 and size.tolist() == [3.0, 4.5, 1.0, 2.0]
+    assert city == ["rome", "paris", "7", "7"]
+
+
+def test_each_bad_row_is_named_by_index_and_field() -> None:
+    assert problems([[1.0, "rome"], {"size": 1.0}]) == [(1, "city", "missing_feature")]
+    assert problems([{"size": 1.0, "city": "rome", "x": 1}]) == [(0, "x", "extra_feature")]
+    assert problems([[1.0, "rome", 3]]) == [(0, "[2]", "extra_feature")]
+    assert problems([["1.0", "rome"]]) == [(0, "size", "wrong_type")]
+    assert problems([[False, "rome"]]) == [(0, "size", "wrong_type")]
+    assert problems([[math.inf, "rome"]]) == [(0, "size", "wrong_type")]
+    assert problems([[1.0, ["rome"]]]) == [(0, "city", "wrong_type")]
+    assert problems([[None, "rome"]]) == [(0, "size", "missing_value")]
+    assert problems([[math.nan, "rome"]]) == [(0, "size", "missing_value")]
+    assert problems([[1.0, None]]) == [(0, "city", "missing_value")]
+    assert problems([3]) == [(0, None, "invalid_row")]
+    assert problems([]) == [(None, "rows", "empty_batch")]
+    assert problems({"size": 1}) == [(None, "rows", "invalid_body")]
+    assert problems([[1.0, "a"]] * 3, max_batch=2) == [(None, "rows", "batch_too_large")]
+    assert len(problems([["x", 1.5j]] * 30, max_batch=30)) == 20
+
+
+def test_missing_values_pass_when_the_policy_allows() -> None:
+    size, city = validate_rows(SCHEMA, [[None, None]], max_batch=1, allow_missing=True)
+    assert math.isnan(size[0]) and city == [None]
+
+
+def test_contract_errors_in_the_schema() -> None:
+    for raw in ([], [{"name": "a", "type": "text"}], [{"name": "a", "type": "numeric"}] * 2):
+        with pytest.raises(ContractError):
+            Schema.from_metadata(raw)
+
+
+def test_bucket_counts_are_right_closed() -> None:
+    edges = [1.0, 2.0, 3.0]
+    values = np.array([-5.0, 1.0, 1.0000001, 2.0, 2.5, 3.0, 3.5, 99.0])
+    assert bucket_counts(edges, values).tolist() == [2, 2, 2, 2]
+
+
+def test_batched_buckets_equal_prometheus_own_observe() -> None:
+    edges = [0.5, 1.0, 2.5, 7.0]
+    labels = {"model": "m", "version": "v", "track": "stable", "feature": "f"}
+    values = np.random.default_rng(1).normal(2.0, 2.0, 500).round(1)
+    mine = _Buckets("check_value", "doc", labels, edges)
+    mine.record(values)
+    reference = Histogram("check_value", "doc", list(labels), buckets=edges, registry=None)
+    for v in values.tolist():
+        reference.labels(**labels).observe(v)
+
+    def samples(h: Histogram) -> dict[tuple[str, str], float]:
+        return {
+            (s.name, s.labels.get("le", "")): s.value
+            for metric in h.collect()
+            for s in metric.samples
+            if not s.name.endswith("_created")
+        }
+
+    got, want = samples(mine.family), samples(reference)
+    assert got.keys() == want.keys()
+    for key in want:
+        assert got[key] == pytest.approx(want[key]), key
+
+
+def test_edges_are_checked_and_error_buckets_scale_with_the_holdout() -> None:
+    assert check_edges([1, 2.5]) == [1.0, 2.5]
+    for bad in ([], [1.0, 1.0], [2.0, 1.0], [1.0, math.inf], None):
+        with pytest.raises(ValueError):
+            check_edges(bad)
+    assert error_edges({"mae": 2.0}, []) == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+    assert error_edges({}, [0.0, 10.0, 20.0])[3] == 10.0
+    assert error_edges({}, [])[3] == 1.0
+
+
+def test_memory_scores_each_row_once_and_forgets_the_oldest(tmp_path: Path) -> None:
+    memory = Memory(tmp_path / "m.sqlite", capacity=3)
+    for i in range(5):
+        memory.remember(f"r{i}", [f"a{i}", f"b{i}"])
+    assert memory.claim("r4", 1) == ("ok", "b4")
+    assert memory.claim("r4", 1) == ("duplicate", None)
+    assert memory.claim("r4", 2) == ("unknown_row", None)
+    assert memory.claim("r2", 0) == ("ok", "a2")
+    assert memory.claim("r1", 0) == ("unknown_request", None)  # beyond the newest 3
+    assert memory.claim("nope", 0) == ("unknown_request", None)
+    other = Memory(tmp_path / "m.sqlite", capacity=3)  # another worker process sees the same
+    assert other.claim("r3", 0) == ("ok", "a3")
+    assert memory.claim("r3", 0) == ("duplicate", None)
+
+
+def test_feedback_items_are_validated_and_scored(tmp_path: Path) -> None:
+    memory = Memory(tmp_path / "f.sqlite", capacity=10)
+    memory.remember("r", ["x", "y"])
+    items = parse_items(
+        [
+            {"request_id": "r", "row": 0, "truth": "x"},
+            {"request_id": "r", "row": 1, "truth": "x"},
+            {"prediction": 1, "truth": "1"},
+            {"request_id": "gone", "truth": "x"},
+        ],
+        task="classification",
+        max_items=10,
+    )
+    outcome = score(items, task="classification", memory=memory)
+    assert (outcome.correct, outcome.incorrect, outcome.unmatched) == (2, 1, {"unknown_request": 1})
+    with pytest.raises(Rejected) as caught:
+        parse_items(
+            [{"prediction": 1.0, "truth": "a"}, {"request_id": "r", "prediction": 2, "truth": 1}],
+            task="regression",
+            max_items=10,
+        )
+    found = [(p.row, p.field, p.reason) for p in caught.value.problems]
+    assert found == [(0, "truth", "wrong_type"), (1, "prediction", "extra_feature")]
+    regression = parse_items([{"prediction": 3.0, "truth": 1.0}], task="regression", max_items=1)
+    assert score(regression, task="regression", memory=None).errors == [2.0]
+
+
+def test_artifact_uris_and_home_placement(tmp_path: Path) -> None:
+    assert archive_path("file:///models/iris/v1.bentomodel") == Path("/models/iris/v1.bentomodel")
+    assert archive_path("/models/x.bentomodel") == Path("/models/x.bentomodel")
+    for bad in ("", "s3://b/x.bentomodel", "file://host/x", "models/x.bentomodel"):
+        with pytest.raises(ArtifactError):
+            archive_path(bad)
+    archive = tmp_path / "models" / "iris" / "v1.bentomodel"
+    check_home_apart(tmp_path / "home", archive)
+    for home in (tmp_path / "models" / "iris", tmp_path / "models" / "iris" / "h", tmp_path):
+        with pytest.raises(ArtifactError, match="overlaps"):
+            check_home_apart(home, archive)
