@@ -88,9 +88,9 @@ def _run(request: Request, known: dict[str, Any]) -> dict[str, Any]:
         version=request.version,
     )
     seconds = fitted.seconds
-    seconds["save"] = _since(clock)
+    seconds["package"] = _since(clock)
     seconds["total"] = _since(started)
-    log.info("saved %s and exported it to %s in %.2fs", tag, artifact, seconds["save"])
+    log.info("saved %s and exported it to %s in %.2fs", tag, artifact, seconds["package"])
 
     gates = fitted.gates
     missed = [name for name, outcome in gates.items() if not outcome["passed"]]
