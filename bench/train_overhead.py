@@ -204,8 +204,8 @@ def render(args: argparse.Namespace, rows: list[dict[str, Any]], load: str) -> s
         "- *plain fit*: `estimator.fit` alone, data already in memory; *plain script*: a fresh "
         "Python process that imports scikit-learn, makes the data, splits and fits.",
         "- `modelops train` also generates and cleans the data (duplicates, coercion, "
-        "fingerprint), fits the whole Pipeline, evaluates on the holdout, computes reference distributions, "
-        "saves with BentoML and exports the archive.",
+        "fingerprint), fits the whole Pipeline, evaluates on the holdout, computes reference "
+        "distributions, saves with BentoML and exports the archive.",
         f"- Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}; load average before the run: {load}.",
         "",
