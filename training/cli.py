@@ -70,9 +70,17 @@ def main(argv: list[str]) -> int:
         temporary_home = home = tempfile.mkdtemp(prefix="modelops-train-bentoml-")
         os.environ["BENTOML_HOME"] = home
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    # BentoML stages a new model in a temporary directory. Unless TMPDIR says otherwise, keep it in
+    # BENTOML_HOME, so a pod with a read-only root filesystem needs only that emptyDir writable.
+    previous_tempdir = tempfile.tempdir
+    if not os.environ.get("TMPDIR"):
+        scratch = os.path.join(home, "tmp")
+        os.makedirs(scratch, exist_ok=True)
+        tempfile.tempdir = scratch
     try:
         result = _train(args, home)
     finally:
+        tempfile.tempdir = previous_tempdir
         if temporary_home:
             shutil.rmtree(temporary_home, ignore_errors=True)
     print(to_json(result), flush=True)

@@ -170,6 +170,13 @@ def fit(training: spec.TrainingSpec, known: dict[str, Any] | None = None) -> Fit
     )
 
     parts = evaluation.split(cleaned.frame, data_schema, training.validation)
+    classes = parts.y_train.nunique() if task == "classification" else 0
+    if "roc_auc" in training.validation.gates and classes != 2:
+        raise TrainingError(
+            "InvalidSpec",
+            f"spec.training.validation.gates.roc_auc applies to binary problems; the target "
+            f"{data_schema.target!r} has {classes} classes",
+        )
     rows.update(train=len(parts.y_train), test=len(parts.y_test))
     x_fit, y_fit = parts.x_train, parts.y_train
     if training.pipeline.oversample_minority:

@@ -202,6 +202,13 @@ def test_invalid_spec_names_the_field(
     no_leftovers()
 
 
+def test_roc_auc_gate_needs_a_binary_target(
+    write_spec: Callable[..., Path], train: Callable[..., Any]
+) -> None:
+    spec = iris_spec(validation={"gates": {"roc_auc": 0.9}})
+    expect_failure(train(write_spec(spec)), "InvalidSpec", "gates.roc_auc", "3 classes")
+
+
 def test_spec_that_is_not_yaml(tmp_path: Path, train: Callable[..., Any]) -> None:
     path = tmp_path / "spec.yaml"
     path.write_text("dataset: [unclosed\n")
