@@ -308,3 +308,16 @@ def test_download_timeout(
         dataset={"uri": f"{base}/slow.csv", "target": "label", "params": {"timeoutSeconds": 0.3}}
     )
     expect_failure(train(write_spec(spec)), "UrlUnreachable")
+
+
+def test_fit_failure_is_reported(write_spec: Callable[..., Path], train: Callable[..., Any]) -> None:
+    spec = iris_spec(pipeline={"selection": {"method": "variance", "threshold": 1000.0}})
+    expect_failure(train(write_spec(spec)), "FitFailed", "variance threshold")
+
+
+def test_every_reason_is_documented() -> None:
+    from modelops_training.result import REASONS
+
+    docs = (Path(__file__).parents[2] / "docs" / "training.md").read_text()
+    missing = [reason for reason in REASONS if f"| `{reason}` |" not in docs]
+    assert missing == []
