@@ -27,15 +27,16 @@ log = logging.getLogger("modelops.train")
 
 PIPELINE_FILE = "pipeline.pkl"
 ARCHIVE_SUFFIX = ".bentomodel"
-# Model and version names are Kubernetes names (DNS-1123 labels), which BentoML accepts in tags.
-NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# Model and version names are Kubernetes names of at most 63 characters (BentoML's limit for a
+# tag's name and version).
+NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
 
 
 def check_name(value: str, what: str) -> str:
     if not NAME.match(value):
         raise TrainingError(
             "InvalidArguments",
-            f"{what} {value!r} is not a Kubernetes name (lowercase letters, digits and '-', "
+            f"{what} {value!r} is not a Kubernetes name (lowercase letters, digits, '-' and '.', "
             "at most 63, starting and ending with a letter or digit)",
         )
     return value

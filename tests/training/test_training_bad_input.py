@@ -310,7 +310,9 @@ def test_download_timeout(
     expect_failure(train(write_spec(spec)), "UrlUnreachable")
 
 
-def test_fit_failure_is_reported(write_spec: Callable[..., Path], train: Callable[..., Any]) -> None:
+def test_fit_failure_is_reported(
+    write_spec: Callable[..., Path], train: Callable[..., Any]
+) -> None:
     spec = iris_spec(pipeline={"selection": {"method": "variance", "threshold": 1000.0}})
     expect_failure(train(write_spec(spec)), "FitFailed", "variance threshold")
 

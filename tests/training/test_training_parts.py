@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
 from modelops_training import sources
 from modelops_training.cleaning import to_numbers
 from modelops_training.estimators import build

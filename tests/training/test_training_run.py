@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from training_helpers import archives, iris_spec, load_archive, stored_models, write_csv
+
 from modelops_training import train as training_run
 from modelops_training.packaging import ArtifactStore, save_and_export
 from modelops_training.spec import parse_spec
-from training_helpers import archives, iris_spec, load_archive, stored_models, write_csv
 
 pytestmark = pytest.mark.unit
 

@@ -45,6 +45,7 @@ def load_archive(archive: Path, home: Path) -> tuple[Any, dict[str, Any], dict[s
     the metadata and the labels."""
     import bentoml
     import joblib
+
     from modelops_training.packaging import PIPELINE_FILE, model_store
 
     store = model_store(str(home))
