@@ -14,6 +14,7 @@ Every series is created at start with a zero value so that `increase()` sees its
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
 import math
@@ -44,6 +45,7 @@ REJECT_REASONS = (
 )
 UNMATCHED_REASONS = ("unknown_request", "unknown_row", "duplicate")
 ERROR_MULTIPLIERS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+SMALL_BATCH = 16  # below this, bisect per value is cheaper than numpy's binning
 
 
 def check_edges(edges: Any) -> list[float]:
@@ -104,9 +106,13 @@ class _Buckets:
             for v in values.tolist():
                 self._child.observe(v)
             return
-        counts = bucket_counts(self.edges, values)
-        for i in np.flatnonzero(counts).tolist():
-            self._cells[i].inc(int(counts[i]))
+        if values.size <= SMALL_BATCH:
+            for v in values.tolist():
+                self._cells[bisect.bisect_left(self.edges, v)].inc(1)
+        else:
+            counts = bucket_counts(self.edges, values)
+            for i in np.flatnonzero(counts).tolist():
+                self._cells[i].inc(int(counts[i]))
         self._sum.inc(float(values.sum()))
 
 
@@ -244,9 +250,8 @@ class Monitor:
         for i, _name, buckets in self._numeric:
             values = columns[i]
             nan = np.isnan(values)
-            n_missing = int(nan.sum())
-            if n_missing:
-                self._missing[i].inc(n_missing)
+            if nan.any():
+                self._missing[i].inc(int(nan.sum()))
                 values = values[~nan]
             if buckets is not None:
                 buckets.record(values)

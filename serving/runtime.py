@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.pipeline import Pipeline
 
 from . import artifact
 from .config import Settings
@@ -149,10 +150,18 @@ class Runtime:
     def _score(
         self, model: artifact.LoadedModel, frame: pd.DataFrame
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        predictions = np.asarray(model.pipeline.predict(frame))
-        probabilities = None
-        if model.task == "classification" and hasattr(model.pipeline, "predict_proba"):
-            probabilities = np.asarray(model.pipeline.predict_proba(frame))
+        pipeline = model.pipeline
+        wants_proba = model.task == "classification" and hasattr(pipeline, "predict_proba")
+        if wants_proba and isinstance(pipeline, Pipeline) and len(pipeline.steps) > 1:
+            # what Pipeline.predict and .predict_proba do, with the transforms run once for both
+            estimator = pipeline.steps[-1][1]
+            transformed = pipeline[:-1].transform(frame)
+            return (
+                np.asarray(estimator.predict(transformed)),
+                np.asarray(estimator.predict_proba(transformed)),
+            )
+        predictions = np.asarray(pipeline.predict(frame))
+        probabilities = np.asarray(pipeline.predict_proba(frame)) if wants_proba else None
         return predictions, probabilities
 
     def _unscorable(

@@ -101,7 +101,11 @@ def test_batched_buckets_equal_prometheus_own_observe() -> None:
     labels = {"model": "m", "version": "v", "track": "stable", "feature": "f"}
     values = np.random.default_rng(1).normal(2.0, 2.0, 500).round(1)
     mine = _Buckets("check_value", "doc", labels, edges)
-    mine.record(values)
+    for v in values[:20]:  # single values (the bisect path) ...
+        mine.record(np.array([v]))
+    mine.record(values[20:30])
+    mine.record(values[30:])  # ... and a large batch (the numpy path)
+    assert set(values[:30]) & set(edges), "some values fall exactly on an edge"
     reference = Histogram("check_value", "doc", list(labels), buckets=edges, registry=None)
     for v in values.tolist():
         reference.labels(**labels).observe(v)
