@@ -7,7 +7,9 @@ older ids become unknown, and feedback on them is counted as such, not failed. E
 request is scored at most once; a repeat is counted as a duplicate.
 
 Feedback can also carry the prediction itself (`{"prediction": ..., "truth": ...}`), which needs no
-memory and works across replicas.
+memory and works across replicas. An item may name the `version` that made the prediction; an item
+for another version is counted as `other_version` and not scored, so a canary's accuracy is never
+computed from the stable version's predictions.
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ class Item:
     request_id: str | None = None
     row: int = 0
     prediction: Any = None
+    version: str | None = None
 
 
 @dataclass
@@ -163,7 +166,7 @@ def parse_items(body_items: Any, *, task: str, max_items: int) -> list[Item]:
                 "must be an object with 'truth' and a 'request_id' or a 'prediction'",
             )
             continue
-        extra = set(raw) - {"truth", "request_id", "row", "prediction"}
+        extra = set(raw) - {"truth", "request_id", "row", "prediction", "version"}
         for key in sorted(extra):
             bad("extra_feature", i, key, f"{key!r} is not a feedback field")
         has_id, has_pred = "request_id" in raw, "prediction" in raw
@@ -196,6 +199,8 @@ def parse_items(body_items: Any, *, task: str, max_items: int) -> list[Item]:
                 bad("wrong_type", i, "prediction", "'prediction' must be a finite number")
             elif task == "classification" and not isinstance(pred, (str, int)):
                 bad("wrong_type", i, "prediction", "'prediction' must be a class label")
+        if "version" in raw and not isinstance(raw["version"], str):
+            bad("wrong_type", i, "version", "'version' must be a string")
         if "row" in raw and not has_id:
             bad("extra_feature", i, "row", "'row' only goes with 'request_id'")
         if not problems or problems[-1].row != i:
@@ -205,6 +210,7 @@ def parse_items(body_items: Any, *, task: str, max_items: int) -> list[Item]:
                     request_id=raw.get("request_id"),
                     row=int(raw.get("row", 0)),
                     prediction=raw.get("prediction"),
+                    version=raw.get("version"),
                 )
             )
     if problems:
@@ -212,10 +218,13 @@ def parse_items(body_items: Any, *, task: str, max_items: int) -> list[Item]:
     return items
 
 
-def score(items: list[Item], *, task: str, memory: Memory | None) -> Outcome:
+def score(items: list[Item], *, task: str, memory: Memory | None, version: str = "") -> Outcome:
     """Match each item with its prediction and compare with the truth."""
     outcome = Outcome()
     for item in items:
+        if item.version is not None and version and item.version != version:
+            outcome.unmatched["other_version"] = outcome.unmatched.get("other_version", 0) + 1
+            continue
         prediction = item.prediction
         if item.request_id is not None:
             status, prediction = (

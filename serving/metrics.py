@@ -43,7 +43,7 @@ REJECT_REASONS = (
     "missing_value",
     "unscorable",
 )
-UNMATCHED_REASONS = ("unknown_request", "unknown_row", "duplicate")
+UNMATCHED_REASONS = ("unknown_request", "unknown_row", "duplicate", "other_version")
 ERROR_MULTIPLIERS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 SMALL_BATCH = 16  # below this, bisect per value is cheaper than numpy's binning
 

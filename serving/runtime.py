@@ -188,7 +188,7 @@ class Runtime:
             parsed = parse_items(items, task=model.task, max_items=self.settings.max_batch)
         except Rejected as error:
             raise self.reject("feedback", error) from None
-        outcome = score(parsed, task=model.task, memory=self.memory)
+        outcome = score(parsed, task=model.task, memory=self.memory, version=model.version)
         self.monitor.record_outcomes(outcome.correct, outcome.incorrect, outcome.errors)
         for reason, n in outcome.unmatched.items():
             self.monitor.record_unmatched(reason, n)

@@ -224,7 +224,8 @@ def test_feedback_moves_the_accuracy_counters(server: Server, iris: Any) -> None
         {"request_id": rid, "row": 9, "truth": "setosa"},
         {"request_id": "0" * 32, "truth": "setosa"},
         {"prediction": "setosa", "truth": "setosa"},
-        {"prediction": "setosa", "truth": "virginica"},
+        {"prediction": "setosa", "truth": "virginica", "version": "iris-v1"},
+        {"prediction": "setosa", "truth": "setosa", "version": "iris-v0"},  # another version's
     ]
     # send them one by one so that the two workers share the remembered predictions
     totals: Counter[str] = Counter()
@@ -236,7 +237,9 @@ def test_feedback_moves_the_accuracy_counters(server: Server, iris: Any) -> None
             totals["incorrect"] += result["incorrect"]
             for reason, n in result["unmatched"].items():
                 totals[reason] += n
-    assert totals == Counter(correct=3, incorrect=2, duplicate=1, unknown_row=1, unknown_request=1)
+    assert totals == Counter(
+        correct=3, incorrect=2, duplicate=1, unknown_row=1, unknown_request=1, other_version=1
+    )
     after = server.metrics()
 
     def delta(name: str, **extra: str) -> float:
@@ -248,6 +251,7 @@ def test_feedback_moves_the_accuracy_counters(server: Server, iris: Any) -> None
     assert delta("modelops_feedback_unmatched_total", reason="duplicate") == 1
     assert delta("modelops_feedback_unmatched_total", reason="unknown_row") == 1
     assert delta("modelops_feedback_unmatched_total", reason="unknown_request") == 1
+    assert delta("modelops_feedback_unmatched_total", reason="other_version") == 1
 
 
 @pytest.mark.parametrize(

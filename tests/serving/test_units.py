@@ -8,12 +8,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client import Histogram
+
 from modelops_serving.artifact import ArtifactError, archive_path, check_home_apart
 from modelops_serving.config import ConfigError, load_settings
 from modelops_serving.feedback import Memory, parse_items, score
 from modelops_serving.metrics import _Buckets, bucket_counts, check_edges, error_edges
 from modelops_serving.schema import ContractError, Rejected, Schema, validate_rows
-from prometheus_client import Histogram
 
 pytestmark = pytest.mark.unit
 
@@ -158,12 +159,15 @@ def test_feedback_items_are_validated_and_scored(tmp_path: Path) -> None:
             {"request_id": "r", "row": 1, "truth": "x"},
             {"prediction": 1, "truth": "1"},
             {"request_id": "gone", "truth": "x"},
+            {"prediction": "x", "truth": "x", "version": "v1"},
+            {"prediction": "x", "truth": "x", "version": "v2"},
         ],
         task="classification",
         max_items=10,
     )
-    outcome = score(items, task="classification", memory=memory)
-    assert (outcome.correct, outcome.incorrect, outcome.unmatched) == (2, 1, {"unknown_request": 1})
+    outcome = score(items, task="classification", memory=memory, version="v1")
+    assert (outcome.correct, outcome.incorrect) == (3, 1)
+    assert outcome.unmatched == {"unknown_request": 1, "other_version": 1}
     with pytest.raises(Rejected) as caught:
         parse_items(
             [{"prediction": 1.0, "truth": "a"}, {"request_id": "r", "prediction": 2, "truth": 1}],
