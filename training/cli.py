@@ -12,14 +12,17 @@ directory removed at exit.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
-from .result import FAILED, failed, fit_to_limit, to_json
+from .result import FAILED, Terminated, failed, fit_to_limit, to_json
 
 DEFAULT_RESULT_FILE = "/dev/termination-log"
 log = logging.getLogger("modelops.train")
@@ -99,14 +102,47 @@ def _train(args: argparse.Namespace, home: str) -> dict[str, Any]:
         bentoml_home=home,
     )
     try:
-        return run(request)
-    except Exception as error:  # a bug, not bad input: still a result, never a traceback on stdout
-        log.exception("unexpected error")
+        with _terminate_on_sigterm():
+            return run(request)
+    except Terminated:
+        log.error("stopped by SIGTERM; nothing was archived")
+        return failed(
+            "Terminated",
+            "the run was stopped by SIGTERM before it finished; no model was archived",
+            {"model": args.model, "version": args.version},
+        )
+    except Exception as error:  # a bug, not bad input: still a result, and no traceback
+        # unless MODELOPS_DEBUG asks for one
+        log.error(
+            "unexpected %s: %s",
+            type(error).__name__,
+            error,
+            exc_info=bool(os.environ.get("MODELOPS_DEBUG")),
+        )
         return failed(
             "InternalError",
             f"unexpected {type(error).__name__}: {error}",
             {"model": args.model, "version": args.version},
         )
+
+
+@contextlib.contextmanager
+def _terminate_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into Terminated while the run goes, so temporary files and a half-saved model
+    are removed and a result is still written (the pod's termination message)."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (an embedding program): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _write_result_file(path: str, result: dict[str, Any]) -> None:

@@ -135,17 +135,17 @@ def save_and_export(
         temporary = None
         _fsync_directory(final.parent)
         return store.uri(model, version)
-    except TrainingError:
-        raise
-    except Exception as error:
+    except BaseException as error:  # also SIGTERM (Terminated): clean up, then go on raising
         if saved:
             try:
                 models.delete(tag)
-            except Exception:  # pragma: no cover - best effort; the store is pod-local anyway
+            except Exception:  # best effort; the store is pod-local anyway
                 log.warning("could not delete %s from the local store", tag)
-        raise TrainingError(
-            "SaveFailed", f"saving {tag}: {type(error).__name__}: {error}"
-        ) from None
+        if isinstance(error, Exception) and not isinstance(error, TrainingError):
+            raise TrainingError(
+                "SaveFailed", f"saving {tag}: {type(error).__name__}: {error}"
+            ) from None
+        raise
     finally:
         if temporary and os.path.exists(temporary):
             os.unlink(temporary)

@@ -38,6 +38,7 @@ REASONS: dict[str, str] = {
     "TaskMismatch": "the declared task does not match the estimator",
     "FitFailed": "scikit-learn failed to fit the pipeline",
     "SaveFailed": "the model could not be saved or archived",
+    "Terminated": "the run was stopped by SIGTERM (the Job was deleted or timed out)",
     "InternalError": "an unexpected error; the message names it",
 }
 
@@ -68,6 +69,11 @@ class TrainingError(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM, so cleanup runs on the way out. A BaseException, so
+    no handler meant for errors swallows it."""
 
 
 def failed(reason: str, message: str, known: dict[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,7 @@ def run(request: Request) -> dict[str, Any]:
         return _run(request, known)
     except TrainingError as error:
         log.error("failed: %s: %s", error.reason, error.message)
+        known.pop("approved", None)  # a failed run approves nothing, whatever its gates said
         return failed(error.reason, error.message, known)
 
 

@@ -323,3 +323,33 @@ def test_every_reason_is_documented() -> None:
     docs = (Path(__file__).parents[2] / "docs" / "training.md").read_text()
     missing = [reason for reason in REASONS if f"| `{reason}` |" not in docs]
     assert missing == []
+
+
+@pytest.mark.parametrize("interruption", ["error", "sigterm"])
+def test_interrupted_export_leaves_no_archive_and_no_model(
+    monkeypatch: pytest.MonkeyPatch,
+    write_spec: Callable[..., Path],
+    train: Callable[..., Any],
+    no_leftovers: Callable[[], None],
+    interruption: str,
+) -> None:
+    import bentoml
+
+    from modelops_training.result import Terminated
+
+    real_export = bentoml.models.export_model
+
+    def export_then_break(tag: str, path: str, *args: Any, **kwargs: Any) -> str:
+        written = real_export(tag, path, *args, **kwargs)  # the whole temporary archive exists
+        assert Path(written).is_file()
+        if interruption == "sigterm":
+            raise Terminated()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bentoml.models, "export_model", export_then_break)
+    run = train(write_spec(iris_spec()))
+    if interruption == "sigterm":
+        expect_failure(run, "Terminated", "SIGTERM")
+    else:
+        expect_failure(run, "SaveFailed", "No space left on device")
+    no_leftovers()

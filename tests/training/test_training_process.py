@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,39 @@ def test_console_script_fails_cleanly(tmp_path: Path) -> None:
     assert result["reason"] == "EstimatorNotAllowed"
     assert "Traceback" not in done.stderr + done.stdout
     assert not (tmp_path / "models" / "iris").exists()
+
+
+def test_sigterm_during_the_fit_leaves_nothing_and_says_so(tmp_path: Path) -> None:
+    spec = iris_spec(
+        dataset={"uri": "synthetic:classification?rows=50000&features=20&seed=3",
+                 "target": "target"},
+        estimator={"class": "sklearn.ensemble.RandomForestClassifier",
+                   "params": {"n_estimators": 500}},
+        validation={},
+    )  # fmt: skip
+    spec_path = tmp_path / "slow.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "pod-local-bentoml")}
+    process = subprocess.Popen(
+        [
+            str(MODELOPS), "train", "--spec", str(spec_path), "--model", "slow",
+            "--version", "slow-v1", "--artifacts", (tmp_path / "models").as_uri(),
+            "--result-file", str(tmp_path / "result"),
+        ],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:  # wait until the fit has started
+        seen.append(line)
+        if "cleaned:" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1, "".join(seen) + err
+    result = json.loads(out)
+    assert result["reason"] == "Terminated"
+    assert json.loads((tmp_path / "result").read_text()) == result
+    assert "Traceback" not in err
+    leftovers = [p for p in (tmp_path / "models").rglob("*") if p.is_file()]
+    assert leftovers == []
