@@ -27,6 +27,15 @@ SELECTION = ("kbest", "variance", "none")
 LOWER_IS_BETTER = frozenset({"mae", "rmse"})
 CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "roc_auc")
 REGRESSION_METRICS = ("r2", "mae", "rmse")
+# The values a gate's threshold can take (accuracy 90 is a typo for 0.9, not a gate never passed).
+GATE_RANGES: dict[str, tuple[float, float]] = {
+    "accuracy": (0.0, 1.0),
+    "f1_macro": (0.0, 1.0),
+    "roc_auc": (0.0, 1.0),
+    "r2": (-math.inf, 1.0),
+    "mae": (0.0, math.inf),
+    "rmse": (0.0, math.inf),
+}
 
 # Keys of spec.training that belong to the operator (scheduling, pod resources): accepted, unused.
 OPERATOR_KEYS = ("schedule", "resources")
@@ -236,6 +245,13 @@ def _validation(raw: Any) -> ValidationSpec:
     gates_raw = _mapping(data.get("gates", {}), f"{where}.gates")
     _known(gates_raw, f"{where}.gates", CLASSIFICATION_METRICS + REGRESSION_METRICS)
     gates = {name: _number(value, f"{where}.gates.{name}") for name, value in gates_raw.items()}
+    for name, value in gates.items():
+        low, high = GATE_RANGES[name]
+        if not low <= value <= high:
+            raise TrainingError(
+                "InvalidSpec",
+                f"{where}.gates.{name} must be in [{low:g}, {high:g}], got {value:g}",
+            )
     return ValidationSpec(test_size=test_size, random_state=random_state, gates=gates)
 
 

@@ -168,6 +168,7 @@ def test_estimator_problems(
             ["gates.r2", "classification"],
         ),
         (iris_spec(validation={"testSize": 1.5}), ["testSize"]),
+        (iris_spec(validation={"gates": {"accuracy": 90}}), ["gates.accuracy", "[0, 1]"]),
         (iris_spec(pipeline={"scaling": "zscore"}), ["scaling", "standard"]),
         (iris_spec(dataset={"uri": "builtin:mnist", "target": "y"}), ["builtin:mnist"]),
         (iris_spec(dataset={"uri": "ftp://x/y.csv", "target": "y"}), ["unsupported source"]),
