@@ -111,6 +111,10 @@ def test_stored_model_predicts_exactly_as_the_in_memory_pipeline(
         pd.DataFrame({"income": [1500.0, 1200.0], "region": ["south", "west"], "age": [33.0, 41]})
     )
     assert list(loaded.predict(request)) == list(expected)
+    # the stored reference is the one computed from the training split (checked against the data
+    # in test_reference_distribution_matches_the_training_data)
+    assert meta["reference"] == training_run.metadata(fitted, "loans", "loans-v1")["reference"]
+    assert set(meta["reference"]) == {"income", "region", "age"}
     region = next(f for f in meta["features"] if f["name"] == "region")
     assert region == {
         "name": "region",
