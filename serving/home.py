@@ -6,12 +6,17 @@
 worker processes it spawns find the lock held by their parent and go on; any other process that
 finds it held refuses to start, before it can wipe or mix the metrics of the runtime that owns the
 directory.
+
+The same import points temporary files (BentoML's staging of the imported model, its socket
+directory) at `$BENTOML_HOME/tmp` unless TMPDIR is set, and the worker processes inherit it, so a
+pod with a read-only root filesystem needs only BENTOML_HOME writable.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import tempfile
 from pathlib import Path
 from typing import IO
 
@@ -32,6 +37,12 @@ def claim(home: str | None = None) -> None:
         return
     path = Path(home)
     path.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    if not os.environ.get("TMPDIR"):
+        scratch = path / "tmp"
+        scratch.mkdir(exist_ok=True)
+        os.environ["TMPDIR"] = str(scratch)
+        tempfile.tempdir = None  # recomputed from TMPDIR on next use
     handle = open(path / LOCK_FILE, "a+")  # noqa: SIM115 - held for the life of the process
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
