@@ -68,6 +68,16 @@ class ArtifactStore:
             raise TrainingError("InvalidArguments", f"--artifacts {uri!r} is not a directory")
         return cls(root)
 
+    def check_apart(self, home: str) -> None:
+        """Refuse a BENTOML_HOME on the artifact store: there it would be shared between pods."""
+        root, local = self.root.resolve(), Path(home).resolve()
+        if root == local or root in local.parents or local in root.parents:
+            raise TrainingError(
+                "InvalidArguments",
+                f"BENTOML_HOME {home} overlaps the artifact store {self.root}; it must be "
+                "pod-local (an emptyDir), never shared",
+            )
+
     def path(self, model: str, version: str) -> Path:
         return self.root / model / f"{version}{ARCHIVE_SUFFIX}"
 

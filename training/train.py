@@ -70,6 +70,7 @@ def _run(request: Request, known: dict[str, Any]) -> dict[str, Any]:
     check_name(request.model, "--model")
     check_name(request.version, "--version")
     store = ArtifactStore.parse(request.artifacts)
+    store.check_apart(request.bentoml_home)
     training = spec.load_spec(request.spec_path)
     fitted = fit(training, known)
 

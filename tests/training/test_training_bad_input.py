@@ -237,6 +237,14 @@ def test_bad_names(write_spec: Callable[..., Path], train: Callable[..., Any]) -
     )
 
 
+def test_bentoml_home_on_the_artifact_store_is_refused(
+    write_spec: Callable[..., Path], train: Callable[..., Any], bentoml_home: Path
+) -> None:
+    run = train(write_spec(iris_spec()), artifacts_uri=bentoml_home.parent.as_uri())
+    expect_failure(run, "InvalidArguments", "BENTOML_HOME", "pod-local")
+    assert not (bentoml_home.parent / "iris").exists()
+
+
 def test_missing_arguments_are_a_result_not_a_usage_exit(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
