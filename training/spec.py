@@ -100,9 +100,10 @@ class TrainingSpec:
 
 
 def spec_hash(raw: dict[str, Any]) -> str:
-    """`sha256:` of the canonical JSON (sorted keys, no spaces, UTF-8) of the spec as written."""
-    text = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """`sha256:` of the canonical JSON of the spec as written: sorted keys, no spaces, non-ASCII
+    escaped — the same bytes the operator hashes (modelops_operator.specs.spec_hash)."""
+    text = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def load_spec(path: str) -> TrainingSpec:

@@ -115,3 +115,19 @@ def test_spec_defaults_and_operator_keys() -> None:
     assert spec.pipeline.cleaning.missing == "impute-median"
     assert spec.validation.test_size == 0.2
     assert spec.validation.gates == {}
+
+
+def test_spec_hash_is_canonical_json() -> None:
+    # The operator hashes spec.training the same way for its ModelVersion: sorted keys, compact
+    # separators, non-ASCII escaped. Key order in the file does not matter.
+    import hashlib
+
+    raw = {
+        "estimator": {"params": {"C": 0.5}, "class": "sklearn.svm.SVC"},
+        "dataset": {"uri": "builtin:iris", "target": "species", "features": ["größe"]},
+    }
+    canonical = (
+        '{"dataset":{"features":["gr\\u00f6\\u00dfe"],"target":"species","uri":"builtin:iris"},'
+        '"estimator":{"class":"sklearn.svm.SVC","params":{"C":0.5}}}'
+    )
+    assert parse_spec(raw).hash == "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
