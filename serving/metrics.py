@@ -45,6 +45,7 @@ REJECT_REASONS = (
 )
 UNMATCHED_REASONS = ("unknown_request", "unknown_row", "duplicate", "other_version")
 ERROR_MULTIPLIERS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+MAX_CATEGORIES = 100  # series per categorical feature when the reference names none
 SMALL_BATCH = 16  # below this, bisect per value is cheaper than numpy's binning
 
 
@@ -157,9 +158,12 @@ class Monitor:
             self._missing[i] = missing.labels(**base, feature=feature.name)
             if feature.kind == CATEGORICAL:
                 ref = reference.get(feature.name)
-                known = set(feature.categories)
+                # the reference's categories (training keeps the most frequent ones, the rest is
+                # its "other"), so that the series match the reference one to one and stay few
                 if isinstance(ref, dict) and isinstance(ref.get("categories"), dict):
-                    known |= {str(c) for c in ref["categories"]}
+                    known = {str(c) for c in ref["categories"]}
+                else:
+                    known = set(feature.categories[:MAX_CATEGORIES])
                 children = {
                     c: categories_family.labels(**base, feature=feature.name, category=c)
                     for c in [*sorted(known), OTHER]

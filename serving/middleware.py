@@ -4,7 +4,9 @@ BentoML parses the JSON body before the API method runs and answers a body that 
 a JSON object) with its own 400. This ASGI middleware rewrites those answers into the runtime's
 error shape (`{"error", "reason", "problems": [{"reason", "message", "row", "field"}]}`) and counts
 them as rejected with reason `invalid_json`; answers the runtime produced itself carry the
-`X-Modelops-Reason` header and pass untouched.
+`X-Modelops-Reason` header and pass untouched. The endpoints speak JSON only: whatever content type
+a request declares (`curl -d` says form-urlencoded; BentoML would also parse multipart forms and
+pickles), its body is read as JSON.
 """
 
 from __future__ import annotations
@@ -77,6 +79,10 @@ class RuntimeMiddleware:
         if endpoint is None or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
+        scope = dict(scope)
+        scope["headers"] = [
+            (k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-type"
+        ] + [(b"content-type", b"application/json")]
         pending: list[Message] = []
 
         async def guarded_send(message: Message) -> None:

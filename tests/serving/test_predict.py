@@ -291,3 +291,23 @@ def test_bentoml_request_series_are_kept(server: Server) -> None:
         if line.startswith("modelops_"):
             assert 'model="iris"' in line and 'version="iris-v1"' in line, line
             assert 'track="stable"' in line, line
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+        "application/vnd.bentoml+pickle",
+        "text/plain",
+    ],
+)
+def test_bodies_are_json_whatever_their_declared_type(server: Server, content_type: str) -> None:
+    body = json.dumps({"rows": [GOOD]}).encode()
+    response = server.client.post("/predict", content=body, headers={"content-type": content_type})
+    assert response.status_code == 200, response.text
+    garbage = server.client.post(
+        "/predict", content=b"rows=1&x=2", headers={"content-type": content_type}
+    )
+    assert garbage.status_code == 400
+    assert garbage.json()["reason"] == "invalid_json"
