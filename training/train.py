@@ -100,7 +100,8 @@ def _run(request: Request, known: dict[str, Any]) -> dict[str, Any]:
         "phase": SUCCEEDED if fitted.approved else REJECTED,
         "reason": "Trained" if fitted.approved else "QualityGateMissed",
         "message": (
-            f"trained {tag} on {fitted.rows['train']} rows; passed {len(gates)} quality gate(s)"
+            f"trained {tag} on {fitted.rows['train']} rows; "
+            + (f"passed {len(gates)} quality gate(s)" if gates else "no quality gate declared")
             if fitted.approved
             else f"{tag} missed the quality gate(s) {', '.join(missed)}; archived, not deployable"
         ),
