@@ -117,7 +117,7 @@ def create_pod(
     labels: dict[str, str] | None = None,
 ) -> None:
     """A pod with two containers (the annotated port decides, not the containers' ports)."""
-    pod = {
+    pod: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "labels": labels or {}, "annotations": annotations},
@@ -349,7 +349,7 @@ def listening_on(port: int) -> bool:
 
 def gone(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
 
