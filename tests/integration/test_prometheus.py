@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -384,10 +385,18 @@ def test_prometheus_dies_with_the_process_that_started_it(control_plane: Control
 
 def test_a_failed_start_reports_the_log_and_leaves_nothing(control_plane: ControlPlane) -> None:
     clash = {"job_name": JOB_NAME, "static_configs": [{"targets": ["127.0.0.1:9"]}]}
-    prom = PrometheusServer(control_plane.kubeconfig, extra_scrape_configs=[clash])
+    lines: list[str] = []
+    prom = PrometheusServer(
+        control_plane.kubeconfig, extra_scrape_configs=[clash], progress=lines.append
+    )
     with pytest.raises(StartupError, match="exited with") as error:
         prom.start()
     # The log tail names what is wrong.
     assert "multiple scrape configs with job name" in str(error.value)
     assert prom.process is None
     assert not prom.directory.exists()
+    # The whole log is kept outside the removed directory; this test removes its copy.
+    (line,) = lines
+    kept = Path(line.rsplit(" ", 1)[-1])
+    assert "multiple scrape configs" in (kept / "prometheus.log").read_text()
+    shutil.rmtree(kept)
