@@ -41,6 +41,8 @@ def _not_ready(error: NotReady) -> JSONResponse:
     name="modelops",
     workers=SETTINGS.workers,
     http={"host": SETTINGS.host},
+    # named so that BentoML leaves the probes out of its access log
+    endpoints={"livez": "/livez", "readyz": "/readyz"},
 )
 class ModelService:
     """Serves one model version; see docs/serving.md."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -311,3 +312,16 @@ def test_bodies_are_json_whatever_their_declared_type(server: Server, content_ty
     )
     assert garbage.status_code == 400
     assert garbage.json()["reason"] == "invalid_json"
+
+
+def test_probes_stay_out_of_the_access_log(server: Server) -> None:
+    for _ in range(3):
+        assert server.get("/livez").status_code == 200
+        assert server.get("/readyz").status_code == 200
+    assert server.post("/predict", {"rows": [GOOD]}).status_code == 200
+    deadline = time.monotonic() + 10
+    while "path=/predict" not in server.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    log = server.log.read_text()
+    assert "path=/predict" in log
+    assert "path=/livez" not in log and "path=/readyz" not in log
