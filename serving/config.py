@@ -93,6 +93,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         monitoring=_switch(env, "MODELOPS_MONITORING", True),
         max_batch=_int(env, "MODELOPS_MAX_BATCH", 1000, 1),
         nan_policy=_choice(env, "MODELOPS_NAN_POLICY", "reject", NAN_POLICIES),
-        feedback_memory=_int(env, "MODELOPS_FEEDBACK_MEMORY", 100_000, 0),
+        feedback_memory=_int(env, "MODELOPS_FEEDBACK_MEMORY", 50_000, 0),
         artifact_wait_seconds=_float(env, "MODELOPS_ARTIFACT_WAIT_SECONDS", 600.0),
     )
