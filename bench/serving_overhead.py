@@ -1,6 +1,6 @@
 """What monitoring costs the serving runtime: /predict with MODELOPS_MONITORING on against off.
 
-    .venv/bin/python bench/serving_overhead.py [--seconds 10] [--rounds 3] [--connections 4]
+    .venv/bin/python bench/serving_overhead.py [--seconds 6] [--rounds 5] [--connections 4]
 
 Trains a small model with `modelops train` (builtin iris, logistic regression: a cheap model, so
 the monitoring share of each request is as large as it gets), starts two `bentoml serve` processes
@@ -200,8 +200,8 @@ def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=int, default=10, help="length of one wrk run")
-    parser.add_argument("--rounds", type=int, default=3, help="on/off pairs per case")
+    parser.add_argument("--seconds", type=int, default=6, help="length of one wrk run")
+    parser.add_argument("--rounds", type=int, default=5, help="on/off pairs per case")
     parser.add_argument("--connections", type=int, default=4, help="wrk connections")
     parser.add_argument("--out", type=Path, default=None, help="write raw results as JSON here")
     args = parser.parse_args()
