@@ -87,6 +87,12 @@ def error_edges(metrics: Any, prediction_edges: Sequence[float]) -> list[float]:
     return [scale * m for m in ERROR_MULTIPLIERS]
 
 
+def _finite(values: np.ndarray) -> np.ndarray:
+    """The finite values (a NaN would poison a histogram's _sum for good)."""
+    finite = np.isfinite(values)
+    return values if finite.all() else values[finite]
+
+
 class _Buckets:
     """One histogram series, written a batch at a time."""
 
@@ -275,7 +281,7 @@ class Monitor:
 
     def record_predictions(self, predictions: Iterable[Any]) -> None:
         if self._prediction is not None:
-            self._prediction.record(np.asarray(predictions, dtype=np.float64))
+            self._prediction.record(_finite(np.asarray(predictions, dtype=np.float64)))
             return
         for label, n in Tally(str(p) for p in predictions).items():
             child = self._classes.get(label)
@@ -291,7 +297,7 @@ class Monitor:
             if incorrect:
                 self._incorrect.inc(incorrect)
         elif self._feedback_error is not None and errors:
-            self._feedback_error.record(np.abs(np.asarray(errors, dtype=np.float64)))
+            self._feedback_error.record(_finite(np.abs(np.asarray(errors, dtype=np.float64))))
 
     def record_unmatched(self, reason: str, n: int = 1) -> None:
         self._unmatched[reason].inc(n)

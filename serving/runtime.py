@@ -52,12 +52,10 @@ class Runtime:
 
     def _load(self) -> None:
         s = self.settings
-        waited: list[str] = []
 
         def on_wait(message: str) -> None:
-            if not waited:
+            if self.error != message:
                 log.warning("waiting for the model archive: %s", message)
-            waited.append(message)
             self.error = message
 
         try:
