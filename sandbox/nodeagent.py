@@ -44,6 +44,7 @@ from modelops_sandbox.kube import Kube
 from modelops_sandbox.node import HOST_IP, NodeRegistration
 from modelops_sandbox.podstatus import now_rfc3339
 from modelops_sandbox.podworker import PodWorker, die_with_parent
+from modelops_sandbox.provisioner import Provisioner
 
 Obj = dict[str, Any]
 
@@ -51,6 +52,7 @@ DEFAULT_NODE = "sandbox-node"
 LEASE_EVERY = 10.0
 CONDITIONS_EVERY = 60.0
 WATCH_SECONDS = 60
+PROVISION_EVERY = 1.0
 
 
 def _stderr(line: str) -> None:
@@ -68,6 +70,7 @@ class NodeAgent:
     restart_backoff: float = 10.0
     stop_grace: float = 10.0
     pod_network: str = DEFAULT_NETWORK
+    provision: bool = True
     kube: Kube = field(init=False)
     addresses: AddressPool = field(init=False)
     allocatable: dict[str, str] = field(init=False, default_factory=dict)
@@ -81,6 +84,7 @@ class NodeAgent:
         self._threads: list[threading.Thread] = []
         self._events: queue.Queue[Obj | None] = queue.Queue()
         self._node: NodeRegistration | None = None
+        self._provisioner: Provisioner | None = None
 
     @property
     def state(self) -> Path:
@@ -98,8 +102,13 @@ class NodeAgent:
         self._node = NodeRegistration(self.kube, self.node_name, self.state)
         self._node.register()
         self.allocatable = self._node.allocatable
-        for target, name in ((self._heartbeat, "heartbeat"), (self._watch, "watch"),
-                             (self._post_events, "events")):
+        loops = [(self._heartbeat, "heartbeat"), (self._watch, "watch"),
+                 (self._post_events, "events")]
+        if self.provision:
+            self._provisioner = Provisioner(self.kube, self.state, self.say)
+            self._provisioner.install()
+            loops.append((self._provision, "provisioner"))
+        for target, name in loops:
             thread = threading.Thread(target=target, name=f"nodeagent-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -120,6 +129,8 @@ class NodeAgent:
             worker.join(self.stop_grace + 15)
         self._events.put(None)
         try:
+            if self._provisioner is not None:
+                self._provisioner.uninstall()
             if self._node is not None:
                 self._node.deregister()
         except Exception as error:
@@ -163,6 +174,14 @@ class NodeAgent:
                     last_conditions = time.monotonic()
             except Exception as error:
                 self.say(f"heartbeat failed: {error}")
+
+    def _provision(self) -> None:
+        assert self._provisioner is not None
+        while not self._stopping.wait(PROVISION_EVERY):
+            try:
+                self._provisioner.sync()
+            except Exception as error:  # retried at the next pass
+                self.say(f"provisioning failed: {error}")
 
     # --- the pods -----------------------------------------------------------------------------
 
@@ -372,13 +391,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="first crash-loop back-off in seconds (doubles up to 300)")
     parser.add_argument("--stop-grace", type=float, default=10.0,
                         help="at most this many seconds for pods to end when the agent stops")
+    parser.add_argument("--no-provisioner", dest="provision", action="store_false",
+                        help="do not install the default StorageClass sandbox-local nor bind "
+                             "its claims to local directories")
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     agent = NodeAgent(args.kubeconfig, args.state_dir, args.node_name,
                       restart_backoff=args.restart_backoff, stop_grace=args.stop_grace,
-                      pod_network=args.pod_network)
+                      pod_network=args.pod_network, provision=args.provision)
     agent.start()
     _stderr(json.dumps({"ready": True, "node": args.node_name, "hostIP": HOST_IP}))
     while not stop.wait(1.0):

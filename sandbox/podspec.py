@@ -14,6 +14,8 @@ rules the operator's pod specs rely on are unit-tested without a cluster:
   path prefix in command, args, env values and workingDir (`rewrite_paths`).
 - addresses: `0.0.0.0` in command, args and env values becomes the pod's own loopback address
   (`rewrite_any_address`).
+- a volume mounted at `/tmp` also becomes `TMPDIR` (unless the container sets it), since a
+  process here would otherwise put its temporary files in the host's `/tmp`.
 """
 
 from __future__ import annotations
@@ -478,6 +480,10 @@ def launch(
 
     argv = [local(expand(a, env)) for a in [*command, *args]]
     local_env = {k: local(v) for k, v in env.items()}
+    tmp = next((path for mount, path in pairs if mount.rstrip("/") == "/tmp"), None)
+    if tmp is not None and "TMPDIR" not in local_env:
+        # In a container a volume at /tmp is where temporary files go; here /tmp is the host's.
+        local_env["TMPDIR"] = tmp
     argv[0] = which(argv[0], venv_bin, local_env.get("PATH", SYSTEM_PATH))
     working_dir = container.get("workingDir")
     cwd = rewrite_paths(working_dir, pairs) if working_dir else default_cwd

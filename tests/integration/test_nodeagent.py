@@ -277,6 +277,42 @@ def test_emptydir_and_claim_are_shared_with_paths_rewritten(
         kube.request("DELETE", f"/api/v1/persistentvolumes/{pv_name}")
 
 
+def test_claims_of_the_default_class_are_provisioned_as_local_directories(
+    node_agent: AgentProcess, kube: Kube, namespace: str
+) -> None:
+    claims = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims"
+    kube.request("POST", claims, {
+        "metadata": {"name": "artifacts"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    })
+    claim = eventually(lambda: (c := kube.get(f"{claims}/artifacts"))["status"].get("phase")
+                       == "Bound" and c)
+    assert claim["spec"]["storageClassName"] == "sandbox-local"  # the default class
+    volume = kube.get(f"/api/v1/persistentvolumes/{claim['spec']['volumeName']}")
+    local = node_agent.state_dir / "pvc" / namespace / "artifacts"
+    assert volume["spec"]["hostPath"]["path"] == str(local)
+    create_pod(kube, namespace, "store", [{
+        "name": "main", **py("open('/models/iris.bentomodel', 'w').write('archive')"),
+        "volumeMounts": [{"name": "a", "mountPath": "/models"}]}],
+        volumes=[{"name": "a", "persistentVolumeClaim": {"claimName": "artifacts"}}],
+        restartPolicy="Never")
+    assert eventually(lambda: finished(kube, namespace, "store"))["status"]["phase"] == "Succeeded"
+    assert (local / "iris.bentomodel").read_text() == "archive"
+
+    kube.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/store")
+    kube.request("DELETE", f"{claims}/artifacts")
+
+    def volume_gone() -> bool:
+        try:
+            kube.get(f"/api/v1/persistentvolumes/{volume['metadata']['name']}")
+        except ApiException as error:
+            return error.status == 404
+        return False
+
+    eventually(volume_gone)
+    assert not local.exists()
+
+
 SERVE = {"command": ["python", "-m", "http.server", "18080", "--bind", "0.0.0.0"],
          "image": "modelops-runtime:dev", "ports": [{"name": "http", "containerPort": 18080}]}
 READY_HTTP = {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1}
@@ -418,7 +454,7 @@ def test_stopping_the_agent_ends_every_process_and_the_node(
 ) -> None:
     name = f"stop-{uuid.uuid4().hex[:6]}"
     agent = NodeAgent(control_plane.kubeconfig, tmp_path, name, stop_grace=2,
-                      pod_network="127.11.0.0/16").start()
+                      pod_network="127.11.0.0/16", provision=False).start()
     try:
         stubborn = ("import signal, subprocess, sys, time\n"
                     "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"

@@ -237,3 +237,14 @@ def test_sub_path_mounts_point_inside_the_volume(tmp_path: Path) -> None:
         "terminationMessagePath": "/tmp/result.json"}
     pairs = podspec.mounts(container, {"store": tmp_path}, tmp_path / "t")
     assert pairs == [("/models", str(tmp_path / "iris")), ("/tmp/result.json", str(tmp_path / "t"))]
+
+
+def test_a_tmp_volume_becomes_tmpdir(tmp_path: Path) -> None:
+    container = {"name": "main", "command": ["/bin/true"],
+                 "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]}
+    pairs = podspec.mounts(container, {"tmp": tmp_path / "tmp"}, tmp_path / "t")
+    env = {"HOME": "/tmp"}
+    launch = podspec.launch(container, env, pairs, "127.10.0.3", "/nonexistent", "/")
+    assert launch.env == {"HOME": str(tmp_path / "tmp"), "TMPDIR": str(tmp_path / "tmp")}
+    kept = podspec.launch(container, {"TMPDIR": "/var/tmp"}, pairs, "ip", "/nonexistent", "/")
+    assert kept.env == {"TMPDIR": "/var/tmp"}
