@@ -301,7 +301,7 @@ class ControlPlane:
             shutil.rmtree(directory, ignore_errors=True)
 
     def kubectl_run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Runs the pinned kubectl against this control plane; a failure carries kubectl's stderr."""
+        """Runs the pinned kubectl here; a failure carries kubectl's stderr."""
         result = subprocess.run(
             [str(self.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
             capture_output=True,

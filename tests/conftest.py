@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
+
 from modelops_sandbox.controlplane import ControlPlane
 
 TIERS = ("unit", "integration", "e2e")
+REPO = Path(__file__).resolve().parent.parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -51,14 +53,39 @@ def kube_api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
 
 
 @pytest.fixture
-def namespace(kube_api: client.ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A namespace of its own for one test, deleted (without waiting) afterwards."""
+def namespace_factory(
+    kube_api: client.ApiClient, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], str]]:
+    """Creates namespaces named `<prefix><test name>-<random>`; deletes them (not waiting) after."""
     core = client.CoreV1Api(kube_api)
-    stem = request.node.name.lower().replace("_", "-")
-    stem = "".join(c for c in stem if c.isalnum() or c == "-")[:40].strip("-")
-    name = f"{stem}-{uuid.uuid4().hex[:6]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    created: list[str] = []
+
+    def make(prefix: str = "") -> str:
+        stem = request.node.name.lower().replace("_", "-")
+        stem = "".join(c for c in stem if c.isalnum() or c == "-")[: 40 - len(prefix)].strip("-")
+        name = f"{prefix}{stem}-{uuid.uuid4().hex[:6]}"
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        created.append(name)
+        return name
+
     try:
-        yield name
+        yield make
     finally:
-        core.delete_namespace(name, propagation_policy="Background")
+        for name in created:
+            core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture
+def namespace(namespace_factory: Callable[[str], str]) -> str:
+    """A namespace of its own for one test."""
+    return namespace_factory("")
+
+
+@pytest.fixture(scope="session")
+def crds(control_plane: ControlPlane) -> Path:
+    """The project's CRDs, installed from crds/ and Established."""
+    control_plane.kubectl_run("apply", "--server-side", "-f", str(REPO / "crds"))
+    control_plane.kubectl_run(
+        "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"
+    )
+    return REPO / "crds"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,22 +11,12 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from support import eventually
+
 from modelops_sandbox import tools
 from modelops_sandbox.controlplane import ControlPlane
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def eventually(check: Callable[[], Any], timeout: float = 60.0, every: float = 0.25) -> Any:
-    """Returns check()'s first truthy value; fails with the last one after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not true after {timeout}s: last value {value!r}")
-        time.sleep(every)
 
 
 def test_kubectl_reports_the_pinned_release(control_plane: ControlPlane) -> None:

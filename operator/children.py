@@ -1,0 +1,213 @@
+"""Pure builders of a Model's serving children: the Deployment per track, the Service, HPA and PDB.
+
+One Service selects every serving pod of a model; each track (stable, canary) is its own Deployment
+whose selector adds the track label, so the Service spreads traffic by replica ratio on any cluster
+(no mesh) while the two Deployments never adopt each other's pods. Each pod imports its version's
+archive into its own emptyDir `BENTOML_HOME` (docs/runtime-contract.md says why it is never shared).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from modelops_operator import api
+from modelops_operator.settings import Settings
+from modelops_operator.training import (
+    BENTOML_HOME,
+    Body,
+    container_security_context,
+    labels,
+    owner_reference,
+    pod_security_context,
+)
+from modelops_operator.versions import VersionInfo
+
+STABLE = "stable"
+CANARY = "canary"
+
+
+def deployment_name(model: str, track: str) -> str:
+    return f"{model}-{track}"
+
+
+def service_labels(model: str) -> dict[str, str]:
+    """The labels the Service selects: every serving pod of the model, whatever its track."""
+    return {api.LABEL_MODEL: model, api.LABEL_COMPONENT: "serving"}
+
+
+def _meta(model: Mapping[str, Any], name: str, extra: Mapping[str, str]) -> Body:
+    model_name = model["metadata"]["name"]
+    return {
+        "name": name,
+        "namespace": model["metadata"]["namespace"],
+        "labels": {**labels(model_name, "serving"), **extra},
+        "ownerReferences": [owner_reference(model)],
+    }
+
+
+def build_deployment(
+    model: Mapping[str, Any],
+    version: VersionInfo,
+    track: str,
+    replicas: int | None,
+    settings: Settings,
+) -> Body:
+    """The Deployment serving `version` on `track`; `replicas` None leaves them to the HPA."""
+    name = model["metadata"]["name"]
+    serving = model["spec"].get("serving") or {}
+    selector = {**service_labels(name), api.LABEL_TRACK: track}
+    pod_labels = {**labels(name, "serving", version.name), api.LABEL_TRACK: track}
+    container: Body = {
+        "name": api.SERVING_CONTAINER,
+        "image": settings.runtime_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["bentoml", "serve", "modelops_serving.service:ModelService"],
+        "args": ["--port", str(api.SERVING_PORT)],
+        "env": [
+            {"name": "MODELOPS_ARTIFACT", "value": version.artifact},
+            {"name": "MODELOPS_MODEL", "value": name},
+            {"name": "MODELOPS_VERSION", "value": version.name},
+            {"name": "MODELOPS_TRACK", "value": track},
+            {"name": "MODELOPS_HOST", "value": "0.0.0.0"},
+            {"name": "BENTOML_HOME", "value": BENTOML_HOME},
+            {"name": "HOME", "value": "/tmp"},
+        ],
+        "ports": [{"name": "http", "containerPort": api.SERVING_PORT, "protocol": "TCP"}],
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/livez", "port": "http"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+        "startupProbe": {
+            "httpGet": {"path": "/livez", "port": "http"},
+            "periodSeconds": 2,
+            "failureThreshold": 90,
+        },
+        "securityContext": container_security_context(),
+        "volumeMounts": [
+            {"name": "artifacts", "mountPath": settings.artifacts_path, "readOnly": True},
+            {"name": "bentoml-home", "mountPath": BENTOML_HOME},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    if serving.get("resources"):
+        container["resources"] = serving["resources"]
+    spec: Body = {
+        "selector": {"matchLabels": selector},
+        "template": {
+            "metadata": {
+                "labels": pod_labels,
+                "annotations": {
+                    "prometheus.io/scrape": "true",
+                    "prometheus.io/port": str(api.SERVING_PORT),
+                    "prometheus.io/path": "/metrics",
+                },
+            },
+            "spec": {
+                "automountServiceAccountToken": False,
+                "securityContext": pod_security_context(),
+                "containers": [container],
+                "volumes": [
+                    {
+                        "name": "artifacts",
+                        "persistentVolumeClaim": {
+                            "claimName": settings.artifacts_claim,
+                            "readOnly": True,
+                        },
+                    },
+                    {"name": "bentoml-home", "emptyDir": {}},
+                    {"name": "tmp", "emptyDir": {}},
+                ],
+            },
+        },
+    }
+    if replicas is not None:
+        spec["replicas"] = replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(
+            model,
+            deployment_name(name, track),
+            {api.LABEL_TRACK: track, api.LABEL_VERSION: version.name},
+        ),
+        "spec": spec,
+    }
+
+
+def build_service(model: Mapping[str, Any]) -> Body:
+    name = model["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(model, name, {}),
+        "spec": {
+            "selector": service_labels(name),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def build_autoscaler(model: Mapping[str, Any]) -> Body | None:
+    """An HPA for the stable Deployment when `spec.serving.autoscaling` is set."""
+    autoscaling = (model["spec"].get("serving") or {}).get("autoscaling")
+    if not autoscaling:
+        return None
+    name = model["metadata"]["name"]
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(model, name, {}),
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": deployment_name(name, STABLE),
+            },
+            "minReplicas": autoscaling.get("minReplicas", 1),
+            "maxReplicas": autoscaling["maxReplicas"],
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": autoscaling.get("targetCPUUtilization", 70),
+                        },
+                    },
+                }
+            ],
+        },
+    }
+
+
+def stable_replicas(model: Mapping[str, Any]) -> int | None:
+    """The stable Deployment's replicas; None when an HPA owns the count."""
+    serving = model["spec"].get("serving") or {}
+    if serving.get("autoscaling"):
+        return None
+    return int(serving.get("replicas", 1))
+
+
+def build_disruption_budget(model: Mapping[str, Any]) -> Body | None:
+    """A PDB that keeps serving through voluntary disruptions, when there is more than one pod."""
+    serving = model["spec"].get("serving") or {}
+    autoscaling = serving.get("autoscaling") or {}
+    least = autoscaling.get("minReplicas", 1) if autoscaling else serving.get("replicas", 1)
+    if least <= 1:
+        return None
+    name = model["metadata"]["name"]
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(model, name, {}),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": service_labels(name)}},
+    }

@@ -1,0 +1,112 @@
+"""The Kopf handlers: each one only says which Model to reconcile; `reconcile` does the work.
+
+Triggers: the Model itself (create, resume, spec or annotation update, periodic resync), and the
+objects it owns: its ModelVersions, their training Jobs, and the serving children (deleted or edited
+by hand, or changing availability).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from modelops_operator import api
+from modelops_operator.reconcile import Context, reconcile
+
+MANAGED = {api.LABEL_MANAGED_BY: api.MANAGED_BY}
+log = logging.getLogger("modelops.handlers")
+
+
+def _ctx(memo: Any) -> Context:
+    context: Context = memo.context
+    return context
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    """Kopf keeps its progress on the objects, under our own prefix; no external store."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=api.GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{api.GROUP}/finalizer"
+    settings.posting.level = logging.INFO
+    settings.execution.max_workers = 8
+
+
+@kopf.on.resume(api.GROUP, api.VERSION, api.MODELS)
+@kopf.on.create(api.GROUP, api.VERSION, api.MODELS)
+@kopf.on.update(api.GROUP, api.VERSION, api.MODELS)
+def model_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    reconcile(_ctx(memo), namespace or "", name)
+
+
+@kopf.timer(api.GROUP, api.VERSION, api.MODELS, interval=60.0, initial_delay=60.0, idle=0)
+def model_resync(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    """The safety net: whatever was missed is caught within one resync interval."""
+    reconcile(_ctx(memo), namespace or "", name)
+
+
+def _trigger(
+    memo: Any, kind: str, type: str, body: kopf.Body, model: str | None, state: Any
+) -> None:
+    """Reconciles `model` when the owned object's relevant state differs from the last one seen."""
+    meta = body.get("metadata") or {}
+    key = (kind, meta.get("namespace", ""), meta.get("name", ""))
+    seen: dict[tuple[str, str, str], Any] = memo.seen
+    if type == "DELETED":
+        seen.pop(key, None)
+    elif seen.get(key) == state:
+        return
+    else:
+        seen[key] = state
+    if model:
+        reconcile(_ctx(memo), key[1], model)
+
+
+def _model_label(body: kopf.Body) -> str | None:
+    value = ((body.get("metadata") or {}).get("labels") or {}).get(api.LABEL_MODEL)
+    return str(value) if value else None
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.MODEL_VERSIONS)
+def version_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+    state = (body.get("status") or {}).get("phase")
+    _trigger(memo, "ModelVersion", type, body, (body.get("spec") or {}).get("model"), state)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
+def job_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+    status = body.get("status") or {}
+    state = (
+        status.get("active"),
+        status.get("succeeded"),
+        status.get("failed"),
+        tuple(c.get("type") for c in status.get("conditions") or []),
+    )
+    _trigger(memo, "Job", type, body, _model_label(body), state)
+
+
+def _serving_state(body: kopf.Body) -> Any:
+    """Edits (a new generation) are put right; replica moves update availability."""
+    status = body.get("status") or {}
+    return (
+        (body.get("metadata") or {}).get("generation"),
+        status.get("readyReplicas"),
+        status.get("availableReplicas"),
+        status.get("updatedReplicas"),
+    )
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+def deployment_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+    _trigger(memo, "Deployment", type, body, _model_label(body), _serving_state(body))
+
+
+@kopf.on.event("", "v1", "services", labels=MANAGED)
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
+def other_child_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+    _trigger(memo, body.get("kind", ""), type, body, _model_label(body), _serving_state(body))

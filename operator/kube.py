@@ -1,0 +1,133 @@
+"""The operator's I/O with the API server: server-side apply, create, get, list, delete, patch.
+
+A thin layer over the official client's ApiClient that speaks in plain dicts (the builders' output)
+and maps a kind to its REST path; everything that decides lives elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from modelops_operator import api
+
+Body = dict[str, Any]
+
+# kind -> (path prefix, plural)
+PATHS: dict[str, tuple[str, str]] = {
+    "ConfigMap": ("/api/v1", "configmaps"),
+    "Service": ("/api/v1", "services"),
+    "Pod": ("/api/v1", "pods"),
+    "Deployment": ("/apis/apps/v1", "deployments"),
+    "Job": ("/apis/batch/v1", "jobs"),
+    "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
+    "Model": (f"/apis/{api.API_VERSION}", api.MODELS),
+    "ModelVersion": (f"/apis/{api.API_VERSION}", api.MODEL_VERSIONS),
+}
+
+
+def path(kind: str, namespace: str, name: str | None = None, sub: str | None = None) -> str:
+    prefix, plural = PATHS[kind]
+    result = f"{prefix}/namespaces/{namespace}/{plural}"
+    if name:
+        result += f"/{name}"
+    if sub:
+        result += f"/{sub}"
+    return result
+
+
+class Kube:
+    """Requests the operator makes, each one API call."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> Body:
+        """One API call; the JSON answer as a dict. Non-2xx raises ApiException."""
+        c = self.api_client
+        method, full_url, headers, payload, _ = c.param_serialize(
+            method,
+            url,
+            query_params=query or [],
+            body=body,
+            auth_settings=["BearerToken"],
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+        )
+        response = c.call_api(method, full_url, header_params=headers, body=payload)
+        data = response.read()  # type: ignore[no-untyped-call]
+        if not 200 <= response.status <= 299:
+            raise ApiException(http_resp=response)
+        parsed = json.loads(data) if data else {}
+        return parsed if isinstance(parsed, dict) else {}
+
+    def apply(self, body: Mapping[str, Any]) -> Body:
+        """Server-side apply under the operator's field manager; owns what it declares."""
+        meta = body["metadata"]
+        return self.request(
+            "PATCH",
+            path(body["kind"], meta["namespace"], meta["name"]),
+            body=dict(body),
+            query=[("fieldManager", api.FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+
+    def create(self, body: Mapping[str, Any]) -> Body | None:
+        """Creates the object; None when one of that name exists already."""
+        meta = body["metadata"]
+        try:
+            return self.request(
+                "POST",
+                path(body["kind"], meta["namespace"]),
+                body=dict(body),
+                query=[("fieldManager", api.FIELD_MANAGER)],
+            )
+        except ApiException as error:
+            if error.status == 409:
+                return None
+            raise
+
+    def get(self, kind: str, namespace: str, name: str) -> Body | None:
+        try:
+            return self.request("GET", path(kind, namespace, name))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def list(self, kind: str, namespace: str, selector: Mapping[str, str]) -> list[Body]:
+        labels = ",".join(f"{k}={v}" for k, v in selector.items())
+        items = self.request("GET", path(kind, namespace), query=[("labelSelector", labels)])
+        return list(items.get("items") or [])
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        """Deletes with background propagation; False when it was already gone."""
+        try:
+            self.request(
+                "DELETE", path(kind, namespace, name), body={"propagationPolicy": "Background"}
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def patch_status(self, kind: str, namespace: str, name: str, status: Mapping[str, Any]) -> Body:
+        """A JSON merge patch of the status subresource (None values remove fields)."""
+        return self.request(
+            "PATCH",
+            path(kind, namespace, name, "status"),
+            body={"status": dict(status)},
+            content_type="application/merge-patch+json",
+        )

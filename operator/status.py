@@ -1,0 +1,207 @@
+"""Pure computation of a Model's status: phase, conditions folded into Ready, versions, summary.
+
+The conditions follow the Kubernetes API conventions (type, status, reason, message,
+lastTransitionTime, observedGeneration) and `Ready` summarises the others with the reason and
+message of the first one that is wrong, as Flux's controllers do, so that kstatus (Argo CD, Flux,
+`kubectl wait --for=condition=Ready`) reads a Model without knowing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from modelops_operator import api
+from modelops_operator.versions import VersionInfo
+
+Condition = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What reconcile saw and decided, as the status needs it."""
+
+    generation: int
+    latest: VersionInfo | None  # newest version of the current training spec
+    trained: VersionInfo | None  # newest approved version of the current training spec
+    newest: VersionInfo | None  # newest version of any spec
+    stable: VersionInfo | None  # the version serving as stable
+    ready_replicas: int = 0
+    desired_replicas: int = 0
+    deployment_available: bool = False
+    rolling_out: bool = False
+    pin_problem: str = ""
+
+
+def _describe(v: VersionInfo) -> str:
+    shown = ", ".join(
+        f"{k} {val:.3g}"
+        for k, val in sorted(v.metrics.items())
+        if isinstance(val, int | float) and k in ("accuracy", "f1_macro", "r2")
+    )
+    return f"{v.name} ({shown})" if shown else v.name
+
+
+def _failure_reason(v: VersionInfo) -> str:
+    if v.phase == api.REJECTED:
+        return "QualityGateMissed"
+    return "TrainingFailed"
+
+
+def _trained(o: Observed) -> tuple[str, str, str]:
+    latest = o.latest
+    if latest is None:
+        return "Unknown", "Pending", "no version has been trained for this spec yet"
+    if latest.in_progress:
+        if o.trained is not None:
+            return (
+                "True",
+                "Succeeded",
+                (
+                    f"{_describe(o.trained)} passed its gates; {latest.name} is training "
+                    f"({latest.reason})"
+                ),
+            )
+        return "False", "Training", f"{latest.name} is {latest.phase.lower()} ({latest.reason})"
+    if latest.phase == api.SUCCEEDED:
+        return "True", "Succeeded", f"{_describe(latest)} passed its quality gates"
+    detail = f"{latest.status_reason}: {latest.message}" if latest.message else latest.status_reason
+    return "False", _failure_reason(latest), f"{latest.name} {latest.phase.lower()}: {detail}"
+
+
+def _available(o: Observed) -> tuple[str, str, str]:
+    if o.stable is None:
+        why = o.pin_problem or "no version has passed training yet"
+        return "False", "NoDeployableVersion", why
+    replicas = f"{o.ready_replicas}/{o.desired_replicas} replicas ready"
+    if not o.deployment_available:
+        return "False", "DeploymentUnavailable", f"{o.stable.name}: {replicas}"
+    return "True", "Serving", f"{o.stable.name} serves with {replicas}"
+
+
+def _progressing(o: Observed) -> tuple[str, str, str]:
+    if o.latest is not None and o.latest.in_progress:
+        return "True", "Training", f"{o.latest.name} is {o.latest.phase.lower()}"
+    if o.stable is not None and o.rolling_out:
+        return "True", "RollingOut", f"rolling out {o.stable.name}"
+    return "False", "Idle", "nothing in progress"
+
+
+def _degraded(o: Observed) -> tuple[str, str, str]:
+    if o.stable is not None and o.pin_problem:
+        return (
+            "True",
+            "PinnedVersionUnavailable",
+            (f"spec.serving.version: {o.pin_problem}; still serving {o.stable.name}"),
+        )
+    latest = o.latest
+    if o.stable is not None and latest is not None and latest.phase in (api.FAILED, api.REJECTED):
+        return (
+            "True",
+            _failure_reason(latest),
+            (
+                f"still serving {o.stable.name}; {latest.name} {latest.phase.lower()}: "
+                f"{latest.message or latest.status_reason}"
+            ),
+        )
+    return "False", "AsExpected", "nothing is degraded"
+
+
+def _ready(conditions: Mapping[str, tuple[str, str, str]]) -> tuple[str, str, str]:
+    degraded = conditions[api.DEGRADED]
+    if degraded[0] == "True":
+        return "False", degraded[1], degraded[2]
+    for kind in (api.TRAINED, api.AVAILABLE):
+        status, reason, message = conditions[kind]
+        if status != "True":
+            return "False" if status == "False" else "Unknown", reason, message
+    return "True", "Serving", conditions[api.AVAILABLE][2]
+
+
+def _phase(o: Observed, conditions: Mapping[str, tuple[str, str, str]]) -> str:
+    if o.stable is None:
+        if o.latest is not None and o.latest.phase in (api.FAILED, api.REJECTED):
+            return api.PHASE_FAILED
+        return api.PHASE_TRAINING
+    if conditions[api.DEGRADED][0] == "True":
+        return api.PHASE_DEGRADED
+    if not o.deployment_available:
+        return api.PHASE_DEPLOYING
+    return api.PHASE_SERVING
+
+
+def merge_conditions(
+    previous: Sequence[Mapping[str, Any]],
+    computed: Mapping[str, tuple[str, str, str]],
+    generation: int,
+    now: str,
+) -> list[Condition]:
+    """Conditions in a fixed order; lastTransitionTime moves only when the status does."""
+    before = {c.get("type"): c for c in previous}
+    merged: list[Condition] = []
+    for kind, (status, reason, message) in computed.items():
+        old = before.get(kind) or {}
+        since = old.get("lastTransitionTime") if old.get("status") == status else None
+        merged.append(
+            {
+                "type": kind,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": since or now,
+                "observedGeneration": generation,
+            }
+        )
+    return merged
+
+
+def model_status(o: Observed, previous: Mapping[str, Any], now: str) -> dict[str, Any]:
+    """The whole status the operator owns (fields kept by other parts are merged by the caller)."""
+    computed = {
+        api.TRAINED: _trained(o),
+        api.AVAILABLE: _available(o),
+        api.PROGRESSING: _progressing(o),
+        api.DEGRADED: _degraded(o),
+    }
+    computed = {api.READY: _ready(computed), **computed}
+    status: dict[str, Any] = {
+        "observedGeneration": o.generation,
+        "phase": _phase(o, computed),
+        "conditions": merge_conditions(
+            previous.get("conditions") or [], computed, o.generation, now
+        ),
+        "stableVersion": o.stable.name if o.stable else None,
+        "latestVersion": o.newest.name if o.newest else None,
+        "accuracy": o.stable.metrics.get("accuracy") if o.stable else None,
+    }
+    return status
+
+
+def transitions(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(type, reason, message) for each Event a status change deserves: phase and conditions."""
+    events: list[tuple[str, str, str]] = []
+    if before.get("phase") != after.get("phase"):
+        events.append(
+            (
+                "Normal",
+                f"Phase{after.get('phase')}",
+                f"phase {before.get('phase') or 'none'} -> {after.get('phase')}",
+            )
+        )
+    old = {c["type"]: c for c in before.get("conditions") or []}
+    for c in after.get("conditions") or []:
+        prior = old.get(c["type"])
+        if prior is None or (prior.get("status"), prior.get("reason")) != (
+            c["status"],
+            c["reason"],
+        ):
+            kind = "Warning" if _abnormal(c) else "Normal"
+            events.append((kind, c["reason"], f"{c['type']}={c['status']}: {c['message']}"))
+    return events
+
+
+def _abnormal(c: Mapping[str, Any]) -> bool:
+    if c["type"] == api.DEGRADED:
+        return bool(c["status"] == "True")
+    return c["status"] == "False" and c["reason"] not in ("Training", "Idle", "Pending")

@@ -1,0 +1,255 @@
+"""Pure builders for a training run: the ModelVersion, its spec ConfigMap, its Job; and the
+reading of the Job's outcome into the version's status.
+
+The Job runs `modelops train` from the runtime image (docs/runtime-contract.md). Its result comes
+back as the container's termination message, which the kubelet copies into the Pod's status: the
+operator needs no access to the artifact store to learn what a training produced.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from modelops_operator import api
+from modelops_operator.settings import Settings
+
+SPEC_MOUNT = "/etc/modelops"
+SPEC_FILE = "training.json"
+BENTOML_HOME = "/home/bentoml"
+TERMINATION_LOG = "/dev/termination-log"
+RESULT_KEYS = (
+    "reason",
+    "message",
+    "tag",
+    "artifact",
+    "task",
+    "metrics",
+    "gates",
+    "rows",
+    "fingerprint",
+)
+
+Body = dict[str, Any]
+
+
+def owner_reference(owner: Mapping[str, Any]) -> Body:
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def labels(model: str, component: str, version: str | None = None) -> dict[str, str]:
+    result = {
+        api.LABEL_NAME: "modelops",
+        api.LABEL_MANAGED_BY: api.MANAGED_BY,
+        api.LABEL_COMPONENT: component,
+        api.LABEL_MODEL: model,
+    }
+    if version:
+        result[api.LABEL_VERSION] = version
+    return result
+
+
+def pod_security_context() -> Body:
+    """Restricted Pod Security Standard: non-root, RuntimeDefault seccomp."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "fsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> Body:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def build_model_version(
+    model: Mapping[str, Any], name: str, reason: str, training_hash: str
+) -> Body:
+    model_name = model["metadata"]["name"]
+    return {
+        "apiVersion": api.API_VERSION,
+        "kind": "ModelVersion",
+        "metadata": {
+            "name": name,
+            "namespace": model["metadata"]["namespace"],
+            "labels": labels(model_name, "version", name),
+            "ownerReferences": [owner_reference(model)],
+        },
+        "spec": {
+            "model": model_name,
+            "reason": reason,
+            "specHash": training_hash,
+            "training": model["spec"]["training"],
+        },
+    }
+
+
+def build_spec_config_map(version: Mapping[str, Any]) -> Body:
+    meta = version["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": f"{meta['name']}-training",
+            "namespace": meta["namespace"],
+            "labels": labels(version["spec"]["model"], "training", meta["name"]),
+            "ownerReferences": [owner_reference(version)],
+        },
+        "data": {SPEC_FILE: json.dumps(version["spec"]["training"], indent=2, sort_keys=True)},
+    }
+
+
+def build_training_job(version: Mapping[str, Any], settings: Settings) -> Body:
+    meta, spec = version["metadata"], version["spec"]
+    name, model = meta["name"], spec["model"]
+    pod_labels = labels(model, "training", name)
+    container: Body = {
+        "name": api.TRAINING_CONTAINER,
+        "image": settings.runtime_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["modelops", "train"],
+        "args": [
+            "--spec",
+            f"{SPEC_MOUNT}/{SPEC_FILE}",
+            "--model",
+            model,
+            "--version",
+            name,
+            "--artifacts",
+            f"file://{settings.artifacts_path}",
+            "--result-file",
+            TERMINATION_LOG,
+        ],
+        "env": [
+            {"name": "BENTOML_HOME", "value": BENTOML_HOME},
+            {"name": "HOME", "value": "/tmp"},
+        ],
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": container_security_context(),
+        "volumeMounts": [
+            {"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True},
+            {"name": "artifacts", "mountPath": settings.artifacts_path},
+            {"name": "bentoml-home", "mountPath": BENTOML_HOME},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    resources = spec["training"].get("resources")
+    if resources:
+        container["resources"] = resources
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": pod_labels,
+            "ownerReferences": [owner_reference(version)],
+        },
+        "spec": {
+            "backoffLimit": 0,  # a training that failed fails the same way again
+            "activeDeadlineSeconds": settings.training_deadline_seconds,
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security_context(),
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "spec", "configMap": {"name": f"{name}-training"}},
+                        {
+                            "name": "artifacts",
+                            "persistentVolumeClaim": {"claimName": settings.artifacts_claim},
+                        },
+                        {"name": "bentoml-home", "emptyDir": {}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _condition(job: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return dict(condition)
+    return None
+
+
+def job_finished(job: Mapping[str, Any]) -> bool:
+    return bool(_condition(job, "Complete") or _condition(job, "Failed"))
+
+
+def job_started(job: Mapping[str, Any]) -> bool:
+    status = job.get("status") or {}
+    return bool(status.get("active") or status.get("ready") or status.get("startTime"))
+
+
+def termination_message(pod: Mapping[str, Any] | None) -> str | None:
+    """The training container's termination message, if it has terminated."""
+    for status in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") == api.TRAINING_CONTAINER:
+            terminated = (status.get("state") or {}).get("terminated")
+            if terminated:
+                return str(terminated.get("message") or "")
+    return None
+
+
+def outcome(job: Mapping[str, Any], pod: Mapping[str, Any] | None) -> Body:
+    """The version's status fields once its Job has finished.
+
+    The result in the termination message decides (Succeeded, Rejected or Failed); a Job that failed
+    without one (deadline, evicted pod, crash before the result) is Failed with the Job's reason.
+    """
+    failed = _condition(job, "Failed")
+    text = termination_message(pod)
+    result: Mapping[str, Any] | None = None
+    if text:
+        try:
+            parsed = json.loads(text)
+            result = parsed if isinstance(parsed, dict) else None
+        except ValueError:
+            result = None
+    if result is not None and result.get("phase") in (api.SUCCEEDED, api.REJECTED, api.FAILED):
+        status: Body = {"phase": result["phase"]}
+        status.update({k: result[k] for k in RESULT_KEYS if k in result})
+        status["approved"] = result["phase"] == api.SUCCEEDED
+        if status["phase"] == api.SUCCEEDED and not status.get("artifact"):
+            status.update(
+                phase=api.FAILED,
+                approved=False,
+                reason="NoArtifact",
+                message="the training reported success but no archive",
+            )
+        return status
+    if failed is not None:
+        reason = failed.get("reason") or "JobFailed"
+        message = failed.get("message") or "the training Job failed"
+        if text:
+            message = f"{message}; last output: {text[-500:]}"
+        return {"phase": api.FAILED, "approved": False, "reason": reason, "message": message}
+    detail = f": {text[:500]!r}" if text else ""
+    return {
+        "phase": api.FAILED,
+        "approved": False,
+        "reason": "NoResult",
+        "message": f"the training Job completed without a readable result{detail}",
+    }

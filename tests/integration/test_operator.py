@@ -1,0 +1,459 @@
+"""The operator against the real control plane: training Jobs, versions, stable serving, status.
+
+The tests play the kubelet where none runs: they report a training Pod finished with a termination
+message, and serving Pods running and ready. Everything else is the real API server, controllers,
+garbage collector and the operator process.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from support import OperatorProcess, eventually, finish_pod, run_pod_ready, training_result
+
+from modelops_sandbox.controlplane import ControlPlane
+
+REPO = Path(__file__).resolve().parents[2]
+GROUP, VERSION = "modelops.dev", "v1alpha1"
+
+
+@pytest.fixture(scope="module")
+def operator(
+    control_plane: ControlPlane, crds: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """One operator for the module, watching the namespaces named `op-*`."""
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    process = OperatorProcess(control_plane.kubeconfig, ["op-*"], log).start()
+    yield process
+    process.stop()
+    print(process.tail())
+
+
+@pytest.fixture
+def ns(namespace_factory: Callable[[str], str], operator: OperatorProcess) -> str:
+    return namespace_factory("op-")
+
+
+class Cluster:
+    """The API calls the tests make, in the tests' own words."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.ns = namespace
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.batch = client.BatchV1Api(api)
+        self.policy = client.PolicyV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    def apply_model(self, body: dict[str, Any]) -> None:
+        name = body["metadata"]["name"]
+        try:
+            current = self.model(name)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, "models", body)
+            return
+        for _ in range(10):  # the operator writes annotations too: retry on a conflict
+            meta = {**body["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]}
+            try:
+                self.custom.replace_namespaced_custom_object(
+                    GROUP, VERSION, self.ns, "models", name, {**body, "metadata": meta})
+                return
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+            current = self.model(name)
+        pytest.fail(f"could not update Model {name}: conflicts")
+
+    def model(self, name: str) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, "models", name)
+
+    def condition(self, name: str, kind: str) -> dict[str, Any]:
+        for c in self.model(name).get("status", {}).get("conditions", []):
+            if c["type"] == kind:
+                return dict(c)
+        return {}
+
+    def versions(self) -> dict[str, dict[str, Any]]:
+        items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.ns, "modelversions")[
+            "items"
+        ]
+        return {v["metadata"]["name"]: v for v in items}
+
+    def version_phase(self, name: str) -> str | None:
+        v = self.versions().get(name)
+        return (v or {}).get("status", {}).get("phase")
+
+    def jobs(self) -> list[str]:
+        return [j.metadata.name for j in self.batch.list_namespaced_job(self.ns).items]
+
+    def training_pod(self, version: str) -> Any:
+        pods = self.core.list_namespaced_pod(
+            self.ns, label_selector=f"batch.kubernetes.io/job-name={version}"
+        ).items
+        return pods[0] if pods else None
+
+    def finish_training(
+        self, model: str, version: str, phase: str = "Succeeded", exit_code: int = 0, **fields: Any
+    ) -> None:
+        pod = eventually(lambda: self.training_pod(version))
+        message = training_result(model, version, phase, **fields)
+        finish_pod(self.core, self.ns, pod.metadata.name, "train", exit_code, message)
+
+    def deployment(self, name: str) -> Any:
+        try:
+            return self.apps.read_namespaced_deployment(name, self.ns)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def serve_ready(self, deployment: str) -> None:
+        """Plays the kubelet for the Deployment's pods: running and ready."""
+        selector = ",".join(
+            f"{k}={v}" for k, v in self.deployment(deployment).spec.selector.match_labels.items()
+        )
+
+        def all_ready() -> bool:
+            pods = self.core.list_namespaced_pod(self.ns, label_selector=selector).items
+            for pod in pods:
+                if pod.status.phase != "Running" and not pod.metadata.deletion_timestamp:
+                    containers = [(c.name, c.image) for c in pod.spec.containers]
+                    run_pod_ready(self.core, self.ns, pod.metadata.name, containers)
+            d = self.deployment(deployment)
+            return bool(d.status.ready_replicas) and d.status.ready_replicas == d.spec.replicas
+
+        eventually(all_ready, timeout=60, every=0.5)
+
+
+@pytest.fixture
+def cluster(kube_api: client.ApiClient, ns: str) -> Cluster:
+    return Cluster(kube_api, ns)
+
+
+def iris(**serving: Any) -> dict[str, Any]:
+    body = yaml.safe_load((REPO / "examples" / "iris.yaml").read_text())
+    body["spec"]["serving"].update(serving)
+    return dict(body)
+
+
+def with_estimators(body: dict[str, Any], n: int) -> dict[str, Any]:
+    changed = copy.deepcopy(body)
+    changed["spec"]["training"]["estimator"]["params"]["n_estimators"] = n
+    return changed
+
+
+def test_iris_trains_records_and_serves(cluster: Cluster, control_plane: ControlPlane) -> None:
+    cluster.apply_model(iris())
+    version = eventually(lambda: cluster.versions().get("iris-v1"))
+    assert version["spec"]["reason"] == "initial"
+    assert version["spec"]["specHash"].startswith("sha256:")
+    assert version["metadata"]["ownerReferences"][0]["kind"] == "Model"
+
+    job = eventually(lambda: _job(cluster, "iris-v1"))
+    pod = job.spec.template.spec
+    train = pod.containers[0]
+    assert train.command == ["modelops", "train"]
+    assert train.args[:6] == [
+        "--spec",
+        "/etc/modelops/training.json",
+        "--model",
+        "iris",
+        "--version",
+        "iris-v1",
+    ]
+    assert "--result-file" in train.args and train.termination_message_path in train.args
+    assert pod.restart_policy == "Never" and job.spec.backoff_limit == 0
+    assert pod.security_context.run_as_non_root and train.security_context.read_only_root_filesystem
+    mounts = {m.name: m.mount_path for m in train.volume_mounts}
+    volumes = {v.name: v for v in pod.volumes}
+    assert volumes["artifacts"].persistent_volume_claim.claim_name == "modelops-artifacts"
+    assert (
+        volumes["bentoml-home"].empty_dir is not None and mounts["bentoml-home"] == "/home/bentoml"
+    )
+    spec_map = cluster.core.read_namespaced_config_map("iris-v1-training", cluster.ns)
+    assert json.loads(spec_map.data["training.json"])["estimator"]["params"]["n_estimators"] == 100
+
+    cluster.finish_training("iris", "iris-v1")
+    eventually(lambda: cluster.version_phase("iris-v1") == "Succeeded")
+    deployment = eventually(lambda: cluster.deployment("iris-stable"))
+    serve = deployment.spec.template.spec.containers[0]
+    env = {e.name: e.value for e in serve.env}
+    assert env["MODELOPS_ARTIFACT"] == "file:///models/iris/iris-v1.bentomodel"
+    assert env["MODELOPS_TRACK"] == "stable" and env["MODELOPS_VERSION"] == "iris-v1"
+    assert deployment.spec.replicas == 2
+    service = cluster.core.read_namespaced_service("iris", cluster.ns)
+    assert service.spec.selector == {
+        "modelops.dev/model": "iris",
+        "app.kubernetes.io/component": "serving",
+    }
+    assert cluster.policy.read_namespaced_pod_disruption_budget("iris", cluster.ns)
+
+    eventually(lambda: cluster.model("iris").get("status", {}).get("stableVersion") == "iris-v1")
+    columns = control_plane.kubectl_run("get", "models", "-n", cluster.ns).stdout
+    header, row = columns.splitlines()[:2]
+    assert header.split()[:6] == ["NAME", "PHASE", "STABLE", "WEIGHT", "ACCURACY", "DRIFT"]
+    assert row.split()[:4] == ["iris", "Deploying", "iris-v1", "0.97"]
+    experiments = control_plane.kubectl_run("get", "modelversions", "-n", cluster.ns).stdout
+    assert experiments.splitlines()[1].split()[:5] == [
+        "iris-v1",
+        "iris",
+        "initial",
+        "Succeeded",
+        "0.97",
+    ]
+
+
+def _job(cluster: Cluster, name: str) -> Any:
+    try:
+        return cluster.batch.read_namespaced_job(name, cluster.ns)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def _serve_v1(cluster: Cluster, body: dict[str, Any]) -> None:
+    cluster.apply_model(body)
+    cluster.finish_training("iris", "iris-v1")
+    eventually(lambda: cluster.deployment("iris-stable"))
+
+
+@pytest.mark.parametrize(
+    ("phase", "exit_code", "fields", "reason"),
+    [
+        (
+            "Failed",
+            1,
+            {"reason": "MissingTarget", "message": "no column 'species'"},
+            "TrainingFailed",
+        ),
+        (
+            "Rejected",
+            0,
+            {
+                "reason": "QualityGateMissed",
+                "message": "accuracy 0.41 < 0.9",
+                "metrics": {"accuracy": 0.41},
+            },
+            "QualityGateMissed",
+        ),
+    ],
+)
+def test_failed_or_rejected_training_leaves_serving_untouched(
+    cluster: Cluster, phase: str, exit_code: int, fields: dict[str, Any], reason: str
+) -> None:
+    _serve_v1(cluster, iris())
+    before = cluster.deployment("iris-stable")
+    cluster.apply_model(with_estimators(iris(), 5))
+    eventually(lambda: cluster.versions().get("iris-v2"))
+    cluster.finish_training("iris", "iris-v2", phase, exit_code, **fields)
+    eventually(lambda: cluster.version_phase("iris-v2") == phase)
+
+    degraded = eventually(
+        lambda: (c := cluster.condition("iris", "Degraded")).get("status") == "True" and c
+    )
+    assert degraded["reason"] == reason and fields["message"] in degraded["message"]
+    trained = cluster.condition("iris", "Trained")
+    assert (trained["status"], trained["reason"]) == ("False", reason)
+    model = cluster.model("iris")
+    assert model["status"]["stableVersion"] == "iris-v1"
+    assert model["status"]["phase"] == "Degraded"
+    after = cluster.deployment("iris-stable")
+    assert after.metadata.generation == before.metadata.generation
+    env = {e.name: e.value for e in after.spec.template.spec.containers[0].env}
+    assert env["MODELOPS_VERSION"] == "iris-v1"
+    events = cluster.core.list_namespaced_event(cluster.ns).items
+    assert any(e.reason == reason and e.type == "Warning" for e in events)
+
+
+def test_serving_changes_apply_in_place_and_children_are_put_back(cluster: Cluster) -> None:
+    _serve_v1(cluster, iris())
+    uid = cluster.deployment("iris-stable").metadata.uid
+    cluster.apply_model(iris(replicas=3))
+    eventually(lambda: cluster.deployment("iris-stable").spec.replicas == 3)
+    assert cluster.deployment("iris-stable").metadata.uid == uid
+
+    cluster.apps.patch_namespaced_deployment("iris-stable", cluster.ns, {"spec": {"replicas": 7}})
+    eventually(lambda: cluster.deployment("iris-stable").spec.replicas == 3)
+
+    cluster.apps.delete_namespaced_deployment("iris-stable", cluster.ns)
+    recreated = eventually(
+        lambda: (d := cluster.deployment("iris-stable")) and d.metadata.uid != uid and d
+    )
+    assert recreated.spec.replicas == 3
+    cluster.core.delete_namespaced_service("iris", cluster.ns)
+    eventually(lambda: _exists(lambda: cluster.core.read_namespaced_service("iris", cluster.ns)))
+
+    cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, cluster.ns, "models", "iris")
+
+    def collected() -> bool:
+        return (
+            not cluster.versions()
+            and not cluster.jobs()
+            and cluster.deployment("iris-stable") is None
+            and not _exists(lambda: cluster.core.read_namespaced_service("iris", cluster.ns))
+        )
+
+    eventually(collected, timeout=60)
+
+
+def _exists(read: Callable[[], Any]) -> bool:
+    try:
+        read()
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+def test_autoscaling_replaces_replicas_with_an_hpa(cluster: Cluster) -> None:
+    _serve_v1(cluster, iris(autoscaling={"minReplicas": 2, "maxReplicas": 5}))
+    hpa = eventually(lambda: _read_hpa(cluster))
+    assert (hpa.spec.min_replicas, hpa.spec.max_replicas) == (2, 5)
+    assert hpa.spec.scale_target_ref.name == "iris-stable"
+    body = iris()
+    cluster.apply_model(body)
+    eventually(lambda: _read_hpa(cluster) is None)
+
+
+def _read_hpa(cluster: Cluster) -> Any:
+    api = client.AutoscalingV2Api(cluster.core.api_client)
+    try:
+        return api.read_namespaced_horizontal_pod_autoscaler("iris", cluster.ns)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def test_pinned_version_rolls_back_and_a_bad_pin_keeps_serving(cluster: Cluster) -> None:
+    _serve_v1(cluster, iris())
+    cluster.apply_model(with_estimators(iris(), 5))
+    cluster.finish_training("iris", "iris-v2")
+    eventually(lambda: cluster.model("iris").get("status", {}).get("stableVersion") == "iris-v2")
+
+    cluster.apply_model(with_estimators(iris(version="iris-v1"), 5))
+    eventually(lambda: cluster.model("iris")["status"]["stableVersion"] == "iris-v1")
+    env = {
+        e.name: e.value
+        for e in cluster.deployment("iris-stable").spec.template.spec.containers[0].env
+    }
+    assert env["MODELOPS_VERSION"] == "iris-v1"
+
+    cluster.apply_model(with_estimators(iris(version="iris-v9"), 5))
+    degraded = eventually(
+        lambda: (
+            (c := cluster.condition("iris", "Degraded")).get("reason") == "PinnedVersionUnavailable"
+            and c
+        )
+    )
+    assert "iris-v9 does not exist" in degraded["message"]
+    assert cluster.model("iris")["status"]["stableVersion"] == "iris-v1"
+
+
+def test_retrain_annotation_starts_one_manual_version(cluster: Cluster) -> None:
+    _serve_v1(cluster, iris())
+    for token in ("a", "a"):
+        cluster.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            cluster.ns,
+            "models",
+            "iris",
+            {"metadata": {"annotations": {"modelops.dev/retrain": token}}},
+        )
+    v2 = eventually(lambda: cluster.versions().get("iris-v2"))
+    assert v2["spec"]["reason"] == "manual"
+    eventually(lambda: cluster.model("iris")["status"].get("retrainToken") == "a")
+    assert sorted(cluster.versions()) == ["iris-v1", "iris-v2"]
+
+
+def test_a_newer_spec_supersedes_a_running_training(cluster: Cluster) -> None:
+    cluster.apply_model(iris())
+    eventually(lambda: _job(cluster, "iris-v1"))
+    cluster.apply_model(with_estimators(iris(), 7))
+    eventually(lambda: cluster.version_phase("iris-v1") == "Superseded")
+    v2 = eventually(lambda: cluster.versions().get("iris-v2"))
+    assert v2["spec"]["reason"] == "spec-change"
+    eventually(lambda: _job(cluster, "iris-v1") is None)
+    assert eventually(lambda: _job(cluster, "iris-v2"))
+
+
+def test_status_reads_as_kstatus_through_change_training_and_failure(cluster: Cluster) -> None:
+    """What Argo CD and Flux read: observedGeneration caught up, and Ready with a reason."""
+
+    def settled() -> dict[str, Any]:
+        model = cluster.model("iris")
+        status = model.get("status", {})
+        if status.get("observedGeneration") != model["metadata"]["generation"]:
+            return {}
+        return {c["type"]: c for c in status.get("conditions", [])}
+
+    cluster.apply_model(iris())
+    ready = eventually(settled)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "Training")
+
+    cluster.finish_training("iris", "iris-v1")
+    eventually(lambda: (c := settled()) and c["Ready"]["reason"] == "DeploymentUnavailable")
+    cluster.serve_ready("iris-stable")
+    ready = eventually(lambda: (c := settled()) and c["Ready"]["status"] == "True" and c)["Ready"]
+    assert ready["reason"] == "Serving" and "iris-v1" in ready["message"]
+    assert cluster.model("iris")["status"]["phase"] == "Serving"
+
+    cluster.apply_model(with_estimators(iris(), 9))
+    generation = cluster.model("iris")["metadata"]["generation"]
+    conditions = eventually(lambda: (c := settled()) and c["Progressing"]["status"] == "True" and c)
+    assert all(c["observedGeneration"] == generation for c in conditions.values())
+    # A new spec is not realised until its version trains: Ready says so, the old one serves.
+    assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == ("False", "Training")
+    assert "iris-v2" in conditions["Ready"]["message"]
+    assert cluster.model("iris")["status"]["phase"] == "Serving"
+
+    cluster.finish_training(
+        "iris", "iris-v2", "Failed", 1, reason="EmptyData", message="no rows left after cleaning"
+    )
+    conditions = eventually(lambda: (c := settled()) and c["Ready"]["reason"] != "Training" and c)
+    ready = conditions["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "TrainingFailed")
+    assert "no rows left" in ready["message"]
+
+
+def test_operator_killed_mid_training_resumes_without_duplicates(
+    control_plane: ControlPlane,
+    crds: Path,
+    kube_api: client.ApiClient,
+    namespace_factory: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    ns = namespace_factory("restart-")
+    cluster = Cluster(kube_api, ns)
+    log = tmp_path / "operator.log"
+    first = OperatorProcess(control_plane.kubeconfig, [ns], log).start()
+    try:
+        cluster.apply_model(iris())
+        eventually(lambda: _job(cluster, "iris-v1"))
+    except BaseException:
+        print(first.tail())
+        raise
+    finally:
+        first.kill()
+    cluster.finish_training("iris", "iris-v1")
+    second = OperatorProcess(control_plane.kubeconfig, [ns], log).start()
+    try:
+        eventually(lambda: cluster.deployment("iris-stable"), timeout=90)
+        eventually(lambda: cluster.version_phase("iris-v1") == "Succeeded")
+    finally:
+        second.stop()
+    assert sorted(cluster.versions()) == ["iris-v1"]
+    assert cluster.jobs() == ["iris-v1"]
