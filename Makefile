@@ -5,7 +5,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Components of hack/tools that the tests and the demo start.
-TOOLS := kubernetes etcd helm
+TOOLS := kubernetes etcd helm prometheus
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint typecheck pytest unit integration e2e tools venv prerequisites
@@ -37,7 +37,7 @@ integration: venv tools
 e2e: venv tools
 	$(PYTHON) -m pytest -m e2e $(PYTEST_ARGS)
 
-tools: prerequisites ## Go-built kube-apiserver, controller-manager, scheduler, kubectl, etcd, helm (cached)
+tools: prerequisites ## Go-built control plane, kubectl, etcd, helm, Prometheus (cached)
 	hack/tools/build.sh $(TOOLS)
 
 venv: prerequisites $(STAMP)

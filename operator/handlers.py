@@ -43,9 +43,11 @@ def model_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None
     reconcile(_ctx(memo), namespace or "", name)
 
 
-@kopf.timer(api.GROUP, api.VERSION, api.MODELS, interval=60.0, initial_delay=60.0, idle=0)
 def model_resync(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    """The safety net: whatever was missed is caught within one resync interval."""
+    """The safety net: whatever was missed is caught within one resync interval.
+
+    Registered as a timer by `run.main`, whose interval is a setting.
+    """
     reconcile(_ctx(memo), namespace or "", name)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
-from modelops_operator import handlers  # noqa: F401  (registers the handlers)
+from modelops_operator import api, handlers
 from modelops_operator.kube import Kube
 from modelops_operator.reconcile import Context
 from modelops_operator.settings import SettingsError, resolve
@@ -37,6 +37,13 @@ def main(argv: list[str]) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    kopf.timer(
+        api.GROUP,
+        api.VERSION,
+        api.MODELS,
+        interval=settings.resync_seconds,
+        initial_delay=settings.resync_seconds,
+    )(handlers.model_resync)
     context = Context(kube=Kube(_load_client()), settings=settings, event=_post_event)
     scope: dict[str, Any] = (
         {"namespaces": list(settings.namespaces)} if settings.namespaces else {"clusterwide": True}

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,14 @@ class Settings:
         return not self.namespaces
 
 
-def _positive(kind: type[int] | type[float], name: str, text: str) -> float:
+class SettingsError(ValueError):
+    """A setting has a value the operator cannot use."""
+
+
+def _positive(env: Mapping[str, str], name: str, default: float, kind: type[float]) -> float:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
     try:
         value = kind(text)
     except ValueError:
@@ -47,41 +55,19 @@ def _positive(kind: type[int] | type[float], name: str, text: str) -> float:
     return value
 
 
-class SettingsError(ValueError):
-    """A setting has a value the operator cannot use."""
-
-
 def from_environment(env: Mapping[str, str]) -> Settings:
-    defaults = Settings()
-    namespaces = tuple(
-        n.strip() for n in env.get("MODELOPS_NAMESPACES", "").split(",") if n.strip()
-    )
+    d = Settings()
+    names = env.get("MODELOPS_NAMESPACES", "").split(",")
     return Settings(
-        runtime_image=env.get("MODELOPS_RUNTIME_IMAGE", defaults.runtime_image),
-        image_pull_policy=env.get("MODELOPS_IMAGE_PULL_POLICY", defaults.image_pull_policy),
-        artifacts_claim=env.get("MODELOPS_ARTIFACTS_CLAIM", defaults.artifacts_claim),
-        namespaces=namespaces,
-        prometheus_url=env.get("MODELOPS_PROMETHEUS_URL", defaults.prometheus_url),
-        resync_seconds=_positive(
-            float,
-            "MODELOPS_RESYNC_SECONDS",
-            env.get("MODELOPS_RESYNC_SECONDS", str(defaults.resync_seconds)),
-        ),
-        history_limit=int(
-            _positive(
-                int,
-                "MODELOPS_HISTORY_LIMIT",
-                env.get("MODELOPS_HISTORY_LIMIT", str(defaults.history_limit)),
-            )
-        ),
+        runtime_image=env.get("MODELOPS_RUNTIME_IMAGE", d.runtime_image),
+        image_pull_policy=env.get("MODELOPS_IMAGE_PULL_POLICY", d.image_pull_policy),
+        artifacts_claim=env.get("MODELOPS_ARTIFACTS_CLAIM", d.artifacts_claim),
+        namespaces=tuple(n.strip() for n in names if n.strip()),
+        prometheus_url=env.get("MODELOPS_PROMETHEUS_URL", d.prometheus_url),
+        resync_seconds=_positive(env, "MODELOPS_RESYNC_SECONDS", d.resync_seconds, float),
+        history_limit=int(_positive(env, "MODELOPS_HISTORY_LIMIT", d.history_limit, int)),
         training_deadline_seconds=int(
-            _positive(
-                int,
-                "MODELOPS_TRAINING_DEADLINE_SECONDS",
-                env.get(
-                    "MODELOPS_TRAINING_DEADLINE_SECONDS", str(defaults.training_deadline_seconds)
-                ),
-            )
+            _positive(env, "MODELOPS_TRAINING_DEADLINE_SECONDS", d.training_deadline_seconds, int)
         ),
     )
 
@@ -129,4 +115,4 @@ def resolve(
     for name in ("resync_seconds", "history_limit"):
         if name in values and values[name] <= 0:
             raise SettingsError(f"--{name.replace('_', '-')} must be positive")
-    return Settings(**{**base.__dict__, **values}), args
+    return dataclasses.replace(base, **values), args

@@ -12,7 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=/dev/null
 source "$here/versions.env"
 cache=${MODELOPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelops}
-export CGO_ENABLED=0 GOFLAGS=-mod=mod
+export CGO_ENABLED=0 GOFLAGS=-mod=readonly
 
 build() { # component version binary package ldflags
   local component=$1 version=$2 binary=$3 package=$4 ldflags=$5

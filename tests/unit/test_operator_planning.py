@@ -1,0 +1,379 @@
+"""The operator's pure decisions: what to train, to serve, to keep, and what status to show."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from modelops_operator import api, children, status, training, versions
+from modelops_operator.settings import Settings, SettingsError, from_environment, resolve
+from modelops_operator.specs import parse_duration, spec_hash
+from modelops_operator.versions import VersionInfo
+
+H1, H2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+
+
+def v(n: int, phase: str, spec_hash: str = H1, **kw: Any) -> VersionInfo:
+    artifact = f"file:///models/iris/iris-v{n}.bentomodel" if phase == api.SUCCEEDED else ""
+    return VersionInfo(
+        name=f"iris-v{n}",
+        index=n,
+        spec_hash=spec_hash,
+        reason="initial",
+        phase=phase,
+        artifact=kw.pop("artifact", artifact),
+        **kw,
+    )
+
+
+# --- training plans ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("existing", "request_", "handled", "expected"),
+    [
+        ([], None, None, ("iris-v1", "initial", ())),
+        ([v(1, api.SUCCEEDED)], None, None, (None, None, ())),
+        ([v(1, api.SUCCEEDED)], "now", None, ("iris-v2", "manual", ())),
+        ([v(1, api.SUCCEEDED)], "now", "now", (None, None, ())),  # handled already
+        ([v(1, api.SUCCEEDED, H2)], None, None, ("iris-v2", "spec-change", ())),
+        ([v(1, api.TRAINING, H2)], None, None, ("iris-v2", "spec-change", ("iris-v1",))),
+        ([v(1, api.TRAINING)], "again", None, (None, None, ())),  # folded into the running one
+        ([v(1, api.FAILED)], None, None, (None, None, ())),  # a failure is not retried by itself
+        (
+            [v(1, api.SUPERSEDED), v(2, api.SUCCEEDED, H2)],
+            None,
+            None,
+            ("iris-v3", "spec-change", ()),
+        ),  # back to a spec whose only version was superseded
+        (
+            [v(3, api.SUCCEEDED, H2), v(7, api.REJECTED, H2)],
+            None,
+            None,
+            ("iris-v8", "spec-change", ()),
+        ),  # names continue after the highest index
+    ],
+)
+def test_plan_training(
+    existing: list[VersionInfo],
+    request_: str | None,
+    handled: str | None,
+    expected: tuple[str | None, str | None, tuple[str, ...]],
+) -> None:
+    plan = versions.plan_training("iris", H1, existing, request_, handled)
+    assert (plan.create, plan.reason, plan.supersede) == expected
+
+
+def test_a_retrain_request_is_consumed_even_when_folded() -> None:
+    plan = versions.plan_training("iris", H1, [v(1, api.TRAINING)], "again", None)
+    assert plan.create is None and plan.retrain_token == "again"
+
+
+# --- stable choice and history ----------------------------------------------------------------
+
+
+def test_stable_is_the_newest_deployable_version() -> None:
+    found = [
+        v(1, api.SUCCEEDED),
+        v(2, api.REJECTED),
+        v(3, api.SUCCEEDED),
+        v(4, api.FAILED),
+        v(5, api.TRAINING),
+    ]
+    assert versions.choose_stable(found, "", None).version == found[2]
+    assert versions.choose_stable([v(1, api.FAILED)], "", None).version is None
+
+
+def test_pin_selects_an_older_version_and_a_bad_pin_keeps_the_current() -> None:
+    found = [v(1, api.SUCCEEDED), v(2, api.SUCCEEDED), v(3, api.REJECTED)]
+    assert versions.choose_stable(found, "iris-v1", "iris-v2").version == found[0]
+    bad = versions.choose_stable(found, "iris-v3", "iris-v2")
+    assert bad.version == found[1] and bad.problem == "iris-v3 is Rejected, not deployable"
+    missing = versions.choose_stable(found, "iris-v9", None)
+    assert missing.version is None and "does not exist" in missing.problem
+
+
+def test_a_succeeded_version_without_an_archive_cannot_serve() -> None:
+    assert versions.choose_stable([v(1, api.SUCCEEDED, artifact="")], "", None).version is None
+
+
+def test_history_deletes_the_oldest_finished_but_never_stable_or_running() -> None:
+    found = [
+        v(1, api.SUCCEEDED),
+        v(2, api.FAILED),
+        v(3, api.SUCCEEDED),
+        v(4, api.REJECTED),
+        v(5, api.TRAINING),
+    ]
+    assert versions.plan_history(found, 3, ["iris-v1"]) == ["iris-v2", "iris-v3"]
+    assert versions.plan_history(found, 10, []) == []
+    assert versions.plan_history(found, 0, ["iris-v3"]) == ["iris-v1", "iris-v2", "iris-v4"]
+
+
+# --- training results ---------------------------------------------------------------------------
+
+
+def job(condition: str | None = None, **status: Any) -> dict[str, Any]:
+    conditions = (
+        [
+            {
+                "type": condition,
+                "status": "True",
+                "reason": "DeadlineExceeded",
+                "message": "Job was active longer than specified deadline",
+            }
+        ]
+        if condition
+        else []
+    )
+    return {"status": {"conditions": conditions, **status}}
+
+
+def pod(message: str | None) -> dict[str, Any]:
+    state = {"terminated": {"exitCode": 0, "message": message}} if message is not None else {}
+    return {"status": {"containerStatuses": [{"name": "train", "state": state}]}}
+
+
+def test_outcome_reads_the_termination_message() -> None:
+    result = {
+        "phase": "Succeeded",
+        "reason": "Trained",
+        "artifact": "file:///m/a.bentomodel",
+        "metrics": {"accuracy": 0.9},
+        "tag": "iris:iris-v1",
+        "junk": "ignored",
+    }
+    got = training.outcome(job("Complete"), pod(json.dumps(result)))
+    assert got["phase"] == "Succeeded" and got["approved"] is True
+    assert got["metrics"] == {"accuracy": 0.9} and "junk" not in got
+
+
+def test_rejected_is_kept_but_not_approved() -> None:
+    got = training.outcome(
+        job("Complete"),
+        pod(
+            json.dumps(
+                {
+                    "phase": "Rejected",
+                    "reason": "QualityGateMissed",
+                    "message": "accuracy 0.4 < 0.9",
+                    "artifact": "file:///m/a.bentomodel",
+                }
+            )
+        ),
+    )
+    assert (got["phase"], got["approved"], got["reason"]) == (
+        "Rejected",
+        False,
+        "QualityGateMissed",
+    )
+
+
+@pytest.mark.parametrize(
+    ("the_job", "the_pod", "reason"),
+    [
+        (job("Failed"), None, "DeadlineExceeded"),
+        (job("Failed"), pod("Traceback (most recent call last): boom"), "DeadlineExceeded"),
+        (job("Complete"), pod("not json"), "NoResult"),
+        (job("Complete"), pod(json.dumps({"phase": "Succeeded"})), "NoArtifact"),
+        (job("Complete"), pod(json.dumps(["a list"])), "NoResult"),
+    ],
+)
+def test_outcome_without_a_usable_result_is_a_failure(
+    the_job: dict[str, Any], the_pod: dict[str, Any] | None, reason: str
+) -> None:
+    got = training.outcome(the_job, the_pod)
+    assert (got["phase"], got["approved"], got["reason"]) == ("Failed", False, reason)
+
+
+# --- builders -------------------------------------------------------------------------------------
+
+MODEL: dict[str, Any] = {
+    "apiVersion": "modelops.dev/v1alpha1",
+    "kind": "Model",
+    "metadata": {"name": "iris", "namespace": "ml", "uid": "u-1", "generation": 1},
+    "spec": {
+        "training": {
+            "dataset": {"uri": "builtin:iris", "target": "species"},
+            "estimator": {"class": "sklearn.svm.SVC"},
+        },
+        "serving": {"replicas": 3},
+    },
+}
+
+
+def test_training_job_is_restricted_and_owned_by_its_version() -> None:
+    version = training.build_model_version(MODEL, "iris-v1", "initial", H1)
+    version["metadata"]["uid"] = "u-2"
+    body = training.build_training_job(version, Settings(runtime_image="img:1"))
+    assert body["metadata"]["ownerReferences"][0] == {
+        "apiVersion": "modelops.dev/v1alpha1",
+        "kind": "ModelVersion",
+        "name": "iris-v1",
+        "uid": "u-2",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    pod_spec = body["spec"]["template"]["spec"]
+    container = pod_spec["containers"][0]
+    assert container["image"] == "img:1"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod_spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {
+        "/etc/modelops",
+        "/models",
+        "/home/bentoml",
+        "/tmp",
+    }
+
+
+def test_deployment_serves_the_version_on_its_track() -> None:
+    stable = v(2, api.SUCCEEDED)
+    body = children.build_deployment(MODEL, stable, "canary", 1, Settings())
+    assert body["metadata"]["name"] == "iris-canary"
+    selector = body["spec"]["selector"]["matchLabels"]
+    assert selector[api.LABEL_TRACK] == "canary"
+    # The Service selects the pods of both tracks.
+    assert children.build_service(MODEL)["spec"]["selector"].items() <= selector.items()
+    env = {e["name"]: e["value"] for e in body["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MODELOPS_ARTIFACT"] == stable.artifact and env["MODELOPS_TRACK"] == "canary"
+    assert body["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("serving", "replicas", "hpa", "pdb"),
+    [
+        ({"replicas": 1}, 1, False, False),
+        ({"replicas": 3}, 3, False, True),
+        ({"replicas": 3, "autoscaling": {"minReplicas": 1, "maxReplicas": 4}}, None, True, False),
+        ({"autoscaling": {"minReplicas": 2, "maxReplicas": 4}}, None, True, True),
+    ],
+)
+def test_autoscaling_and_disruption_budget(
+    serving: dict[str, Any], replicas: int | None, hpa: bool, pdb: bool
+) -> None:
+    model = {**MODEL, "spec": {**MODEL["spec"], "serving": serving}}
+    assert children.stable_replicas(model) == replicas
+    assert (children.build_autoscaler(model) is not None) == hpa
+    assert (children.build_disruption_budget(model) is not None) == pdb
+
+
+# --- status ---------------------------------------------------------------------------------------
+
+
+def conditions(s: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in s["conditions"]}
+
+
+def test_serving_and_trained_is_ready() -> None:
+    v1 = v(1, api.SUCCEEDED, metrics={"accuracy": 0.97})
+    o = status.Observed(
+        generation=4,
+        latest=v1,
+        trained=v1,
+        newest=v1,
+        stable=v1,
+        ready_replicas=2,
+        desired_replicas=2,
+        deployment_available=True,
+    )
+    s = status.model_status(o, {}, "T0")
+    assert s["phase"] == "Serving" and s["observedGeneration"] == 4
+    assert conditions(s)["Ready"] == ("True", "Serving")
+    assert s["accuracy"] == 0.97 and s["stableVersion"] == "iris-v1"
+    assert all(c["observedGeneration"] == 4 for c in s["conditions"])
+
+
+def test_failed_retraining_degrades_but_keeps_serving() -> None:
+    v1, v2 = v(1, api.SUCCEEDED), v(2, api.FAILED, H1, message="no rows", status_reason="EmptyData")
+    o = status.Observed(
+        generation=2,
+        latest=v2,
+        trained=v1,
+        newest=v2,
+        stable=v1,
+        ready_replicas=1,
+        desired_replicas=1,
+        deployment_available=True,
+    )
+    s = status.model_status(o, {}, "T0")
+    assert s["phase"] == "Degraded"
+    assert conditions(s)["Ready"] == ("False", "TrainingFailed")
+    assert conditions(s)["Available"] == ("True", "Serving")
+    assert "no rows" in next(c for c in s["conditions"] if c["type"] == "Ready")["message"]
+
+
+def test_nothing_deployable_yet_is_training_or_failed() -> None:
+    running = v(1, api.TRAINING)
+    o = status.Observed(generation=1, latest=running, trained=None, newest=running, stable=None)
+    assert status.model_status(o, {}, "T0")["phase"] == "Training"
+    rejected = v(1, api.REJECTED)
+    o = status.Observed(generation=1, latest=rejected, trained=None, newest=rejected, stable=None)
+    s = status.model_status(o, {}, "T0")
+    assert s["phase"] == "Failed" and conditions(s)["Ready"] == ("False", "QualityGateMissed")
+
+
+def test_transition_time_moves_only_with_the_status() -> None:
+    v1 = v(1, api.SUCCEEDED)
+    o = status.Observed(
+        generation=1,
+        latest=v1,
+        trained=v1,
+        newest=v1,
+        stable=v1,
+        ready_replicas=1,
+        desired_replicas=1,
+        deployment_available=True,
+    )
+    first = status.model_status(o, {}, "T0")
+    again = status.model_status(o, first, "T1")
+    assert {c["lastTransitionTime"] for c in again["conditions"]} == {"T0"}
+    down = status.model_status(
+        status.Observed(**{**o.__dict__, "deployment_available": False}), again, "T2"
+    )
+    times = {c["type"]: c["lastTransitionTime"] for c in down["conditions"]}
+    assert times["Available"] == "T2" and times["Ready"] == "T2" and times["Trained"] == "T0"
+    kinds = [(e[0], e[1]) for e in status.transitions(again, down)]
+    assert ("Normal", "PhaseDeploying") in kinds
+    assert ("Warning", "DeploymentUnavailable") in kinds
+
+
+# --- specs and settings -----------------------------------------------------------------------
+
+
+def test_spec_hash_ignores_key_order() -> None:
+    assert spec_hash({"a": 1, "b": {"c": 2}}) == spec_hash({"b": {"c": 2}, "a": 1})
+    assert spec_hash({"a": 1}) != spec_hash({"a": 2})
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("1m30s", 90), ("2h", 7200), ("250ms", 0.25)]
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5", "1d", "m5", "1m 30s"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
+
+
+def test_settings_from_environment_and_command_line() -> None:
+    env = {
+        "MODELOPS_NAMESPACES": "ml, team-a",
+        "MODELOPS_RUNTIME_IMAGE": "img:2",
+        "MODELOPS_HISTORY_LIMIT": "4",
+    }
+    assert from_environment(env).namespaces == ("ml", "team-a")
+    settings, _ = resolve(["--runtime-image", "img:3", "--namespace", "x"], env)
+    assert (settings.runtime_image, settings.namespaces, settings.history_limit) == (
+        "img:3",
+        ("x",),
+        4,
+    )
+    with pytest.raises(SettingsError, match="MODELOPS_HISTORY_LIMIT"):
+        from_environment({"MODELOPS_HISTORY_LIMIT": "zero"})
