@@ -11,7 +11,8 @@ rules the operator's pod specs rely on are unit-tested without a cluster:
   downwardAPI and projected volumes become files (`volume_files`).
 - paths: processes see the real filesystem, so every mountPath of the container, and its
   terminationMessagePath, is rewritten to its local directory or file wherever it appears as a
-  path prefix in command, args, env values and workingDir (`rewrite_paths`).
+  path prefix in command, args, env values and workingDir (`rewrite_paths`); what a process
+  reports back in its termination message gets the container paths back (`restore_paths`).
 - addresses: `0.0.0.0` in command, args and env values becomes the pod's own loopback address
   (`rewrite_any_address`).
 - a volume mounted at `/tmp` also becomes `TMPDIR` (unless the container sets it), since a
@@ -25,7 +26,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -387,20 +388,7 @@ _PATHISH = r"[A-Za-z0-9_.~\-]"
 _ANY_ADDRESS = re.compile(r"(?<![\d.])0\.0\.0\.0(?!\.?\d)")
 
 
-def rewrite_paths(value: str, pairs: Iterable[tuple[str, str]]) -> str:
-    """Replaces each container path by its local path where it appears as a path prefix.
-
-    A container path P matches at a position when (1) it starts the string, follows a character
-    that is not a path or word character (`=`, `:`, `,`, space, quote, ...), or follows
-    `file://`; and (2) it ends the string or is followed by `/` or a character that is not a path
-    or word character. The longest matching container path wins (`/models/x` before `/models`).
-    `/` itself is never rewritten.
-    """
-    table: dict[str, str] = {}
-    for container_path, local in pairs:
-        p = container_path.rstrip("/")
-        if p:
-            table[p] = local
+def _replace_prefixes(value: str, table: Mapping[str, str], keep: Sequence[str]) -> str:
     if not table:
         return value
     alternatives = "|".join(re.escape(p) for p in sorted(table, key=len, reverse=True))
@@ -409,6 +397,8 @@ def rewrite_paths(value: str, pairs: Iterable[tuple[str, str]]) -> str:
     def replace(match: re.Match[str]) -> str:
         start = match.start()
         before = match.string[:start]
+        if any(k and match.string.startswith(k, start) for k in keep):
+            return match.group(0)  # already a local path
         if start == 0 or before.endswith("file://") or not re.match(
             rf"{_PATHISH}|/", before[-1]
         ):
@@ -416,6 +406,31 @@ def rewrite_paths(value: str, pairs: Iterable[tuple[str, str]]) -> str:
         return match.group(0)
 
     return pattern.sub(replace, value)
+
+
+def rewrite_paths(
+    value: str, pairs: Iterable[tuple[str, str]], keep: Sequence[str] = ()
+) -> str:
+    """Replaces each container path by its local path where it appears as a path prefix.
+
+    A container path P matches at a position when (1) it starts the string, follows a character
+    that is not a path or word character (`=`, `:`, `,`, space, quote, ...), or follows
+    `file://`; and (2) it ends the string or is followed by `/` or a character that is not a path
+    or word character. The longest matching container path wins (`/models/x` before `/models`).
+    `/` itself is never rewritten, and neither is a path that already starts with one of `keep`
+    (the agent's state directory: a local path that reached a pod is left alone even when a
+    mount such as `/tmp` is its prefix). One pass: a replacement is never rewritten again.
+    """
+    table = {c.rstrip("/"): local for c, local in pairs if c.rstrip("/")}
+    return _replace_prefixes(value, table, keep)
+
+
+def restore_paths(value: str, pairs: Iterable[tuple[str, str]]) -> str:
+    """The inverse of `rewrite_paths`, for what a process reports back (its termination message):
+    each local path becomes the container path it stands for, so the Pod's status reads as it
+    would in a cluster (`file:///models/iris/iris-v1.bentomodel`, not a sandbox directory)."""
+    table = {local.rstrip("/"): c.rstrip("/") or "/" for c, local in pairs if c.rstrip("/")}
+    return _replace_prefixes(value, table, ())
 
 
 def rewrite_any_address(value: str, pod_ip: str) -> str:
@@ -462,8 +477,10 @@ def launch(
     pod_ip: str,
     venv_bin: str,
     default_cwd: str,
+    keep: Sequence[str] = (),
 ) -> Launch:
-    """argv, env and cwd of a container: `$(VAR)` expanded, then paths and `0.0.0.0` rewritten."""
+    """argv, env and cwd of a container: `$(VAR)` expanded, then paths and `0.0.0.0` rewritten
+    (`keep`: see `rewrite_paths`)."""
     pairs = list(pairs)
     command = [str(c) for c in container.get("command") or []]
     args = [str(a) for a in container.get("args") or []]
@@ -476,7 +493,7 @@ def launch(
         )
 
     def local(value: str) -> str:
-        return rewrite_any_address(rewrite_paths(value, pairs), pod_ip)
+        return rewrite_any_address(rewrite_paths(value, pairs, keep), pod_ip)
 
     argv = [local(expand(a, env)) for a in [*command, *args]]
     local_env = {k: local(v) for k, v in env.items()}
@@ -486,5 +503,5 @@ def launch(
         local_env["TMPDIR"] = tmp
     argv[0] = which(argv[0], venv_bin, local_env.get("PATH", SYSTEM_PATH))
     working_dir = container.get("workingDir")
-    cwd = rewrite_paths(working_dir, pairs) if working_dir else default_cwd
+    cwd = rewrite_paths(working_dir, pairs, keep) if working_dir else default_cwd
     return Launch(argv=argv, env=local_env, cwd=cwd)

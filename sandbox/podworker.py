@@ -334,7 +334,8 @@ class PodWorker(threading.Thread):
         spec = c.spec if argv is None else {**c.spec, "command": argv, "args": []}
         default_cwd = self.pod_dir / "containers" / c.name / "root"
         default_cwd.mkdir(parents=True, exist_ok=True)
-        return podspec.launch(spec, env, pairs, self.pod_ip, VENV_BIN, str(default_cwd))
+        return podspec.launch(spec, env, pairs, self.pod_ip, VENV_BIN, str(default_cwd),
+                              keep=(str(self.agent.state),))
 
     def _start(self, c: Container, now: float) -> None:
         try:
@@ -432,7 +433,11 @@ class PodWorker(threading.Thread):
             except OSError:
                 text = ""
             message = text.encode()[-FALLBACK_BYTES:].decode(errors="replace")
-        return message
+        try:
+            pairs = podspec.mounts(c.spec, self.dirs, c.termination_file)
+        except ConfigError:
+            return message
+        return podspec.restore_paths(message, pairs)
 
     def _probe(self, c: Container, now: float) -> None:
         assert c.process is not None

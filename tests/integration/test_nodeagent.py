@@ -125,8 +125,12 @@ def test_job_completes_with_its_termination_message(
     assert (state["exitCode"], state["reason"]) == (0, "Completed")
     result = json.loads(state["message"])
     assert result["phase"] == "Succeeded"
-    # The process wrote its pod's own termination-log file, never the real /dev/termination-log.
-    assert result["resultFile"].startswith(str(node_agent.state_dir))
+    # The process wrote its pod's own termination-log file, never the real /dev/termination-log,
+    # and what it reported reads in the container's terms again.
+    assert result["resultFile"] == "/dev/termination-log"
+    local = (node_agent.state_dir / "pods" / pod["metadata"]["uid"] / "containers" / "train"
+             / "termination-log")
+    assert json.loads(local.read_text())["resultFile"] == str(local)
     # The Job controller saw the pod finish and dropped its tracking finalizer.
     pod = eventually(lambda: (p := get_pod(kube, namespace, pod["metadata"]["name"]))
                      and "batch.kubernetes.io/job-tracking" not in
@@ -269,9 +273,11 @@ def test_emptydir_and_claim_are_shared_with_paths_rewritten(
         )
         reader = eventually(lambda: finished(kube, namespace, "reader"))
         local = node_agent.state_dir / "pvc" / namespace / "store"
+        # The writer saw the claim at /models, the reader at /artifacts: each got its own
+        # local spelling of the path, and the reader's report speaks of its own mount again.
+        assert (local / "artifact.txt").read_text() == f"from-init {local}/artifact.txt"
         assert terminated(reader, "read")["message"] == (
-            f"from-init {local}/artifact.txt|{local}")
-        assert (local / "artifact.txt").is_file()
+            "from-init /artifacts/artifact.txt|/artifacts")
         assert not Path("/models/artifact.txt").exists()
     finally:
         kube.request("DELETE", f"/api/v1/persistentvolumes/{pv_name}")

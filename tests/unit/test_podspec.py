@@ -248,3 +248,18 @@ def test_a_tmp_volume_becomes_tmpdir(tmp_path: Path) -> None:
     assert launch.env == {"HOME": str(tmp_path / "tmp"), "TMPDIR": str(tmp_path / "tmp")}
     kept = podspec.launch(container, {"TMPDIR": "/var/tmp"}, pairs, "ip", "/nonexistent", "/")
     assert kept.env == {"TMPDIR": "/var/tmp"}
+
+
+def test_reported_paths_are_restored_and_local_paths_never_rewritten_twice() -> None:
+    pairs = [("/models", "/state/pvc/ml/artifacts"), ("/tmp", "/state/pods/u/volumes/tmp"),
+             ("/dev/termination-log", "/state/pods/u/containers/main/termination-log")]
+    report = '{"artifact": "file:///state/pvc/ml/artifacts/iris/v1.bentomodel", "x": "/state/x"}'
+    assert podspec.restore_paths(report, pairs) == (
+        '{"artifact": "file:///models/iris/v1.bentomodel", "x": "/state/x"}')
+    # A state path that reaches a pod (a sandbox path passed along) is not rewritten again,
+    # even though the pod mounts /tmp and the state directory lives under it.
+    tmp_pairs = [("/tmp", "/tmp/state/pods/u/volumes/tmp")]
+    value = "file:///tmp/state/pvc/ml/artifacts/v1.bentomodel"
+    assert podspec.rewrite_paths(value, tmp_pairs, keep=("/tmp/state",)) == value
+    assert podspec.rewrite_paths("/tmp/x", tmp_pairs, keep=("/tmp/state",)) == (
+        "/tmp/state/pods/u/volumes/tmp/x")
