@@ -362,3 +362,21 @@ def test_interrupted_export_leaves_no_archive_and_no_model(
     else:
         expect_failure(run, "SaveFailed", "No space left on device")
     no_leftovers()
+
+
+def test_a_bug_is_an_internal_error_without_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+    write_spec: Callable[..., Path],
+    train: Callable[..., Any],
+    no_leftovers: Callable[[], None],
+) -> None:
+    from modelops_training import train as training_run
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise KeyError("column that should be there")
+
+    monkeypatch.delenv("MODELOPS_DEBUG", raising=False)
+    monkeypatch.setattr(training_run, "fit", broken)
+    run = train(write_spec(iris_spec()))
+    expect_failure(run, "InternalError", "KeyError", "column that should be there")
+    no_leftovers()
