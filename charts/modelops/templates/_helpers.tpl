@@ -1,0 +1,120 @@
+{{/* Names and labels shared by the chart's templates. */}}
+
+{{- define "modelops.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "modelops.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "modelops.commonLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: modelops
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "modelops.labels" -}}
+{{ include "modelops.commonLabels" . }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "modelops.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "modelops.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "modelops.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "modelops.runtimeImage" -}}
+{{- printf "%s:%s" .Values.runtime.image.repository (default .Chart.AppVersion .Values.runtime.image.tag) -}}
+{{- end -}}
+
+{{/*
+The rules the operator needs in each namespace it serves. Every rule names the call that needs it
+(operator/kube.py, operator/reconcile.py, operator/handlers.py, Kopf); docs/operations.md explains
+them. Nothing here reads Secrets or touches RBAC.
+*/}}
+{{- define "modelops.namespacedRules" -}}
+# Models: reconcile reads each one fresh (get); Kopf lists and watches them, and patches them with
+# its progress annotations and finalizer (patch); the operator writes status (models/status).
+- apiGroups: [modelops.dev]
+  resources: [models]
+  verbs: [get, list, watch, patch]
+- apiGroups: [modelops.dev]
+  resources: [models/status]
+  verbs: [patch]
+# ModelVersions: one per training (create, get after a conflict), listed per Model, pruned past the
+# history limit (delete), watched by Kopf; their status records the training outcome.
+- apiGroups: [modelops.dev]
+  resources: [modelversions]
+  verbs: [get, list, watch, create, delete]
+- apiGroups: [modelops.dev]
+  resources: [modelversions/status]
+  verbs: [patch]
+# Children carry ownerReferences with blockOwnerDeletion to Models and ModelVersions; where the
+# OwnerReferencesPermissionEnforcement admission plugin runs, that needs update on finalizers.
+- apiGroups: [modelops.dev]
+  resources: [models/finalizers, modelversions/finalizers]
+  verbs: [update]
+# Training Jobs: created per version, read to follow them, deleted when a newer spec supersedes
+# them; Kopf watches the operator's own.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, delete]
+# The finished training Pod's termination message is the training result.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
+# The training spec each Job mounts.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create]
+# Serving children, written with server-side apply (patch; create when absent); Kopf watches them.
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [list, watch, create, patch]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [list, watch, create, patch]
+# The optional autoscaler and disruption budget are also read and removed when no longer wanted.
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, list, watch, create, patch, delete]
+# Kopf posts Events (core v1) about the Models it handles.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}
+
+{{- define "modelops.crdRules" -}}
+# Kopf's resource discovery: it lists the CRDs once and watches them for changes. Read-only;
+# cluster-scoped because CRDs are.
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- end -}}
+
+{{- define "modelops.namespaceRules" -}}
+# Namespaced mode only: Kopf lists and watches Namespaces to learn which of the namespaces it
+# serves exist (names only; nothing inside them).
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end -}}
