@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import json
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -235,29 +236,32 @@ class NodeAgent:
 
     def _dispatch(self, pod: Obj) -> None:
         uid = pod["metadata"]["uid"]
+        terminal = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
         with self._lock:
             worker = self._workers.get(uid)
             if worker is not None:
                 worker.update(pod)
                 return
-            if uid in self._finished or self._stopping.is_set():
-                return
-            phase = (pod.get("status") or {}).get("phase")
-            if phase in ("Succeeded", "Failed"):
-                if pod["metadata"].get("deletionTimestamp"):
-                    self._delete_now(pod)
-                return
-            worker = PodWorker(self, pod)
-            self._workers[uid] = worker
-        worker.start()
+            start = not (terminal or uid in self._finished or self._stopping.is_set())
+            if start:
+                worker = PodWorker(self, pod)
+                self._workers[uid] = worker
+        if worker is not None:
+            worker.start()
+        elif terminal and pod["metadata"].get("deletionTimestamp"):
+            # Nothing runs any more: a finished pod is deleted as soon as it is asked to be.
+            self.delete_now(pod)
 
     def _deleted(self, pod: Obj) -> None:
+        uid = pod["metadata"]["uid"]
         with self._lock:
-            worker = self._workers.get(pod["metadata"]["uid"])
+            worker = self._workers.get(uid)
         if worker is not None:
             worker.mark_gone()
+        else:
+            shutil.rmtree(self.state / "pods" / uid, ignore_errors=True)
 
-    def _delete_now(self, pod: Obj) -> None:
+    def delete_now(self, pod: Obj) -> None:
         meta = pod["metadata"]
         try:
             self.kube.request(

@@ -95,6 +95,7 @@ class PodWorker(threading.Thread):
         self.pod_name: str = meta["name"]
         self.wake = threading.Event()
         self.gone = False  # the Pod no longer exists in the API
+        self.deleted = False  # this worker deleted it
         self.stopping: float | None = None  # the agent stops: grace seconds
         self.pod_dir = agent.state / "pods" / self.uid
         self.pod_ip = ""
@@ -153,6 +154,9 @@ class PodWorker(threading.Thread):
             self._kill_all(0.0)
             self.agent.addresses.release(self.uid)
             self.agent.forget(self)
+            if self.pod["metadata"].get("deletionTimestamp") and not (self.gone or self.deleted):
+                # Asked to delete while the worker was ending: later events no longer reach it.
+                self.agent.delete_now(self.pod)
 
     def _run(self) -> None:
         self.say(f"starting on {self.pod_ip}")
@@ -168,9 +172,13 @@ class PodWorker(threading.Thread):
                 return self._end()
             self._step(time.monotonic())
             self.write_status()
-            idle = self.last_status is not None and self.last_status["phase"] in (
-                "Succeeded", "Failed")
-            self.wake.wait(1.0 if idle else TICK)
+            if self.last_status is not None and self.last_status["phase"] in (
+                    "Succeeded", "Failed") and not self.pids():
+                # Done for good, as its status says: a kubelet tears the pod's sandbox down
+                # here (its address is freed); the agent deletes the Pod when asked to.
+                self.say(f"{self.last_status['phase']}; its processes are gone")
+                return
+            self.wake.wait(TICK)
             self.wake.clear()
 
     def _should_end(self) -> bool:
@@ -202,6 +210,7 @@ class PodWorker(threading.Thread):
         except ApiException as error:
             if error.status not in (404, 409):
                 raise
+        self.deleted = True
         self.remove_dirs()
         self.say("deleted")
 
@@ -220,6 +229,10 @@ class PodWorker(threading.Thread):
     def _setup(self) -> bool:
         try:
             self._fetch_objects()
+        except ApiException as error:
+            self.say(f"could not read its ConfigMaps and Secrets ({error.status}); retrying")
+            return False
+        try:
             self.dirs = podspec.volume_dirs(self.pod, self.agent.state, self.pod_dir)
             volumes = {v["name"]: v for v in self.pod["spec"].get("volumes") or []}
             for name, directory in self.dirs.items():

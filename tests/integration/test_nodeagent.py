@@ -152,6 +152,14 @@ def test_failed_container_reports_exit_code_and_log_tail(
     assert "boom: no such column" in state["message"]
 
 
+def _gone(kube: Kube, namespace: str, name: str) -> bool:
+    try:
+        get_pod(kube, namespace, name)
+    except ApiException as error:
+        return error.status == 404
+    return False
+
+
 ENV_KEYS = ["NAME", "NS", "UID", "IP", "HOST", "NODE", "SA", "TRACK", "MEM", "CM", "SECRET",
             "CFG_level", "URL", "POD_IP", "HOME", "PATH"]
 
@@ -401,14 +409,7 @@ def test_deleting_a_pod_stops_its_process_gracefully(
     started = time.monotonic()
     kube.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/graceful")
 
-    def gone() -> bool:
-        try:
-            get_pod(kube, namespace, "graceful")
-        except ApiException as error:
-            return error.status == 404
-        return False
-
-    eventually(gone)
+    eventually(lambda: _gone(kube, namespace, "graceful"))
     assert time.monotonic() - started < 10  # it exited on SIGTERM, well before the 20 s grace
     assert not pid_alive(pid)
     assert "SIGTERM received" in _log(node_agent, namespace, "graceful")
