@@ -1,0 +1,137 @@
+"""PromQL for the checks: one query per kind per window, covering every model at once.
+
+Each built-in query aggregates `by (namespace, model, version, track, ...)` and selects the
+runtime's series with `model!=""` (every modelops runtime's series carry it; BentoML's through the
+scrape's pod-label relabelling), never one model's name, so one query serves any number of models
+and the engine fans the answer out by those four labels. An optional namespace matcher (a regex of
+the namespaces the targets live in, bounded by namespaces, not models) keeps a namespaced operator
+to its own namespaces. docs/monitoring.md shows every query verbatim.
+
+Custom checks are the user's PromQL, evaluated per target after placeholder substitution
+(`custom()`); they are the only queries whose number grows with the models that declare them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+
+from modelops_operator.analysis.model import TargetKey
+
+PREDICT_ENDPOINT = "/predict"
+TARGET_LABELS = ("namespace", "model", "version", "track")
+BY = ", ".join(TARGET_LABELS)
+
+# The kinds of batched query; each check needs one or more of them.
+REQUESTS = "requests"  # errorRate; the sample count of latencyP95Seconds
+LATENCY = "latency"  # latencyP95Seconds
+FEATURE_BUCKETS = "featureBuckets"  # drift of numeric features
+FEATURE_CATEGORIES = "featureCategories"  # drift of categorical features
+FEEDBACK = "feedback"  # accuracy
+KINDS = (REQUESTS, LATENCY, FEATURE_BUCKETS, FEATURE_CATEGORIES, FEEDBACK)
+
+PLACEHOLDERS = ("NAMESPACE", "MODEL", "VERSION", "TRACK", "WINDOW")
+_PLACEHOLDER = re.compile(r"\$(" + "|".join(PLACEHOLDERS) + r")\b")
+
+
+def window(seconds: int) -> str:
+    """A PromQL range: `[300s]`'s inside."""
+    if seconds <= 0:
+        raise ValueError(f"a window must be positive, got {seconds}")
+    return f"{int(seconds)}s"
+
+
+def _regex_literal(name: str) -> str:
+    """One alternative of a PromQL regex in a double-quoted string: metacharacters escaped."""
+    out = []
+    for c in name:
+        if c.isalnum() or c in "-_":
+            out.append(c)
+        else:
+            out.append("\\\\" + c)  # RE2 escape, its backslash escaped in the PromQL string
+    return "".join(out)
+
+
+def _string_literal(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def selector(namespaces: Collection[str] | None, *matchers: str) -> str:
+    """The label matchers of every built-in query: the given ones, `model!=""`, namespaces."""
+    parts = [*matchers, 'model!=""']
+    if namespaces:
+        alternatives = "|".join(_regex_literal(n) for n in sorted(set(namespaces)))
+        parts.append(f'namespace=~"{alternatives}"')
+    return "{" + ", ".join(parts) + "}"
+
+
+def requests(seconds: int, namespaces: Collection[str] | None = None) -> str:
+    """Predict requests in the window by response code: errors are the 5xx, 4xx are left out."""
+    match = selector(namespaces, f'endpoint="{PREDICT_ENDPOINT}"')
+    return (
+        f"sum by ({BY}, http_response_code) "
+        f"(increase(bentoml_service_request_total{match}[{window(seconds)}]))"
+    )
+
+
+def latency_p95(seconds: int, namespaces: Collection[str] | None = None) -> str:
+    """p95 of the predict requests that were not refused as bad input (4xx)."""
+    match = selector(namespaces, f'endpoint="{PREDICT_ENDPOINT}"', 'http_response_code!~"4.."')
+    return (
+        f"histogram_quantile(0.95, sum by ({BY}, le) "
+        f"(increase(bentoml_service_request_duration_seconds_bucket{match}[{window(seconds)}])))"
+    )
+
+
+def feature_buckets(seconds: int, namespaces: Collection[str] | None = None) -> str:
+    """Cumulative bucket counts of every numeric feature in the window."""
+    return (
+        f"sum by ({BY}, feature, le) "
+        f"(increase(modelops_feature_value_bucket{selector(namespaces)}[{window(seconds)}]))"
+    )
+
+
+def feature_categories(seconds: int, namespaces: Collection[str] | None = None) -> str:
+    """Counts per category (reference categories and `__other__`) of every categorical feature."""
+    return (
+        f"sum by ({BY}, feature, category) "
+        f"(increase(modelops_feature_category_total{selector(namespaces)}[{window(seconds)}]))"
+    )
+
+
+def feedback(seconds: int, namespaces: Collection[str] | None = None) -> str:
+    """Classifier feedback in the window by outcome (`correct`, `incorrect`)."""
+    return (
+        f"sum by ({BY}, outcome) "
+        f"(increase(modelops_feedback_total{selector(namespaces)}[{window(seconds)}]))"
+    )
+
+
+BUILDERS = {
+    REQUESTS: requests,
+    LATENCY: latency_p95,
+    FEATURE_BUCKETS: feature_buckets,
+    FEATURE_CATEGORIES: feature_categories,
+    FEEDBACK: feedback,
+}
+
+
+def batch(
+    kinds: Collection[str], seconds: int, namespaces: Collection[str] | None = None
+) -> dict[str, str]:
+    """The queries of one window, by kind, in the order of `KINDS`."""
+    return {kind: BUILDERS[kind](seconds, namespaces) for kind in KINDS if kind in kinds}
+
+
+def custom(query: str, key: TargetKey, seconds: int) -> str:
+    """A custom check's query for one target: `$NAMESPACE`, `$MODEL`, `$VERSION`, `$TRACK` become
+    the target's label values (escaped for a double-quoted PromQL string), `$WINDOW` the window
+    (`300s`); anything else is left as written."""
+    values: Mapping[str, str] = {
+        "NAMESPACE": _string_literal(key.namespace),
+        "MODEL": _string_literal(key.model),
+        "VERSION": _string_literal(key.version),
+        "TRACK": _string_literal(key.track),
+        "WINDOW": window(seconds),
+    }
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], query)
