@@ -66,7 +66,8 @@ class Cluster:
             meta = {**body["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]}
             try:
                 self.custom.replace_namespaced_custom_object(
-                    GROUP, VERSION, self.ns, "models", name, {**body, "metadata": meta})
+                    GROUP, VERSION, self.ns, "models", name, {**body, "metadata": meta}
+                )
                 return
             except ApiException as error:
                 if error.status != 409:
@@ -196,7 +197,12 @@ def test_iris_trains_records_and_serves(cluster: Cluster, control_plane: Control
         "modelops.dev/model": "iris",
         "app.kubernetes.io/component": "serving",
     }
-    assert cluster.policy.read_namespaced_pod_disruption_budget("iris", cluster.ns)
+    budget = eventually(
+        lambda: _exists(
+            lambda: cluster.policy.read_namespaced_pod_disruption_budget("iris", cluster.ns)
+        )
+    )
+    assert budget
 
     eventually(lambda: cluster.model("iris").get("status", {}).get("stableVersion") == "iris-v1")
     columns = control_plane.kubectl_run("get", "models", "-n", cluster.ns).stdout

@@ -1,0 +1,184 @@
+"""The canary state machine, pure: from the canary's status, its spec, an analysis and the clock,
+the next status and what to do (wait, advance, promote, roll back, hold).
+
+Rules (docs/canary.md tells them to users):
+- an analysis runs once per `interval`, the first one interval after the start; a check that
+  *fails* adds one to `failedChecks` (failures count over the whole canary, so flapping results
+  still reach the threshold), and `threshold` failures roll the canary back;
+- an analysis whose checks all *pass* advances one step; passing the last step promotes;
+- an *inconclusive* analysis (too few samples, no series, Prometheus unreachable) neither counts as
+  a failure nor advances: no data is not failure, and no data is not success either;
+- a canary that has not advanced for `progressDeadline` does what `onDeadline` says: roll back, or
+  hold where it is (with a condition that says so) until a person decides;
+- annotations decide by hand: promote, abort (roll back), pause and resume.
+The stable Deployment keeps its replicas through the canary; the canary Deployment gets enough
+replicas for its step's weight (at least one), and the status reports the weight those replicas
+really give, since one Service spreads traffic by replica count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Action = Literal["wait", "advance", "promote", "rollback", "hold"]
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+
+
+@dataclass(frozen=True)
+class CanarySpec:
+    steps: tuple[int, ...] = (10, 50)
+    interval: float = 60.0
+    threshold: int = 2
+    progress_deadline: float = 900.0
+    on_deadline: Literal["rollback", "hold"] = "rollback"
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The outcome of one analysis of the canary: every check's outcome, and why."""
+
+    outcomes: Mapping[str, str] = field(default_factory=dict)  # check -> pass|fail|inconclusive
+    reasons: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        values = set(self.outcomes.values())
+        if FAIL in values:
+            return FAIL
+        if INCONCLUSIVE in values:
+            return INCONCLUSIVE
+        return PASS
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    status: dict[str, Any]
+    reason: str
+    message: str
+
+
+def split(stable_replicas: int, weight: int) -> tuple[int, int]:
+    """Canary replicas for a step's weight beside `stable_replicas`, and the weight they give."""
+    stable = max(1, stable_replicas)
+    canary = max(1, round(stable * weight / (100 - weight)))
+    return canary, round(100 * canary / (stable + canary))
+
+
+def start(version: str, now: float, stable_replicas: int, spec: CanarySpec) -> dict[str, Any]:
+    """The status of a canary of `version` at its first step."""
+    replicas, weight = split(stable_replicas, spec.steps[0])
+    return {
+        "version": version,
+        "step": 0,
+        "weight": weight,
+        "replicas": replicas,
+        "failedChecks": 0,
+        "startedAt": now,
+        "stepStartedAt": now,
+        "lastAnalysisAt": now,  # the first analysis comes one interval after the start
+        "paused": False,
+    }
+
+
+def decide(
+    status: Mapping[str, Any],
+    spec: CanarySpec,
+    now: float,
+    analysis: Analysis | None,
+    stable_replicas: int,
+    command: str | None = None,
+) -> Decision:
+    """One tick of the canary. `analysis` is None when none is due (or none could be made);
+    `command` is a person's word: promote, abort, pause or resume."""
+    current = dict(status)
+    if command == "promote":
+        return Decision("promote", current, "PromotedByHand", f"{current['version']} promoted")
+    if command == "abort":
+        return Decision("rollback", current, "AbortedByHand", f"{current['version']} aborted")
+    if command in ("pause", "resume"):
+        current["paused"] = command == "pause"
+        if command == "resume":  # the deadline counts from the resumption
+            current["stepStartedAt"] = now
+    if current.get("paused"):
+        return Decision("hold", current, "Paused", "the canary is paused by hand")
+
+    if analysis is not None and _due(current, spec, now):
+        current["lastAnalysisAt"] = now
+        current["lastAnalysis"] = {
+            "verdict": analysis.verdict,
+            "at": now,
+            "checks": dict(analysis.outcomes),
+            "reasons": dict(analysis.reasons),
+        }
+        if analysis.verdict == FAIL:
+            current["failedChecks"] = int(current.get("failedChecks", 0)) + 1
+            failed = sorted(k for k, v in analysis.outcomes.items() if v == FAIL)
+            if current["failedChecks"] >= spec.threshold:
+                return Decision(
+                    "rollback",
+                    current,
+                    "CanaryFailed",
+                    f"{current['version']} failed {current['failedChecks']} "
+                    f"analyses (threshold {spec.threshold}): {', '.join(failed)}",
+                )
+            return Decision(
+                "wait",
+                current,
+                "CheckFailed",
+                f"{', '.join(failed)} failed ({current['failedChecks']}/{spec.threshold})",
+            )
+        if analysis.verdict == PASS:
+            step = int(current["step"]) + 1
+            if step >= len(spec.steps):
+                return Decision(
+                    "promote",
+                    current,
+                    "CanaryPassed",
+                    f"{current['version']} passed all {len(spec.steps)} steps",
+                )
+            replicas, weight = split(stable_replicas, spec.steps[step])
+            current.update(step=step, weight=weight, replicas=replicas, stepStartedAt=now)
+            return Decision(
+                "advance",
+                current,
+                "StepPassed",
+                f"{current['version']} advanced to step {step + 1}/"
+                f"{len(spec.steps)} ({weight}% of traffic)",
+            )
+    if now - float(current["stepStartedAt"]) >= spec.progress_deadline:
+        inconclusive = (current.get("lastAnalysis") or {}).get("reasons") or {}
+        why = "; ".join(f"{k}: {v}" for k, v in sorted(inconclusive.items())) or "no analysis"
+        if spec.on_deadline == "rollback":
+            return Decision(
+                "rollback",
+                current,
+                "ProgressDeadlineExceeded",
+                f"no progress for {spec.progress_deadline:.0f}s ({why})",
+            )
+        return Decision(
+            "hold",
+            current,
+            "ProgressDeadlineExceeded",
+            f"holding: no progress for {spec.progress_deadline:.0f}s ({why})",
+        )
+    if (
+        analysis is not None
+        and analysis.verdict == INCONCLUSIVE
+        and current.get("lastAnalysisAt") == now
+    ):
+        why = "; ".join(f"{k}: {v}" for k, v in sorted(analysis.reasons.items()))
+        return Decision("wait", current, "AnalysisInconclusive", why or "inconclusive")
+    return Decision(
+        "wait",
+        current,
+        "Analysing",
+        f"step {int(current['step']) + 1}/{len(spec.steps)} at {current['weight']}%",
+    )
+
+
+def _due(status: Mapping[str, Any], spec: CanarySpec, now: float) -> bool:
+    last = status.get("lastAnalysisAt")
+    return last is None or now - float(last) >= spec.interval

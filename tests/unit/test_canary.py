@@ -1,0 +1,127 @@
+"""The canary state machine, table-driven: pass, failures below and at the threshold, inconclusive
+streaks, flapping, the progress deadline both ways, manual commands, and the replica split."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modelops_operator.canary import Analysis, CanarySpec, decide, split, start
+
+SPEC = CanarySpec(steps=(10, 50), interval=60, threshold=2, progress_deadline=600)
+P, F, N = "pass", "fail", "inconclusive"  # N: no conclusion
+
+
+def analysis(*outcomes: str) -> Analysis:
+    names = ("errorRate", "latencyP95Seconds", "drift")
+    return Analysis(
+        dict(zip(names, outcomes, strict=False)),
+        {n: "fewer than 20 samples" for n, o in zip(names, outcomes, strict=False) if o == N},
+    )
+
+
+def run(verdicts: list[tuple[str, ...]], spec: CanarySpec = SPEC) -> list[str]:
+    """Feeds one analysis per interval; the actions taken, up to the first final one."""
+    status: dict[str, Any] = start("iris-v2", 0.0, 2, spec)
+    actions = []
+    for tick, outcomes in enumerate(verdicts, start=1):
+        decision = decide(status, spec, tick * spec.interval, analysis(*outcomes), 2)
+        actions.append(decision.action)
+        status = decision.status
+        if decision.action in ("promote", "rollback", "hold"):
+            break
+    return actions
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "expected"),
+    [
+        ([(P, P), (P, P)], ["advance", "promote"]),
+        ([(P, F), (P, P), (P, P)], ["wait", "advance", "promote"]),  # one failure, threshold 2
+        ([(F, P), (P, F)], ["wait", "rollback"]),  # the second failure rolls back
+        ([(P, F), (P, P), (F, P)], ["wait", "advance", "rollback"]),  # flapping still counts
+        (
+            [(N, P), (P, N), (N, N), (P, P), (P, P)],
+            ["wait", "wait", "wait", "advance", "promote"],
+        ),  # inconclusive: neither way
+        ([(N, F), (P, P), (N, P), (P, F)], ["wait", "advance", "wait", "rollback"]),
+    ],
+)
+def test_analysis_sequences(verdicts: list[tuple[str, ...]], expected: list[str]) -> None:
+    assert run(verdicts) == expected
+
+
+def test_an_outage_never_rolls_back_before_the_deadline() -> None:
+    outage = [(N, N, N)] * 9  # 9 intervals, deadline is 10
+    assert set(run(outage)) == {"wait"}
+
+
+@pytest.mark.parametrize(("on_deadline", "final"), [("rollback", "rollback"), ("hold", "hold")])
+def test_progress_deadline_both_ways(on_deadline: str, final: str) -> None:
+    spec = CanarySpec(
+        steps=(10, 50), interval=60, threshold=2, progress_deadline=300, on_deadline=on_deadline
+    )  # type: ignore[arg-type]
+    actions = run([(N, N)] * 10, spec)
+    assert actions == ["wait"] * 4 + [final]
+
+
+def test_progress_resets_the_deadline() -> None:
+    spec = CanarySpec(steps=(10, 50, 90), interval=60, threshold=2, progress_deadline=180)
+    # Two inconclusive intervals, a pass, two more inconclusive: never 180 s without progress.
+    assert run([(N,), (N,), (P,), (N,), (N,), (P,), (P,)], spec) == [
+        "wait",
+        "wait",
+        "advance",
+        "wait",
+        "wait",
+        "advance",
+        "promote",
+    ]
+
+
+def test_inconclusive_reason_is_reported() -> None:
+    status = start("iris-v2", 0.0, 2, SPEC)
+    decision = decide(status, SPEC, 60.0, analysis(N, P), 2)
+    assert decision.reason == "AnalysisInconclusive"
+    assert "errorRate: fewer than 20 samples" in decision.message
+    assert decision.status["failedChecks"] == 0
+
+
+def test_no_analysis_before_an_interval_has_passed() -> None:
+    status = start("iris-v2", 0.0, 2, SPEC)
+    decision = decide(status, SPEC, 30.0, analysis(F, F), 2)
+    assert decision.action == "wait" and decision.status["failedChecks"] == 0
+
+
+@pytest.mark.parametrize(
+    ("command", "action"), [("promote", "promote"), ("abort", "rollback"), ("pause", "hold")]
+)
+def test_commands(command: str, action: str) -> None:
+    status = start("iris-v2", 0.0, 2, SPEC)
+    assert decide(status, SPEC, 60.0, analysis(F, F), 2, command).action == action
+
+
+def test_pause_stops_the_clock_and_resume_restarts_it() -> None:
+    status = start("iris-v2", 0.0, 2, SPEC)
+    paused = decide(status, SPEC, 60.0, None, 2, "pause").status
+    assert decide(paused, SPEC, 5000.0, analysis(F, F), 2).action == "hold"
+    resumed = decide(paused, SPEC, 5000.0, None, 2, "resume")
+    assert resumed.action == "wait" and resumed.status["stepStartedAt"] == 5000.0
+
+
+def test_a_newer_version_restarts_from_the_first_step() -> None:
+    status = decide(start("iris-v2", 0.0, 2, SPEC), SPEC, 60.0, analysis(P, P), 2).status
+    assert status["step"] == 1
+    replaced = start("iris-v3", 61.0, 2, SPEC)
+    assert (replaced["version"], replaced["step"], replaced["failedChecks"]) == ("iris-v3", 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("stable", "weight", "expected"),
+    [(2, 10, (1, 33)), (9, 10, (1, 10)), (10, 50, (10, 50)), (1, 90, (9, 90)), (3, 1, (1, 25))],
+)
+def test_split_reports_the_weight_replicas_really_give(
+    stable: int, weight: int, expected: tuple[int, int]
+) -> None:
+    assert split(stable, weight) == expected
