@@ -96,6 +96,7 @@ class PodWorker(threading.Thread):
         self.wake = threading.Event()
         self.gone = False  # the Pod no longer exists in the API
         self.deleted = False  # this worker deleted it
+        self.complaint = ""  # the last status-update failure, said once
         self.stopping: float | None = None  # the agent stops: grace seconds
         self.pod_dir = agent.state / "pods" / self.uid
         self.pod_ip = ""
@@ -386,7 +387,9 @@ class PodWorker(threading.Thread):
                 c.probes[kind] = ProbeTracker(probe, now)
         c.view.started = "startup" not in c.probes
         c.view.ready = c.view.started and "readiness" not in c.probes and not c.init
-        self.say(f"container {c.name} started (pid {c.process.pid}): {' '.join(launch.argv)}")
+        line = " ".join(launch.argv).replace("\n", "\\n")
+        line = line if len(line) <= 240 else line[:240] + "..."
+        self.say(f"container {c.name} started (pid {c.process.pid}): {line}")
         self.agent.event(self.pod, "Started", f"Started container {c.name}")
 
     def _exited(self, c: Container, returncode: int, now: float) -> None:
@@ -565,8 +568,12 @@ class PodWorker(threading.Thread):
             if not_found(error) or error.status == 409:
                 self.mark_gone()
                 return
-            self.say(f"status update failed ({error.status} {error.reason}); retrying")
+            complaint = f"status update failed ({error.status} {error.reason}): {error.body}"
+            if complaint != self.complaint:
+                self.say(f"{complaint}; retrying")
+                self.complaint = complaint
             return
+        self.complaint = ""
         if self.last_status is None or status["phase"] != self.last_status["phase"]:
             self.say(f"phase {status['phase']}")
         self.last_status = status
