@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 # exit status.
 VERBS: dict[str, tuple[str, str, str]] = {
     "train": ("modelops_training.cli", "main", "train a model from a Model's spec.training"),
+    "retrain": ("modelops_operator.commands", "retrain", "train a new version of a Model now"),
     "operator": ("modelops_operator.run", "main", "run the operator (Kopf) against a cluster"),
     "demo": ("modelops_sandbox.demo", "main", "run the loop on a local control plane (make demo)"),
 }

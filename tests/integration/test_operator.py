@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -368,21 +370,65 @@ def test_pinned_version_rolls_back_and_a_bad_pin_keeps_serving(cluster: Cluster)
     assert cluster.model("iris")["status"]["stableVersion"] == "iris-v1"
 
 
-def test_retrain_annotation_starts_one_manual_version(cluster: Cluster) -> None:
+def test_retrain_command_starts_one_manual_version(
+    cluster: Cluster, control_plane: ControlPlane
+) -> None:
     _serve_v1(cluster, iris())
-    for token in ("a", "a"):
-        cluster.custom.patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            cluster.ns,
-            "models",
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modelops_operator.cli",
+            "retrain",
             "iris",
-            {"metadata": {"annotations": {"modelops.dev/retrain": token}}},
-        )
+            "-n",
+            cluster.ns,
+            "--kubeconfig",
+            str(control_plane.kubeconfig),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "retrain requested" in result.stdout
     v2 = eventually(lambda: cluster.versions().get("iris-v2"))
     assert v2["spec"]["reason"] == "manual"
-    eventually(lambda: cluster.model("iris")["status"].get("retrainToken") == "a")
+    token = cluster.model("iris")["metadata"]["annotations"]["modelops.dev/retrain"]
+    eventually(lambda: cluster.model("iris")["status"].get("retrainToken") == token)
+    # The same request again (a re-sync by a GitOps tool, say) trains nothing new.
+    cluster.custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        cluster.ns,
+        "models",
+        "iris",
+        {"metadata": {"annotations": {"modelops.dev/retrain": token, "touched": "yes"}}},
+    )
+
+    def handled() -> bool:  # the operator has processed the update that carries "touched"
+        annotations = cluster.model("iris")["metadata"]["annotations"]
+        return "touched" in annotations.get("modelops.dev/last-handled-configuration", "")
+
+    eventually(handled)
     assert sorted(cluster.versions()) == ["iris-v1", "iris-v2"]
+
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modelops_operator.cli",
+            "retrain",
+            "nosuch",
+            "-n",
+            cluster.ns,
+            "--kubeconfig",
+            str(control_plane.kubeconfig),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert missing.returncode == 1 and "not found" in missing.stderr
 
 
 def test_a_newer_spec_supersedes_a_running_training(cluster: Cluster) -> None:
