@@ -31,8 +31,9 @@ from modelops_sandbox.controlplane import ControlPlane
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "modelops"
 GROUP, VERSION = "modelops.dev", "v1alpha1"
-# What the API server answers when RBAC denies a request, as Kopf and the client log it.
-DENIED = re.compile(r"\b403\b|forbidden", re.IGNORECASE)
+# A 403 as Kopf (APIForbiddenError, status=403) and the official client ("(403)", "Reason:
+# Forbidden") log it; not a bare "403", which log timestamps' milliseconds contain.
+DENIED = re.compile(r"forbidden|\(403\)|status=403|\bcode\W{0,4}403\b", re.IGNORECASE)
 
 
 class Helm:
