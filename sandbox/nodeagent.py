@@ -46,6 +46,7 @@ from modelops_sandbox.node import HOST_IP, NodeRegistration
 from modelops_sandbox.podstatus import now_rfc3339
 from modelops_sandbox.podworker import PodWorker, die_with_parent
 from modelops_sandbox.provisioner import Provisioner
+from modelops_sandbox.reaper import Reaper
 
 Obj = dict[str, Any]
 
@@ -74,6 +75,7 @@ class NodeAgent:
     provision: bool = True
     kube: Kube = field(init=False)
     addresses: AddressPool = field(init=False)
+    reaper: Reaper = field(init=False)
     allocatable: dict[str, str] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -100,6 +102,8 @@ class NodeAgent:
         self.state.mkdir(parents=True, exist_ok=True)
         self.kube = Kube(self.kubeconfig)
         self.addresses = AddressPool(self.pod_network)
+        self.reaper = Reaper(self.state / "process-groups")
+        self.reaper.start()
         self._node = NodeRegistration(self.kube, self.node_name, self.state)
         self._node.register()
         self.allocatable = self._node.allocatable
@@ -128,6 +132,7 @@ class NodeAgent:
             worker.shutdown(self.stop_grace)
         for worker in workers:
             worker.join(self.stop_grace + 15)
+        self.reaper.stop()
         self._events.put(None)
         try:
             if self._provisioner is not None:

@@ -375,6 +375,7 @@ class PodWorker(threading.Thread):
             c.view.state = {"waiting": {"reason": "RunContainerError", "message": str(error)}}
             self._schedule_restart(c, now, c.crashes + 1)
             return
+        self.agent.reaper.add(c.process.pid)
         c.runs += 1
         c.started_mono = now
         c.kill_deadline = None
@@ -396,6 +397,7 @@ class PodWorker(threading.Thread):
         assert c.process is not None
         pid = c.process.pid
         _killpg(pid, signal.SIGKILL)  # whatever the container left behind in its group
+        self.agent.reaper.remove(pid)
         c.process = None
         code = exit_code(returncode)
         message = self._termination_message(c, code)

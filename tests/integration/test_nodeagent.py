@@ -6,6 +6,7 @@ agent reports, and every container is a real process of this environment (`pytho
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import sys
@@ -23,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from modelops_sandbox.controlplane import ControlPlane
 from modelops_sandbox.kube import Kube
 from modelops_sandbox.logs import read_logs
-from modelops_sandbox.nodeagent import AgentProcess, NodeAgent
+from modelops_sandbox.nodeagent import AgentProcess, NodeAgent, start_agent_process
 
 T = TypeVar("T")
 Obj = dict[str, Any]
@@ -55,7 +56,20 @@ def py(code: str, *args: str) -> Obj:
 def create_pod(kube: Kube, namespace: str, name: str, containers: list[Obj], **spec: Any) -> Obj:
     body = {"metadata": {"name": name, "labels": {"app": name}},
             "spec": {"containers": containers, **spec}}
-    return kube.request("POST", f"/api/v1/namespaces/{namespace}/pods", body)
+    return post_pod(kube, namespace, body)
+
+
+def post_pod(kube: Kube, namespace: str, body: Obj) -> Obj:
+    """Creates a pod, waiting for a fresh namespace's default ServiceAccount if need be."""
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            return kube.request("POST", f"/api/v1/namespaces/{namespace}/pods", body)
+        except ApiException as error:
+            if error.status != 403 or "serviceaccount" not in str(error.body) or (
+                    time.monotonic() > deadline):
+                raise
+            time.sleep(0.2)
 
 
 def get_pod(kube: Kube, namespace: str, name: str) -> Obj:
@@ -212,7 +226,7 @@ def test_env_and_files_from_downward_api_configmap_and_secret_reach_the_process(
     ]
     body = {"metadata": {"name": "env", "labels": {"track": "canary"}},
             "spec": {"restartPolicy": "Never", "containers": [container], "volumes": volumes}}
-    kube.request("POST", f"{base}/pods", body)
+    post_pod(kube, namespace, body)
     pod = eventually(lambda: finished(kube, namespace, "env"))
     assert pod["status"]["phase"] == "Succeeded", pod["status"]
     env = json.loads(terminated(pod, "main")["message"])
@@ -449,11 +463,25 @@ def test_node_is_ready_and_renews_its_lease(node_agent: AgentProcess, kube: Kube
     assert {"type": "InternalIP", "address": "127.0.0.1"} in status["addresses"]
     assert status["nodeInfo"]["kubeletVersion"] == kube.get("/version")["gitVersion"]
     path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node_agent.node_name}"
-    first = kube.get(path)
-    assert first["spec"]["holderIdentity"] == node_agent.node_name
-    # Renewed every 10 s: the renewal after the registration's.
-    eventually(lambda: kube.get(path)["spec"]["renewTime"] != first["spec"]["renewTime"],
-               timeout=15, every=0.5)
+    lease = kube.get(path)
+    assert lease["spec"]["holderIdentity"] == node_agent.node_name
+    assert lease["metadata"]["ownerReferences"][0]["name"] == node_agent.node_name
+
+    def renewed() -> bool:
+        # Renewed every 10 s since the registration created it, and recently.
+        spec, meta = (lease := kube.get(path))["spec"], lease["metadata"]
+        renew = datetime.datetime.fromisoformat(spec["renewTime"])
+        created = datetime.datetime.fromisoformat(meta["creationTimestamp"])
+        age = datetime.datetime.now(datetime.UTC) - renew
+        return renew - created >= datetime.timedelta(seconds=5) and age.total_seconds() < 15
+
+    eventually(renewed, timeout=15, every=0.5)
+
+
+STUBBORN = ("import signal, subprocess, sys, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+            "time.sleep(600)\n")
 
 
 def test_stopping_the_agent_ends_every_process_and_the_node(
@@ -463,12 +491,8 @@ def test_stopping_the_agent_ends_every_process_and_the_node(
     agent = NodeAgent(control_plane.kubeconfig, tmp_path, name, stop_grace=2,
                       pod_network="127.11.0.0/16", provision=False).start()
     try:
-        stubborn = ("import signal, subprocess, sys, time\n"
-                    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-                    "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
-                    "time.sleep(600)\n")
         create_pod(kube, namespace, "server", [{"name": "web", **SERVE}], nodeName=name)
-        create_pod(kube, namespace, "stubborn", [{"name": "main", **py(stubborn)}],
+        create_pod(kube, namespace, "stubborn", [{"name": "main", **py(STUBBORN)}],
                    nodeName=name, terminationGracePeriodSeconds=60)
         for pod in ("server", "stubborn"):
             eventually(lambda p=pod: get_pod(kube, namespace, p)["status"].get("phase")  # type: ignore[misc]
@@ -494,3 +518,24 @@ def test_stopping_the_agent_ends_every_process_and_the_node(
 def _listening(addresses: set[str]) -> set[str]:
     return {c.laddr.ip for c in psutil.net_connections("inet")
             if c.status == psutil.CONN_LISTEN and c.laddr.ip in addresses}
+
+
+def test_a_killed_agent_leaves_no_process_behind(
+    control_plane: ControlPlane, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    name = f"killed-{uuid.uuid4().hex[:6]}"
+    agent = start_agent_process(control_plane.kubeconfig, tmp_path, name,
+                                extra_args=["--pod-network", "127.12.0.0/16", "--no-provisioner"])
+    try:
+        create_pod(kube, namespace, "orphan-maker", [{"name": "main", **py(STUBBORN)}],
+                   nodeName=name)
+        pod = eventually(lambda: (p := get_pod(kube, namespace, "orphan-maker"))["status"].get(
+            "phase") == "Running" and p)
+        pid = int(pod["status"]["containerStatuses"][0]["containerID"].removeprefix("sandbox://"))
+        children = eventually(lambda: psutil.Process(pid).children(recursive=True))
+        family = [pid, *(c.pid for c in children)]
+    finally:
+        agent.popen.kill()  # no clean stop: the container and its child must die all the same
+        agent.popen.wait()
+        kube.request("DELETE", f"/api/v1/nodes/{name}")
+    eventually(lambda: not [p for p in family if pid_alive(p)], timeout=10)
