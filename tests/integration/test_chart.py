@@ -308,6 +308,28 @@ def test_namespaced_install_reconciles_iris_as_its_service_account(
     assert gone.items == []
 
 
+def test_roles_only_mode_shows_why_the_discovery_rules_exist(
+    helm: Helm,
+    control_plane: ControlPlane,
+    namespace_factory: Callable[[str], str],
+    run_operator: Callable[[str, str, list[str]], OperatorProcess],
+    release: str,
+) -> None:
+    """Without the read-only discovery ClusterRole, Kopf's namespace listing is refused (403).
+
+    Also the check that `denied` finds a real RBAC refusal in the operator's log.
+    """
+    release_ns, ml = namespace_factory("chart-"), namespace_factory("ml-")
+    helm.run("install", release, str(CHART), "--namespace", release_ns,
+             *sets(namespaces="{" + ml + "}", rbac__clusterDiscovery="false"))
+    rendered = helm.run("get", "manifest", release, "--namespace", release_ns).stdout
+    assert "kind: ClusterRole" not in rendered
+    operator = run_operator(release_ns, f"{release}-modelops", [ml])
+    refusals = eventually(lambda: denied(operator.log.read_text(errors="replace")), timeout=30)
+    assert any("namespaces" in r and "cannot list resource" in r for r in refusals), refusals
+    helm.run("uninstall", release, "--namespace", release_ns)
+
+
 def test_cluster_wide_install_upgrade_and_uninstall(
     helm: Helm,
     control_plane: ControlPlane,
