@@ -168,6 +168,31 @@ class Models:
         return eventually(serving, timeout=90, every=0.5)
 
 
+def remove_after_uninstall(models: Models) -> None:
+    """docs/operations.md, "Uninstall": a Model outlives the operator, and so does Kopf's finalizer.
+
+    Deleting it then waits for an operator that is gone; removing the finalizer by hand lets it go,
+    and the garbage collector takes its serving children with it.
+    """
+    model = models.model()
+    assert "modelops.dev/finalizer" in model["metadata"]["finalizers"]
+    models.custom.delete_namespaced_custom_object(GROUP, VERSION, models.ns, "models", "iris")
+    assert models.model()["metadata"]["deletionTimestamp"]  # held by the finalizer
+    models.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, models.ns, "models", "iris", {"metadata": {"finalizers": None}}
+    )
+
+    def gone() -> bool:
+        try:
+            models.model()
+        except ApiException as error:
+            return error.status == 404
+        return False
+
+    eventually(gone, timeout=30)
+    eventually(lambda: models.deployment() is None, timeout=60)
+
+
 @pytest.fixture
 def run_operator(
     control_plane: ControlPlane, tmp_path: Path
@@ -301,11 +326,14 @@ def test_namespaced_install_reconciles_iris_as_its_service_account(
     assert not can_i(control_plane, who, "create", "jobs.batch", ml)
     # Left behind, as docs/operations.md says: the Model and what it serves, the artifact claim.
     core = client.CoreV1Api(kube_api)
-    assert Models(kube_api, ml).model()["status"]["stableVersion"] == "iris-v1"
-    assert Models(kube_api, ml).deployment() is not None
+    models = Models(kube_api, ml)
+    assert models.model()["status"]["stableVersion"] == "iris-v1"
+    assert models.deployment() is not None
     assert core.read_namespaced_persistent_volume_claim("modelops-artifacts", ml)
     gone = core.list_namespaced_service_account(release_ns, field_selector=f"metadata.name={sa}")
     assert gone.items == []
+    operator.stop()  # as the uninstalled Deployment's pod would be
+    remove_after_uninstall(models)
 
 
 def test_roles_only_mode_shows_why_the_discovery_rules_exist(
@@ -389,7 +417,8 @@ def test_cluster_wide_install_upgrade_and_uninstall(
     assert missing.value.status == 404
     # The CRDs and the Models stay: uninstalling the operator never deletes a user's model.
     kubectl(control_plane, "get", "crd", "models.modelops.dev", "modelversions.modelops.dev")
-    assert Models(kube_api, ml).model()["metadata"]["name"] == "iris"
+    operator.stop()
+    remove_after_uninstall(Models(kube_api, ml))
 
 
 POD_MONITOR_CRD = """
