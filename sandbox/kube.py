@@ -3,7 +3,8 @@
 The agent reads and writes Pods, Nodes and Leases as plain dicts (camelCase, as the API server
 serves them), so it uses the official client's authenticated connection pool and serialisation
 of requests, but not its typed models: `request` returns the decoded JSON and raises the
-client's `ApiException` on an error status; `watch` yields watch events one by one.
+client's `ApiException` on an error status (status 0 when the server cannot be reached);
+`watch` yields watch events one by one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import urllib3
 from kubernetes import config
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
@@ -73,8 +75,12 @@ class Kube:
         content_type: str = JSON,
         timeout: float = 30.0,
     ) -> Obj:
-        response = self._send(method, path, body, query, content_type, timeout)
-        data: bytes = response.read()
+        try:
+            response = self._send(method, path, body, query, content_type, timeout)
+            data: bytes = response.read()
+        except urllib3.exceptions.HTTPError as error:
+            # Transport failures (the API server is gone, say) look like any failed request.
+            raise ApiException(status=0, reason=f"{type(error).__name__}: {error}") from error
         if response.status >= 400:
             raise ApiException(status=response.status, reason=response.reason,
                                body=data.decode(errors="replace"))
