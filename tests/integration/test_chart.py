@@ -278,10 +278,19 @@ def test_namespaced_install_reconciles_iris_as_its_service_account(
     release: str,
 ) -> None:
     release_ns, ml, other = (namespace_factory(p) for p in ("chart-", "ml-", "other-"))
+    # Pod Security admission refuses any pod below "restricted" in these namespaces: the chart's
+    # operator pod, and the training and serving pods the operator creates.
+    for namespace in (release_ns, ml):
+        kubectl(control_plane, "label", "namespace", namespace,
+                "pod-security.kubernetes.io/enforce=restricted")
     helm.run("install", release, str(CHART), "--namespace", release_ns,
              *sets(namespaces="{" + ml + "}", artifacts__create="true"))
     sa = f"{release}-modelops"
     who = f"{release_ns}:{sa}"
+    core = client.CoreV1Api(kube_api)
+    operator_pods = eventually(lambda: core.list_namespaced_pod(
+        release_ns, label_selector=f"app.kubernetes.io/instance={release}").items, timeout=30)
+    assert operator_pods[0].spec.service_account_name == sa
 
     # What the ServiceAccount may do, as the API server's authorizer answers.
     assert can_i(control_plane, who, "create", "deployments.apps", ml)
@@ -325,7 +334,6 @@ def test_namespaced_install_reconciles_iris_as_its_service_account(
     helm.run("uninstall", release, "--namespace", release_ns)
     assert not can_i(control_plane, who, "create", "jobs.batch", ml)
     # Left behind, as docs/operations.md says: the Model and what it serves, the artifact claim.
-    core = client.CoreV1Api(kube_api)
     models = Models(kube_api, ml)
     assert models.model()["status"]["stableVersion"] == "iris-v1"
     assert models.deployment() is not None
