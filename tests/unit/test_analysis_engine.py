@@ -195,7 +195,7 @@ def test_latency_nan_and_few_requests_are_inconclusive() -> None:
 # --- drift ------------------------------------------------------------------------------------
 
 
-def drift_answers(key: TargetKey, bins: list[float], colors: dict[str, float]) -> dict[str, Answer]:
+def drift_answers(key: TargetKey, bins: list[float], colors: dict[str, float]) -> dict[str, Vector]:
     cumulative = [sum(bins[: i + 1]) for i in range(len(bins))]
     buckets = [
         s(key, c, feature="x", le=le)
@@ -244,7 +244,7 @@ def test_features_without_enough_values_or_with_other_bins_are_left_out_and_name
     answers = drift_answers(STABLE, [20, 30, 50], {"red": 6, "blue": 4})
     wrong = Vector(
         (
-            *answers["modelops_feature_value_bucket"].samples,  # type: ignore[union-attr]
+            *answers["modelops_feature_value_bucket"].samples,
             s(STABLE, 50, feature="y", le="4.0"),
             s(STABLE, 100, feature="y", le="+Inf"),
         )
