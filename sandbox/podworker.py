@@ -243,10 +243,16 @@ class PodWorker(threading.Thread):
                     token = self._token(volume)
                     files = podspec.volume_files(
                         self.context(), volume, self.configmaps, self.secrets, token)
+                    mode = next((volume[k].get("defaultMode") for k in ("configMap", "secret",
+                                 "downwardAPI", "projected") if k in volume), None)
                     for relative, content in files.items():
                         target = directory / relative
+                        if not target.resolve().is_relative_to(directory.resolve()):
+                            raise ConfigError(f"volume {name!r}: path {relative!r} leaves it")
                         target.parent.mkdir(parents=True, exist_ok=True)
                         target.write_text(content)
+                        if mode is not None:
+                            target.chmod(int(mode) & 0o777)
             (self.pod_dir / "home").mkdir(parents=True, exist_ok=True)
         except ConfigError as error:
             for c in [*self.init, *self.app]:

@@ -192,6 +192,7 @@ def test_env_and_files_from_downward_api_configmap_and_secret_reach_the_process(
             "files = ('/etc/app/conf/level.txt', '/etc/creds/token')\n"
             "env['files'] = [open(p).read() for p in files]\n"
             "env['listing'] = sorted(os.listdir('/etc/app/conf'))\n"
+            "env['mode'] = oct(os.stat('/etc/creds/token').st_mode & 0o777)\n"
             "open('/dev/termination-log', 'w').write(json.dumps(env))\n")
 
     def field(path: str) -> Obj:
@@ -222,7 +223,7 @@ def test_env_and_files_from_downward_api_configmap_and_secret_reach_the_process(
     volumes = [
         {"name": "conf", "configMap": {"name": "settings",
                                         "items": [{"key": "level", "path": "level.txt"}]}},
-        {"name": "creds", "secret": {"secretName": "creds"}},
+        {"name": "creds", "secret": {"secretName": "creds", "defaultMode": 0o400}},
     ]
     body = {"metadata": {"name": "env", "labels": {"track": "canary"}},
             "spec": {"restartPolicy": "Never", "containers": [container], "volumes": volumes}}
@@ -238,7 +239,7 @@ def test_env_and_files_from_downward_api_configmap_and_secret_reach_the_process(
         "MEM": "256", "CM": "fast", "SECRET": "s3cret", "CFG_level": "debug",
         "URL": f"http://{ip}:3000/env", "POD_IP": ip,
         "HOME": env["HOME"], "PATH": env["PATH"],
-        "files": ["debug", "s3cret"], "listing": ["level.txt"],
+        "files": ["debug", "s3cret"], "listing": ["level.txt"], "mode": "0o400",
     }
     assert env["HOME"].startswith(str(node_agent.state_dir))
     assert env["PATH"].split(":")[0] == os.path.dirname(sys.executable)
