@@ -97,6 +97,7 @@ class PodWorker(threading.Thread):
         self.gone = False  # the Pod no longer exists in the API
         self.deleted = False  # this worker deleted it
         self.complaint = ""  # the last status-update failure, said once
+        self.expired = False  # activeDeadlineSeconds passed
         self.stopping: float | None = None  # the agent stops: grace seconds
         self.pod_dir = agent.state / "pods" / self.uid
         self.pod_ip = ""
@@ -168,9 +169,19 @@ class PodWorker(threading.Thread):
             self.wake.wait(2.0)
             self.wake.clear()
         self.sandbox_ready = True
+        started = time.monotonic()
+        deadline = self.pod["spec"].get("activeDeadlineSeconds")
         while True:
             if self._should_end():
                 return self._end()
+            if deadline is not None and not self.expired and (
+                    time.monotonic() - started >= float(deadline)):
+                self.expired = True
+                self.say(f"active longer than its deadline of {deadline}s; killing it")
+                self.terminal_reason = (
+                    "DeadlineExceeded",
+                    "Pod was active on the node longer than the specified deadline")
+                self._kill_all(float(self.pod["spec"].get("terminationGracePeriodSeconds", 30)))
             self._step(time.monotonic())
             self.write_status()
             if self.last_status is not None and self.last_status["phase"] in (
@@ -424,9 +435,8 @@ class PodWorker(threading.Thread):
         c.view.started = False
         self.say(f"container {c.name} exited with {code}")
         policy = self._policy(c)
-        if self.stopping is not None or self.pod["metadata"].get("deletionTimestamp") or (
-            policy == "Never" or (policy == "OnFailure" and code == 0)
-        ):
+        if c.view.final or self.stopping is not None or self.pod["metadata"].get(
+            "deletionTimestamp") or policy == "Never" or (policy == "OnFailure" and code == 0):
             c.view.final = True
             return
         c.view.last_state = {"terminated": terminated}
@@ -564,8 +574,8 @@ class PodWorker(threading.Thread):
         reason, message = self.terminal_reason
         status = podstatus.pod_status(
             view, [c.view for c in self.init], [c.view for c in self.app], self.pod_ip,
-            HOST_IP, self.start_time, self.sandbox_ready, now_rfc3339(), reason=reason,
-            message=message)
+            HOST_IP, self.start_time, self.sandbox_ready, now_rfc3339(),
+            pod_phase="Failed" if self.expired else None, reason=reason, message=message)
         if status == self.last_status:
             return
         try:

@@ -174,6 +174,16 @@ def _gone(kube: Kube, namespace: str, name: str) -> bool:
     return False
 
 
+def test_active_deadline_fails_the_pod(
+    node_agent: AgentProcess, kube: Kube, namespace: str
+) -> None:
+    create_pod(kube, namespace, "late", [{"name": "main", **py("import time; time.sleep(600)")}],
+               restartPolicy="Always", activeDeadlineSeconds=2, terminationGracePeriodSeconds=1)
+    pod = eventually(lambda: finished(kube, namespace, "late"), timeout=20)
+    assert (pod["status"]["phase"], pod["status"]["reason"]) == ("Failed", "DeadlineExceeded")
+    assert terminated(pod, "main")["exitCode"] == 143
+
+
 ENV_KEYS = ["NAME", "NS", "UID", "IP", "HOST", "NODE", "SA", "TRACK", "MEM", "CM", "SECRET",
             "CFG_level", "URL", "POD_IP", "HOME", "PATH"]
 
