@@ -8,7 +8,8 @@ locally, and a container's command is resolved against this environment's `bin` 
 one simulated part of the sandbox; the API server, scheduler and controllers around it are real.
 
 Each pod gets its own loopback address (`modelops_sandbox.addresses`), its volumes as local
-directories and its paths rewritten (`modelops_sandbox.podspec`), its processes, probes,
+directories (`modelops_sandbox.volumes`) and its paths rewritten (`modelops_sandbox.podspec`),
+claims bound by a small provisioner (`modelops_sandbox.provisioner`), its processes, probes,
 restarts and status run by a `modelops_sandbox.podworker.PodWorker`, and its logs under
 `<state>/logs` (`modelops_sandbox.logs`). docs/sandbox.md states the rules.
 

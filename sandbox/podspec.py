@@ -7,8 +7,8 @@ rules the operator's pod specs rely on are unit-tested without a cluster:
 
 - env: `envFrom` first, then `env` (later wins); `valueFrom` fieldRef (downward API),
   resourceFieldRef, configMapKeyRef, secretKeyRef; `$(VAR)` expanded as Kubernetes does.
-- volumes: every volume becomes a local directory (`volume_dirs`); configMap, secret,
-  downwardAPI and projected volumes become files (`volume_files`).
+- mounts: a container's volumeMounts and terminationMessagePath as (container path, local
+  path) pairs (`mounts`); `modelops_sandbox.volumes` gives every volume its local directory.
 - paths: processes see the real filesystem, so every mountPath of the container, and its
   terminationMessagePath, is rewritten to its local directory or file wherever it appears as a
   path prefix in command, args, env values and workingDir (`rewrite_paths`); what a process
@@ -21,7 +21,6 @@ rules the operator's pod specs rely on are unit-tested without a cluster:
 
 from __future__ import annotations
 
-import base64
 import math
 import os
 import re
@@ -232,134 +231,8 @@ def resolve_env(
     return env
 
 
-def referenced_objects(pod: Obj) -> tuple[set[str], set[str]]:
-    """Names of the ConfigMaps and Secrets the pod's env and volumes refer to."""
-    configmaps: set[str] = set()
-    secrets: set[str] = set()
-    spec = pod["spec"]
-    for c in [*spec.get("initContainers", []), *spec["containers"]]:
-        for source in c.get("envFrom") or []:
-            if "configMapRef" in source:
-                configmaps.add(source["configMapRef"].get("name", ""))
-            if "secretRef" in source:
-                secrets.add(source["secretRef"].get("name", ""))
-        for var in c.get("env") or []:
-            source = var.get("valueFrom") or {}
-            if "configMapKeyRef" in source:
-                configmaps.add(source["configMapKeyRef"].get("name", ""))
-            if "secretKeyRef" in source:
-                secrets.add(source["secretKeyRef"].get("name", ""))
-    for volume in spec.get("volumes") or []:
-        sources = [volume]
-        sources += (volume.get("projected") or {}).get("sources") or []
-        for s in sources:
-            if "configMap" in s:
-                configmaps.add(s["configMap"].get("name", ""))
-            if "secret" in s:
-                secrets.add(s["secret"].get("secretName") or s["secret"].get("name", ""))
-    return configmaps, secrets
-
-
-def secret_data(secret: Mapping[str, Any]) -> dict[str, str]:
-    """A Secret's data, decoded (stringData never comes back from the API server)."""
-    data = {k: base64.b64decode(v).decode(errors="replace") for k, v in
-            (secret.get("data") or {}).items()}
-    return data
-
-
-def configmap_data(configmap: Mapping[str, Any]) -> dict[str, str]:
-    data = dict(configmap.get("data") or {})
-    for k, v in (configmap.get("binaryData") or {}).items():
-        data[k] = base64.b64decode(v).decode(errors="replace")
-    return data
-
-
 # ---------------------------------------------------------------------------------------------
-# Volumes.
-
-
-def volume_dirs(pod: Obj, state_dir: Path, pod_dir: Path) -> dict[str, Path]:
-    """Each volume's local directory.
-
-    emptyDir, configMap, secret, downwardAPI, projected: `<pod_dir>/volumes/<volume>`;
-    persistentVolumeClaim: `<state>/pvc/<namespace>/<claim>`, shared by every pod of the claim;
-    hostPath: `<state>/hostpath/<path>`, never the real host path.
-    """
-    namespace = pod["metadata"]["namespace"]
-    dirs: dict[str, Path] = {}
-    for volume in pod["spec"].get("volumes") or []:
-        name = volume["name"]
-        if "persistentVolumeClaim" in volume:
-            claim = volume["persistentVolumeClaim"]["claimName"]
-            dirs[name] = state_dir / "pvc" / namespace / claim
-        elif "hostPath" in volume:
-            host = volume["hostPath"]["path"].strip("/")
-            dirs[name] = state_dir / "hostpath" / host
-        elif any(k in volume for k in ("emptyDir", "configMap", "secret", "downwardAPI",
-                                       "projected")):
-            dirs[name] = pod_dir / "volumes" / name
-        else:
-            kinds = sorted(k for k in volume if k != "name")
-            raise ConfigError(f"volume {name!r}: {kinds} is not supported by the sandbox agent")
-    return dirs
-
-
-def _items(
-    data: Mapping[str, str], items: Iterable[Mapping[str, Any]] | None, what: str, optional: bool
-) -> dict[str, str]:
-    if not items:
-        return dict(data)
-    files: dict[str, str] = {}
-    for item in items:
-        if item["key"] not in data:
-            if optional:
-                continue
-            raise ConfigError(f"{what}: couldn't find key {item['key']}")
-        files[item["path"]] = data[item["key"]]
-    return files
-
-
-def volume_files(
-    ctx: PodContext,
-    volume: Mapping[str, Any],
-    configmaps: Mapping[str, Mapping[str, str]],
-    secrets: Mapping[str, Mapping[str, str]],
-    token: str | None = None,
-) -> dict[str, str]:
-    """The files (relative path -> content) of a configMap/secret/downwardAPI/projected volume."""
-    sources: list[Mapping[str, Any]] = [volume]
-    if "projected" in volume:
-        sources = (volume["projected"] or {}).get("sources") or []
-    files: dict[str, str] = {}
-    for s in sources:
-        if "configMap" in s:
-            ref = s["configMap"]
-            name, optional = ref.get("name", ""), bool(ref.get("optional"))
-            data = configmaps.get(name)
-            if data is None:
-                if optional:
-                    continue
-                raise ConfigError(f'configmap "{name}" not found')
-            files.update(_items(data, ref.get("items"), f'configmap "{name}"', optional))
-        elif "secret" in s:
-            ref = s["secret"]
-            name, optional = ref.get("secretName") or ref.get("name", ""), bool(ref.get("optional"))
-            data = secrets.get(name)
-            if data is None:
-                if optional:
-                    continue
-                raise ConfigError(f'secret "{name}" not found')
-            files.update(_items(data, ref.get("items"), f'secret "{name}"', optional))
-        elif "downwardAPI" in s:
-            for item in (s["downwardAPI"] or {}).get("items") or []:
-                if "fieldRef" in item:
-                    files[item["path"]] = field_ref(ctx, item["fieldRef"]["fieldPath"])
-                elif "resourceFieldRef" in item:
-                    ref = item["resourceFieldRef"]
-                    files[item["path"]] = resource_ref(ctx, ref, ref.get("containerName", ""))
-        elif "serviceAccountToken" in s and token is not None:
-            files[s["serviceAccountToken"].get("path", "token")] = token
-    return files
+# Mounts.
 
 
 def mounts(

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes.client.exceptions import ApiException
 
-from modelops_sandbox import logs, podspec, podstatus
+from modelops_sandbox import logs, podspec, podstatus, volumes
 from modelops_sandbox.kube import STRATEGIC, not_found
 from modelops_sandbox.node import HOST_IP
 from modelops_sandbox.podspec import ConfigError, PodContext
@@ -240,30 +240,13 @@ class PodWorker(threading.Thread):
 
     def _setup(self) -> bool:
         try:
-            self._fetch_objects()
+            self.configmaps, self.secrets = volumes.fetch_objects(self.agent.kube, self.pod)
         except ApiException as error:
             self.say(f"could not read its ConfigMaps and Secrets ({error.status}); retrying")
             return False
         try:
-            self.dirs = podspec.volume_dirs(self.pod, self.agent.state, self.pod_dir)
-            volumes = {v["name"]: v for v in self.pod["spec"].get("volumes") or []}
-            for name, directory in self.dirs.items():
-                directory.mkdir(parents=True, exist_ok=True)
-                volume = volumes[name]
-                if any(k in volume for k in ("configMap", "secret", "downwardAPI", "projected")):
-                    token = self._token(volume)
-                    files = podspec.volume_files(
-                        self.context(), volume, self.configmaps, self.secrets, token)
-                    mode = next((volume[k].get("defaultMode") for k in ("configMap", "secret",
-                                 "downwardAPI", "projected") if k in volume), None)
-                    for relative, content in files.items():
-                        target = directory / relative
-                        if not target.resolve().is_relative_to(directory.resolve()):
-                            raise ConfigError(f"volume {name!r}: path {relative!r} leaves it")
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        target.write_text(content)
-                        if mode is not None:
-                            target.chmod(int(mode) & 0o777)
+            self.dirs = volumes.prepare(self.agent.kube, self.context(), self.agent.state,
+                                        self.pod_dir, self.configmaps, self.secrets)
             (self.pod_dir / "home").mkdir(parents=True, exist_ok=True)
         except ConfigError as error:
             for c in [*self.init, *self.app]:
@@ -274,44 +257,6 @@ class PodWorker(threading.Thread):
             c.view.state = {"waiting": {"reason": "PodInitializing" if not c.init and
                                         self.init else "ContainerCreating"}}
         return True
-
-    def _fetch_objects(self) -> None:
-        configmaps, secrets = podspec.referenced_objects(self.pod)
-        base = f"/api/v1/namespaces/{self.namespace}"
-        for name in configmaps:
-            try:
-                self.configmaps[name] = podspec.configmap_data(
-                    self.agent.kube.get(f"{base}/configmaps/{name}"))
-            except ApiException as error:
-                if not not_found(error):
-                    raise
-        for name in secrets:
-            try:
-                self.secrets[name] = podspec.secret_data(
-                    self.agent.kube.get(f"{base}/secrets/{name}"))
-            except ApiException as error:
-                if not not_found(error):
-                    raise
-
-    def _token(self, volume: Obj) -> str | None:
-        """A service-account token for a projected volume, through the TokenRequest API."""
-        sources = (volume.get("projected") or {}).get("sources") or []
-        wanted = [s["serviceAccountToken"] for s in sources if "serviceAccountToken" in s]
-        if not wanted:
-            return None
-        account = self.pod["spec"].get("serviceAccountName") or "default"
-        body = {"spec": {"expirationSeconds": int(wanted[0].get("expirationSeconds") or 3600),
-                         "boundObjectRef": {"kind": "Pod", "apiVersion": "v1",
-                                            "name": self.pod_name, "uid": self.uid}}}
-        if wanted[0].get("audience"):
-            body["spec"]["audiences"] = [wanted[0]["audience"]]
-        try:
-            response = self.agent.kube.request(
-                "POST",
-                f"/api/v1/namespaces/{self.namespace}/serviceaccounts/{account}/token", body)
-        except ApiException as error:
-            raise ConfigError(f"service account token: {error.reason}") from error
-        return str(response["status"]["token"])
 
     # --- containers ---------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from modelops_sandbox import podspec
+from modelops_sandbox import podspec, volumes
 from modelops_sandbox.podspec import ConfigError, PodContext
 
 
@@ -162,7 +162,7 @@ def test_volumes_map_to_local_directories(tmp_path: Path) -> None:
         {"name": "host", "hostPath": {"path": "/var/data"}},
         {"name": "conf", "configMap": {"name": "settings"}},
     ])
-    dirs = podspec.volume_dirs(pod, tmp_path, tmp_path / "pods" / "u-1")
+    dirs = volumes.volume_dirs(pod, tmp_path, tmp_path / "pods" / "u-1")
     assert dirs == {
         "scratch": tmp_path / "pods" / "u-1" / "volumes" / "scratch",
         "store": tmp_path / "pvc" / "ml" / "artifacts",
@@ -170,32 +170,32 @@ def test_volumes_map_to_local_directories(tmp_path: Path) -> None:
         "conf": tmp_path / "pods" / "u-1" / "volumes" / "conf",
     }
     with pytest.raises(ConfigError, match="not supported"):
-        podspec.volume_dirs(make_pod(volumes=[{"name": "n", "nfs": {}}]), tmp_path, tmp_path)
+        volumes.volume_dirs(make_pod(volumes=[{"name": "n", "nfs": {}}]), tmp_path, tmp_path)
 
 
 def test_volume_files_honour_items_and_projections() -> None:
     pod = make_pod()
     configmaps = {"settings": {"a.yaml": "a: 1", "b.yaml": "b: 2"}}
     secrets = {"creds": {"token": "s3cret"}}
-    assert podspec.volume_files(ctx(pod), {"configMap": {"name": "settings"}}, configmaps,
+    assert volumes.volume_files(ctx(pod), {"configMap": {"name": "settings"}}, configmaps,
                                 secrets) == {"a.yaml": "a: 1", "b.yaml": "b: 2"}
     items = {"secret": {"secretName": "creds", "items": [{"key": "token", "path": "t/x"}]}}
-    assert podspec.volume_files(ctx(pod), items, configmaps, secrets) == {"t/x": "s3cret"}
+    assert volumes.volume_files(ctx(pod), items, configmaps, secrets) == {"t/x": "s3cret"}
     projected = {"projected": {"sources": [
         {"serviceAccountToken": {"path": "token"}},
         {"configMap": {"name": "kube-root-ca.crt", "optional": True}},
         {"downwardAPI": {"items": [{"path": "namespace",
                                     "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
     ]}}
-    files = podspec.volume_files(ctx(pod), projected, configmaps, secrets, token="jwt")
+    files = volumes.volume_files(ctx(pod), projected, configmaps, secrets, token="jwt")
     assert files == {"token": "jwt", "namespace": "ml"}
     with pytest.raises(ConfigError):
-        podspec.volume_files(ctx(pod), {"configMap": {"name": "absent"}}, {}, {})
+        volumes.volume_files(ctx(pod), {"configMap": {"name": "absent"}}, {}, {})
 
 
 def test_secret_data_is_decoded() -> None:
     encoded = base64.b64encode(b"value").decode()
-    assert podspec.secret_data({"data": {"k": encoded}}) == {"k": "value"}
+    assert volumes.secret_data({"data": {"k": encoded}}) == {"k": "value"}
 
 
 def test_launch_expands_then_rewrites_and_resolves_the_venv_first(tmp_path: Path) -> None:
