@@ -174,8 +174,8 @@ def remove_after_uninstall(models: Models) -> None:
     Deleting it then waits for an operator that is gone; removing the finalizer by hand lets it go,
     and the garbage collector takes its serving children with it.
     """
-    model = models.model()
-    assert "modelops.dev/finalizer" in model["metadata"]["finalizers"]
+    finalizers = models.model()["metadata"].get("finalizers") or []
+    assert finalizers and all(f.endswith("modelops.dev/finalizer") for f in finalizers), finalizers
     models.custom.delete_namespaced_custom_object(GROUP, VERSION, models.ns, "models", "iris")
     assert models.model()["metadata"]["deletionTimestamp"]  # held by the finalizer
     models.custom.patch_namespaced_custom_object(
@@ -283,8 +283,11 @@ def test_namespaced_install_reconciles_iris_as_its_service_account(
     for namespace in (release_ns, ml):
         kubectl(control_plane, "label", "namespace", namespace,
                 "pod-security.kubernetes.io/enforce=restricted")
-    helm.run("install", release, str(CHART), "--namespace", release_ns,
-             *sets(namespaces="{" + ml + "}", artifacts__create="true"))
+    installed = helm.run("install", release, str(CHART), "--namespace", release_ns,
+                         *sets(namespaces="{" + ml + "}", artifacts__create="true"))
+    notes = installed.stdout.split("NOTES:", 1)[1]
+    assert f"The operator watches only: {ml}" in notes
+    assert "kubectl apply --server-side --force-conflicts -f <chart directory>/crds/" in notes
     sa = f"{release}-modelops"
     who = f"{release_ns}:{sa}"
     core = client.CoreV1Api(kube_api)
