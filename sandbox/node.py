@@ -27,6 +27,7 @@ LEASE_NAMESPACE = "kube-node-lease"
 LEASE_SECONDS = 40
 HOST_IP = "127.0.0.1"
 MAX_PODS = 110
+STATE_DIR_ANNOTATION = "modelops.dev/sandbox-state-dir"
 
 
 def _micro_now() -> str:
@@ -93,6 +94,9 @@ def node_object(name: str, state_dir: Path, kubelet_version: str) -> Obj:
                 "beta.kubernetes.io/arch": arch,
                 "modelops.dev/sandbox": "true",
             },
+            # Where this node keeps its pods' logs and volumes: `modelops logs` finds them from a
+            # pod's spec.nodeName without being told.
+            "annotations": {STATE_DIR_ANNOTATION: str(state_dir)},
         },
         "spec": {},
         "status": {

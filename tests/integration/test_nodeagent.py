@@ -473,6 +473,8 @@ def test_node_is_ready_and_renews_its_lease(node_agent: AgentProcess, kube: Kube
     assert status["allocatable"]["pods"] == "110"
     assert {"type": "InternalIP", "address": "127.0.0.1"} in status["addresses"]
     assert status["nodeInfo"]["kubeletVersion"] == kube.get("/version")["gitVersion"]
+    annotations = node["metadata"]["annotations"]
+    assert annotations["modelops.dev/sandbox-state-dir"] == str(node_agent.state_dir)
     path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node_agent.node_name}"
     lease = kube.get(path)
     assert lease["spec"]["holderIdentity"] == node_agent.node_name
