@@ -17,9 +17,10 @@ COPY operator/ operator/
 COPY training/ training/
 COPY serving/ serving/
 COPY sandbox/ sandbox/
-# The one distribution, wheels only (no compiler in either stage); then the installers go, so the
-# run stage holds no build tools.
-RUN /opt/modelops/bin/pip install --only-binary=:all: . \
+# The one distribution, from wheels wherever one exists (neither stage has a compiler, so a
+# dependency that needs one fails the build instead of slipping in); then the installers go, so
+# the run stage holds no build tools.
+RUN /opt/modelops/bin/pip install --prefer-binary . \
  && /opt/modelops/bin/pip uninstall --yes pip setuptools wheel \
  && /opt/modelops/bin/modelops --help >/dev/null
 

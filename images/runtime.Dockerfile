@@ -18,10 +18,10 @@ COPY operator/ operator/
 COPY training/ training/
 COPY serving/ serving/
 COPY sandbox/ sandbox/
-# Wheels only: scikit-learn, numpy, pandas and BentoML ship manylinux wheels, so no compiler is
-# needed here and none reaches the run stage. The bytecode is compiled now, because the root
+# Wheels wherever one exists: scikit-learn, numpy, pandas and BentoML ship manylinux wheels, so no
+# compiler is needed here and none reaches the run stage. The bytecode is compiled now, because the root
 # filesystem is read-only at run time.
-RUN /opt/modelops/bin/pip install --only-binary=:all: . \
+RUN /opt/modelops/bin/pip install --prefer-binary . \
  && /opt/modelops/bin/pip uninstall --yes pip setuptools wheel \
  && /opt/modelops/bin/python -m compileall -q /opt/modelops/lib \
  && /opt/modelops/bin/modelops --help >/dev/null \
