@@ -18,7 +18,7 @@ from typing import Any
 
 import urllib3
 from kubernetes import config
-from kubernetes.client import ApiClient
+from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 
 Obj = dict[str, Any]
@@ -26,14 +26,18 @@ Obj = dict[str, Any]
 JSON = "application/json"
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
+POOL_SIZE = 32
 
 
 class Kube:
     """Admin access to one API server, from a kubeconfig file."""
 
     def __init__(self, kubeconfig: Path | str) -> None:
+        configuration = Configuration()
+        # One connection per pod worker writing status at once, plus the watch.
+        configuration.connection_pool_maxsize = POOL_SIZE
         self.client: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(kubeconfig))
+            config_file=str(kubeconfig), client_configuration=configuration)
         self._streams: set[Any] = set()
 
     def close(self) -> None:
