@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import requests
 from prometheus_api_client import PrometheusConnect
@@ -35,9 +35,9 @@ QUERY_ERROR = "query-error"
 BAD_ANSWER = "bad-answer"
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One element of an instant vector: its labels and its value (NaN and ±Inf kept as such)."""
+class Sample(NamedTuple):
+    """One element of an instant vector: its labels and its value (NaN and ±Inf kept as such).
+    A tuple: a thousand models' feature buckets are tens of thousands of them per pass."""
 
     labels: Mapping[str, str]
     value: float
@@ -75,16 +75,15 @@ def parse_result(result: Any) -> Answer:
         return Unavailable(BAD_ANSWER, f"the answer is not a vector: {str(result)[:200]}")
     samples = []
     for element in result:
-        if not isinstance(element, dict) or "value" not in element:
-            return Unavailable(
-                BAD_ANSWER, f"the answer is not an instant vector: {str(element)[:200]}"
-            )
-        metric = element.get("metric") or {}
         try:
-            value = _value(element["value"][1])
-        except (IndexError, TypeError, ValueError) as error:
-            return Unavailable(BAD_ANSWER, f"a sample has no number: {error}")
-        samples.append(Sample({str(k): str(v) for k, v in dict(metric).items()}, value))
+            metric, value = element.get("metric") or {}, float(element["value"][1])
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as error:
+            return Unavailable(
+                BAD_ANSWER, f"the answer is not an instant vector ({error!r}): {str(element)[:200]}"
+            )
+        if not isinstance(metric, dict):
+            return Unavailable(BAD_ANSWER, f"a sample's labels are not an object: {metric!r}")
+        samples.append(Sample(metric, value))  # JSON object keys and label values are strings
     return Vector(tuple(samples))
 
 

@@ -75,14 +75,15 @@ def fan_out(answer: Answer) -> Table:
     """A batched answer split by target key; samples without the four labels are dropped."""
     if isinstance(answer, Unavailable):
         return answer
-    table: dict[TargetKey, list[Sample]] = {}
+    rows: dict[tuple[str, str, str, str], list[Sample]] = {}
     for sample in answer.samples:
         labels = sample.labels
-        if not all(labels.get(name) for name in queries.TARGET_LABELS):
+        try:
+            row = (labels["namespace"], labels["model"], labels["version"], labels["track"])
+        except KeyError:
             continue
-        key = TargetKey(labels["namespace"], labels["model"], labels["version"], labels["track"])
-        table.setdefault(key, []).append(sample)
-    return table
+        rows.setdefault(row, []).append(sample)
+    return {TargetKey(*row): samples for row, samples in rows.items() if all(row)}
 
 
 class _Pass:
