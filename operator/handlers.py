@@ -24,14 +24,20 @@ def _ctx(memo: Any) -> Context:
     return context
 
 
+# Kopf's own progress lives in annotations under a prefix of its own: Kopf leaves every annotation
+# under its storage prefix out of the diff it triggers handlers on, and a user's
+# `modelops.dev/retrain` must trigger one.
+KOPF_PREFIX = f"kopf.{api.GROUP}"
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
-    """Kopf keeps its progress on the objects, under our own prefix; no external store."""
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
+    """Kopf keeps its progress on the objects, no external store."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=api.GROUP, key="last-handled-configuration"
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
     )
-    settings.persistence.finalizer = f"{api.GROUP}/finalizer"
+    settings.persistence.finalizer = f"{KOPF_PREFIX}/finalizer"
     settings.posting.level = logging.INFO
     settings.execution.max_workers = 8
 

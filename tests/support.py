@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client
 
-from modelops_sandbox.controlplane import free_port
+from modelops_sandbox.operatorproc import OperatorProcess
+
+__all__ = ["OperatorProcess", "eventually", "finish_pod", "run_pod_ready", "training_result"]
 
 T = TypeVar("T")
 
@@ -130,53 +128,3 @@ def training_result(model: str, version: str, phase: str = "Succeeded", **fields
     }
     result.update(fields)
     return json.dumps(result)
-
-
-class OperatorProcess:
-    """`modelops operator` as a subprocess, watching the given namespaces (globs allowed)."""
-
-    def __init__(
-        self,
-        kubeconfig: Path,
-        namespaces: list[str],
-        log: Path,
-        extra_env: Mapping[str, str] | None = None,
-    ) -> None:
-        self.kubeconfig, self.namespaces, self.log = kubeconfig, namespaces, log
-        self.extra_env = dict(extra_env or {})
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> OperatorProcess:
-        args = [
-            sys.executable,
-            "-m",
-            "modelops_operator.cli",
-            "operator",
-            "--liveness",
-            f"http://127.0.0.1:{free_port()}/healthz",
-        ]
-        for namespace in self.namespaces:
-            args += ["--namespace", namespace]
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.extra_env}
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        return self
-
-    def kill(self) -> None:
-        """Stops it the hard way, as a node failure or an OOM kill would."""
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

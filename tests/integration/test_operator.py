@@ -33,7 +33,10 @@ def operator(
 ) -> Iterator[OperatorProcess]:
     """One operator for the module, watching the namespaces named `op-*`."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    process = OperatorProcess(control_plane.kubeconfig, ["op-*"], log).start()
+    # No periodic resync: every behaviour below must come from the events that cause it.
+    process = OperatorProcess(
+        control_plane.kubeconfig, ["op-*"], log, {"MODELOPS_RESYNC_SECONDS": "3600"}
+    ).start()
     yield process
     process.stop()
     print(process.tail())
@@ -407,7 +410,7 @@ def test_retrain_command_starts_one_manual_version(
 
     def handled() -> bool:  # the operator has processed the update that carries "touched"
         annotations = cluster.model("iris")["metadata"]["annotations"]
-        return "touched" in annotations.get("modelops.dev/last-handled-configuration", "")
+        return "touched" in annotations.get("kopf.modelops.dev/last-handled-configuration", "")
 
     eventually(handled)
     assert sorted(cluster.versions()) == ["iris-v1", "iris-v2"]

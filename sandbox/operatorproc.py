@@ -1,0 +1,75 @@
+"""`modelops operator` as a local process: how the sandbox, the demo and the tests run the operator.
+
+In a cluster the operator runs from its image under the Helm chart; here it runs from this
+environment against the local (or any) API server, exactly the same code.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from modelops_sandbox.controlplane import free_port, log_tail
+
+
+class OperatorProcess:
+    """The operator watching `namespaces` (Kopf globs allowed; empty: every namespace)."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespaces: Sequence[str],
+        log: Path,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.kubeconfig, self.namespaces, self.log = kubeconfig, list(namespaces), log
+        self.extra_env = dict(extra_env or {})
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        args = [
+            sys.executable,
+            "-m",
+            "modelops_operator.cli",
+            "operator",
+            "--liveness",
+            f"http://127.0.0.1:{free_port()}/healthz",
+        ]
+        for namespace in self.namespaces:
+            args += ["--namespace", namespace]
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.extra_env}
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                args,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """Stops it the hard way, as a node failure or an OOM kill would."""
+        if self.process is not None and self.alive():
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.alive():
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def tail(self, lines: int = 60) -> str:
+        return log_tail(self.log, lines)
