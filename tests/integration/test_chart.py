@@ -257,10 +257,14 @@ def test_lint_and_template_pass_a_server_side_dry_run(
             ),
         ),
     }
-    for name, manifest in rendered.items():
-        out = kubectl(control_plane, "apply", "--server-side", "--force-conflicts",
-                      "--dry-run=server", "-f", "-", stdin=manifest)
-        assert "deployment.apps/t-modelops serverside-applied (server dry run)" in out, name
+    try:
+        for name, manifest in rendered.items():
+            out = kubectl(control_plane, "apply", "--server-side", "--force-conflicts",
+                          "--dry-run=server", "-f", "-", stdin=manifest)
+            assert "deployment.apps/t-modelops serverside-applied (server dry run)" in out, name
+            assert "(server dry run)" in out.splitlines()[-1]
+    finally:
+        kubectl(control_plane, "delete", "crd", "podmonitors.monitoring.coreos.com", "--wait=false")
     kinds = [d["kind"] for d in yaml.safe_load_all(rendered["namespaced"]) if d]
     assert kinds.count("Role") == 2 and kinds.count("RoleBinding") == 2
     assert kinds.count("PersistentVolumeClaim") == 2 and "PodMonitor" in kinds
