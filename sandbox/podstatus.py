@@ -34,6 +34,7 @@ class ContainerView:
     started: bool = False
     container_id: str = ""
     final: bool = False  # terminated and will not run again
+    sidecar: bool = False  # an init container with restartPolicy Always
 
     @property
     def exit_code(self) -> int | None:
@@ -43,6 +44,12 @@ class ContainerView:
     @property
     def succeeded(self) -> bool:
         return self.exit_code == 0
+
+    @property
+    def initialized(self) -> bool:
+        """Done as an init container: succeeded, or for a sidecar started (or stopped at the
+        end of the pod)."""
+        return (self.started or self.final) if self.sidecar else self.succeeded
 
 
 def container_status(view: ContainerView) -> Obj:
@@ -62,10 +69,11 @@ def container_status(view: ContainerView) -> Obj:
 
 
 def phase(init: Sequence[ContainerView], containers: Sequence[ContainerView]) -> str:
-    """Pending until the init containers succeed (Failed if one failed for good); Succeeded or
-    Failed once every container is final; Running while any runs or is being restarted."""
+    """Pending until the init containers succeed and the sidecars start (Failed if one failed
+    for good); Succeeded or Failed once every container is final, whatever the sidecars did;
+    Running while any runs or is being restarted."""
     for view in init:
-        if view.succeeded:
+        if view.initialized:
             continue
         if view.final:
             return "Failed"
@@ -107,8 +115,9 @@ def conditions(
     """PodReadyToStartContainers, Initialized, ContainersReady, Ready and the scheduler's
     PodScheduled (kept as it is); readinessGates must hold for Ready."""
     previous = {c["type"]: c for c in (pod.get("status") or {}).get("conditions") or []}
-    incomplete = [v.name for v in init if not v.succeeded]
-    unready = [v.name for v in containers if not v.ready]
+    incomplete = [v.name for v in init if not v.initialized]
+    unready = [v.name for v in init if v.sidecar and not v.ready]
+    unready += [v.name for v in containers if not v.ready]
     completed = pod_phase == "Succeeded"
     if pod_phase == "Succeeded":
         ready_reason, ready_message = "PodCompleted", ""

@@ -138,7 +138,8 @@ class PodWorker(threading.Thread):
         return Container(
             spec=spec,
             init=init,
-            view=ContainerView(name=name, image=str(spec.get("image", ""))),
+            view=ContainerView(name=name, image=str(spec.get("image", "")),
+                               sidecar=init and spec.get("restartPolicy") == "Always"),
             log=logs.log_path(self.agent.state, self.namespace, self.pod_name, name),
             termination_file=self.pod_dir / "containers" / name / "termination-log",
         )
@@ -262,20 +263,36 @@ class PodWorker(threading.Thread):
 
     def _step(self, now: float) -> None:
         if not self.initialized:
-            pending = next((c for c in self.init if not c.view.succeeded), None)
-            if pending is not None:
-                self._drive(pending, now)
-                if not pending.view.succeeded:
-                    return
-                if any(not c.view.succeeded for c in self.init):
-                    return
+            for c in self.init:
+                # In order: a sidecar (restartPolicy Always) once it has started, any other
+                # init container once it has succeeded.
+                if c.view.sidecar:
+                    self._drive(c, now)
+                    if not c.view.started:
+                        return
+                elif not c.view.succeeded:
+                    self._drive(c, now)
+                    if not c.view.succeeded:
+                        return
             self.initialized = True
             for c in self.app:
                 c.view.state = {"waiting": {"reason": "ContainerCreating"}}
+        sidecars = [c for c in self.init if c.view.sidecar]
+        for c in sidecars:
+            self._drive(c, now)
         for c in self.app:
             self._drive(c, now)
+        if all(c.view.final for c in self.app) and any(c.process for c in sidecars):
+            # The pod's work is done: its sidecars are stopped, the last one first.
+            self.say("containers done; stopping its sidecars")
+            grace = float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
+            for c in reversed(sidecars):
+                c.view.final = True
+            self._kill_all(grace)
 
     def _policy(self, c: Container) -> str:
+        if c.view.sidecar:
+            return "Always"
         if c.init:
             return "Never" if self.restart_policy == "Never" else "OnFailure"
         return self.restart_policy
@@ -346,10 +363,11 @@ class PodWorker(threading.Thread):
         c.probes = {}
         for kind in ("startup", "readiness", "liveness"):
             probe = c.spec.get(f"{kind}Probe")
-            if probe and not c.init:
+            if probe and (not c.init or c.view.sidecar):
                 c.probes[kind] = ProbeTracker(probe, now)
         c.view.started = "startup" not in c.probes
-        c.view.ready = c.view.started and "readiness" not in c.probes and not c.init
+        c.view.ready = c.view.started and "readiness" not in c.probes and (
+            not c.init or c.view.sidecar)
         line = " ".join(launch.argv).replace("\n", "\\n")
         line = line if len(line) <= 240 else line[:240] + "..."
         self.say(f"container {c.name} started (pid {c.process.pid}): {line}")

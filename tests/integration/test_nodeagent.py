@@ -184,6 +184,26 @@ def test_active_deadline_fails_the_pod(
     assert terminated(pod, "main")["exitCode"] == 143
 
 
+def test_sidecar_serves_the_job_and_stops_when_it_is_done(
+    node_agent: AgentProcess, kube: Kube, namespace: str
+) -> None:
+    sidecar = {"name": "proxy", "restartPolicy": "Always",
+               "image": "modelops-runtime:dev", "ports": [{"name": "http", "containerPort": 18085}],
+               "command": ["python", "-m", "http.server", "18085", "--bind", "0.0.0.0"],
+               "startupProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1}}
+    main = py("import os, urllib.request\n"
+              "url = f\"http://{os.environ['POD_IP']}:18085/\"\n"
+              "status = urllib.request.urlopen(url, timeout=5).status\n"
+              "open('/dev/termination-log', 'w').write(str(status))\n")
+    create_pod(kube, namespace, "with-sidecar", [{"name": "main", **main}],
+               initContainers=[sidecar], restartPolicy="Never", terminationGracePeriodSeconds=5)
+    pod = eventually(lambda: finished(kube, namespace, "with-sidecar"))
+    assert pod["status"]["phase"] == "Succeeded", pod["status"]
+    assert terminated(pod, "main")["message"] == "200"
+    proxy = terminated(pod, "proxy", init=True)
+    assert proxy["exitCode"] == 143  # stopped with SIGTERM once the main container was done
+
+
 ENV_KEYS = ["NAME", "NS", "UID", "IP", "HOST", "NODE", "SA", "TRACK", "MEM", "CM", "SECRET",
             "CFG_level", "URL", "POD_IP", "HOME", "PATH"]
 

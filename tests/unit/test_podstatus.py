@@ -123,3 +123,18 @@ def test_logs_rotate_and_read(tmp_path: Path) -> None:
         logs.read_logs(tmp_path, "ml", "p", "nope")
     with pytest.raises(FileNotFoundError):
         logs.read_logs(tmp_path, "ml", "absent")
+
+
+def test_sidecars_count_once_started_and_never_decide_the_phase() -> None:
+    sidecar = ContainerView("proxy", "img", {"waiting": {"reason": "ContainerCreating"}},
+                            sidecar=True)
+    assert podstatus.phase([sidecar], [ContainerView("app", "img")]) == "Pending"
+    sidecar = running("proxy", ready=False)
+    sidecar.sidecar = True
+    status = podstatus.pod_status(pod(), [sidecar], [running("app")], "ip", "host", NOW, True, NOW)
+    by_type = {c["type"]: c for c in status["conditions"]}
+    assert by_type["Initialized"]["status"] == "True"
+    assert by_type["Ready"]["message"] == "containers with unready status: [proxy]"
+    stopped = terminated("proxy", 143)
+    stopped.sidecar = True
+    assert podstatus.phase([stopped], [terminated("app", 0)]) == "Succeeded"
