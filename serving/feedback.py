@@ -125,7 +125,12 @@ class Outcome:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # JSON integers have no size limit
+        return False
 
 
 def parse_items(body_items: Any, *, task: str, max_items: int) -> list[Item]:

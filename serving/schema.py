@@ -110,7 +110,8 @@ def _describe(value: Any) -> str:
         text = value if len(value) <= 40 else value[:37] + "..."
         return f"the string {text!r}"
     if isinstance(value, (int, float)):
-        return f"the number {value!r}"
+        text = repr(value)
+        return f"the number {text if len(text) <= 40 else text[:37] + '...'}"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
@@ -133,7 +134,10 @@ def _check_value(
     """The value as the pipeline takes it, or None after recording a problem."""
     if feature.kind == NUMERIC:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # JSON integers have no size limit
+                number = math.inf
             if math.isnan(number):
                 if allow_missing:
                     return number
@@ -146,7 +150,8 @@ def _check_value(
                 problems.add(
                     Problem(
                         "wrong_type",
-                        f"row {row}: {feature.name!r} must be a finite number, got {value!r}",
+                        f"row {row}: {feature.name!r} must be a finite number, "
+                        f"got {_describe(value)}",
                         row,
                         feature.name,
                     )

@@ -91,6 +91,8 @@ BAD_BODIES = [
     (json.dumps({"rows": [GOOD, [5.1, "3.5", 1.4, 0.2]]}), 400, "wrong_type", 1, "sepal_width"),
     (json.dumps({"rows": [[5.1, 3.5, True, 0.2]]}), 400, "wrong_type", 0, "petal_length"),
     ('{"rows": [[5.1, 3.5, 1.4, Infinity]]}', 400, "wrong_type", 0, "petal_width"),
+    ('{"rows": [[5.1, 3.5, 1' + "0" * 400 + ", 0.2]]}", 400, "wrong_type", 0, "petal_length"),
+    ('{"rows": [[5.1, 3.5, 1' + "0" * 5000 + ", 0.2]]}", 400, "invalid_json", None, "body"),
     (
         json.dumps({"rows": [GOOD, GOOD, GOOD, [None, 3.5, 1.4, 0.2]]}),
         400,

@@ -69,6 +69,7 @@ def test_each_bad_row_is_named_by_index_and_field() -> None:
     assert problems([["1.0", "rome"]]) == [(0, "size", "wrong_type")]
     assert problems([[False, "rome"]]) == [(0, "size", "wrong_type")]
     assert problems([[math.inf, "rome"]]) == [(0, "size", "wrong_type")]
+    assert problems([[10**400, "rome"]]) == [(0, "size", "wrong_type")]
     assert problems([[1.0, ["rome"]]]) == [(0, "city", "wrong_type")]
     assert problems([[None, "rome"]]) == [(0, "size", "missing_value")]
     assert problems([[math.nan, "rome"]]) == [(0, "size", "missing_value")]
@@ -176,6 +177,8 @@ def test_feedback_items_are_validated_and_scored(tmp_path: Path) -> None:
         )
     found = [(p.row, p.field, p.reason) for p in caught.value.problems]
     assert found == [(0, "truth", "wrong_type"), (1, "prediction", "extra_feature")]
+    with pytest.raises(Rejected):
+        parse_items([{"prediction": 10**400, "truth": 1.0}], task="regression", max_items=1)
     regression = parse_items([{"prediction": 3.0, "truth": 1.0}], task="regression", max_items=1)
     assert score(regression, task="regression", memory=None).errors == [2.0]
 
