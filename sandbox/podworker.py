@@ -44,6 +44,7 @@ MESSAGE_LIMIT = 4096
 FALLBACK_LINES, FALLBACK_BYTES = 80, 2048
 BACKOFF_MAX = 300.0
 BACKOFF_RESET = 600.0
+HOOK_TIMEOUT = 30.0
 VENV_BIN = os.path.dirname(sys.executable)
 
 
@@ -182,7 +183,7 @@ class PodWorker(threading.Thread):
                 self.terminal_reason = (
                     "DeadlineExceeded",
                     "Pod was active on the node longer than the specified deadline")
-                self._kill_all(float(self.pod["spec"].get("terminationGracePeriodSeconds", 30)))
+                self._kill_all(self._termination_grace())
             self._step(time.monotonic())
             self.write_status()
             if self.last_status is not None and self.last_status["phase"] in (
@@ -285,7 +286,7 @@ class PodWorker(threading.Thread):
         if all(c.view.final for c in self.app) and any(c.process for c in sidecars):
             # The pod's work is done: its sidecars are stopped, the last one first.
             self.say("containers done; stopping its sidecars")
-            grace = float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
+            grace = self._termination_grace()
             for c in reversed(sidecars):
                 c.view.final = True
             self._kill_all(grace)
@@ -372,6 +373,27 @@ class PodWorker(threading.Thread):
         line = line if len(line) <= 240 else line[:240] + "..."
         self.say(f"container {c.name} started (pid {c.process.pid}): {line}")
         self.agent.event(self.pod, "Started", f"Started container {c.name}")
+        ok, message = self._hook(c, "postStart", HOOK_TIMEOUT)
+        if not ok:
+            self.say(f"container {c.name}: postStart hook failed: {message}")
+            self.agent.event(self.pod, "FailedPostStartHook", message, "Warning")
+            _killpg(c.process.pid, signal.SIGTERM)
+            c.kill_deadline = now + self._termination_grace()
+
+    def _hook(self, c: Container, kind: str, timeout: float) -> tuple[bool, str]:
+        """Runs a lifecycle hook (exec, httpGet, sleep) of the container, if it has one."""
+        handler = (c.spec.get("lifecycle") or {}).get(kind)
+        if not handler:
+            return True, ""
+        if "sleep" in handler:
+            time.sleep(min(float(handler["sleep"].get("seconds", 0)), timeout))
+            return True, ""
+        return run_probe({**handler, "timeoutSeconds": max(timeout, 0.1)}, self.pod_ip,
+                         c.spec.get("ports") or [],
+                         lambda argv, limit: self._exec(c, argv, limit))
+
+    def _termination_grace(self) -> float:
+        return float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
 
     def _exited(self, c: Container, returncode: int, now: float) -> None:
         assert c.process is not None
@@ -497,13 +519,18 @@ class PodWorker(threading.Thread):
         running = [c for c in [*self.init, *self.app] if c.process is not None]
         if not running:
             return
+        deadline = time.monotonic() + grace
+        for c in running if grace > 0 else []:
+            # preStop hooks first, within the same grace period, as a kubelet runs them.
+            ok, message = self._hook(c, "preStop", deadline - time.monotonic())
+            if not ok:
+                self.agent.event(self.pod, "FailedPreStopHook", message, "Warning")
         for c in running:
             assert c.process is not None
             _killpg(c.process.pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
         if grace > 0:
             self.agent.event(self.pod, "Killing", "Stopping containers "
                              f"{', '.join(c.name for c in running)}")
-        deadline = time.monotonic() + grace
         while grace > 0 and time.monotonic() < deadline and not self.gone:
             if all(c.process is None or c.process.poll() is not None for c in running):
                 break

@@ -460,6 +460,35 @@ def test_deleting_a_pod_stops_its_process_gracefully(
     assert "SIGTERM received" in _log(node_agent, namespace, "graceful")
 
 
+def test_lifecycle_hooks_run_around_the_container(
+    node_agent: AgentProcess, kube: Kube, namespace: str
+) -> None:
+    def note(word: str) -> list[str]:
+        return ["python", "-c", f"open('/hooks/events.txt', 'a').write('{word}\\n')"]
+
+    code = ("import signal, sys, time\n"
+            "def bye(*_):\n"
+            "    open('/hooks/events.txt', 'a').write('SIGTERM\\n')\n"
+            "    sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, bye)\n"
+            "print('ready', flush=True)\n"
+            "while True:\n"
+            "    time.sleep(0.1)\n")
+    hooks = f"hooks-{namespace}"
+    create_pod(kube, namespace, "hooked", [{
+        "name": "main", **py(code),
+        "lifecycle": {"postStart": {"exec": {"command": note("postStart")}},
+                      "preStop": {"exec": {"command": note("preStop")}}},
+        "volumeMounts": [{"name": "hooks", "mountPath": "/hooks"}]}],
+        volumes=[{"name": "hooks", "hostPath": {"path": f"/var/{hooks}"}}],
+        terminationGracePeriodSeconds=10)
+    events = node_agent.state_dir / "hostpath" / "var" / hooks / "events.txt"
+    eventually(lambda: events.exists() and "ready" in _log(node_agent, namespace, "hooked"))
+    kube.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/hooked")
+    eventually(lambda: _gone(kube, namespace, "hooked"))
+    assert events.read_text().split() == ["postStart", "preStop", "SIGTERM"]
+
+
 def _log(agent: AgentProcess, namespace: str, pod: str) -> str:
     try:
         return read_logs(agent.state_dir, namespace, pod)
