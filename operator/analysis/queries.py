@@ -65,22 +65,36 @@ def selector(namespaces: Collection[str] | None, *matchers: str) -> str:
     return "{" + ", ".join(parts) + "}"
 
 
+def counted_since(series: str, seconds: int) -> str:
+    """The increase of counter `series` over the window, counting a series born inside the window
+    from zero.
+
+    BentoML creates a request series at the first request with its response code (the runtime
+    creates only its own series, and `/predict`'s 200 and 500 counts, at zero), so the first
+    sample Prometheus sees of, say, the first 503s or of the duration histogram already holds
+    them, and `increase()`, which starts at the first sample, would miss them: a canary's first
+    burst of errors would be invisible. A series that had no sample at the window's start was born
+    inside it, and its whole value is the window's increase.
+    """
+    w = window(seconds)
+    return (
+        f"(increase({series}[{w}]) and {series} offset {w}) "
+        f"or ({series} unless {series} offset {w})"
+    )
+
+
 def requests(seconds: int, namespaces: Collection[str] | None = None) -> str:
     """Predict requests in the window by response code: errors are the 5xx, 4xx are left out."""
     match = selector(namespaces, f'endpoint="{PREDICT_ENDPOINT}"')
-    return (
-        f"sum by ({BY}, http_response_code) "
-        f"(increase(bentoml_service_request_total{match}[{window(seconds)}]))"
-    )
+    counted = counted_since(f"bentoml_service_request_total{match}", seconds)
+    return f"sum by ({BY}, http_response_code) ({counted})"
 
 
 def latency_p95(seconds: int, namespaces: Collection[str] | None = None) -> str:
     """p95 of the predict requests that were not refused as bad input (4xx)."""
     match = selector(namespaces, f'endpoint="{PREDICT_ENDPOINT}"', 'http_response_code!~"4.."')
-    return (
-        f"histogram_quantile(0.95, sum by ({BY}, le) "
-        f"(increase(bentoml_service_request_duration_seconds_bucket{match}[{window(seconds)}])))"
-    )
+    counted = counted_since(f"bentoml_service_request_duration_seconds_bucket{match}", seconds)
+    return f"histogram_quantile(0.95, sum by ({BY}, le) ({counted}))"
 
 
 def feature_buckets(seconds: int, namespaces: Collection[str] | None = None) -> str:

@@ -28,15 +28,20 @@ def targets(n: int, namespaces: int = 1, checks: dict[str, object] | None = None
 
 def test_the_queries_verbatim() -> None:
     # docs/monitoring.md shows these; a change here is a change of the documented contract
+    requests = 'bentoml_service_request_total{endpoint="/predict", model!="", namespace=~"ml"}'
     assert queries.requests(300, ["ml"]) == (
         "sum by (namespace, model, version, track, http_response_code) "
-        '(increase(bentoml_service_request_total{endpoint="/predict", model!="", '
-        'namespace=~"ml"}[300s]))'
+        f"((increase({requests}[300s]) and {requests} offset 300s) "
+        f"or ({requests} unless {requests} offset 300s))"
+    )
+    buckets = (
+        "bentoml_service_request_duration_seconds_bucket"
+        '{endpoint="/predict", http_response_code!~"4..", model!=""}'
     )
     assert queries.latency_p95(300) == (
         "histogram_quantile(0.95, sum by (namespace, model, version, track, le) "
-        "(increase(bentoml_service_request_duration_seconds_bucket"
-        '{endpoint="/predict", http_response_code!~"4..", model!=""}[300s])))'
+        f"((increase({buckets}[300s]) and {buckets} offset 300s) "
+        f"or ({buckets} unless {buckets} offset 300s)))"
     )
     assert queries.feature_buckets(60) == (
         "sum by (namespace, model, version, track, feature, le) "
