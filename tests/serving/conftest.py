@@ -96,15 +96,20 @@ class Server:
             time.sleep(0.2)
         pytest.fail(f"{path} not 200 within {deadline}s:\n{self.log_tail()}")
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
+        """Ask the whole process group to stop (the arbiter and its workers)."""
         self.client.close()
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=15)
+
+    def stop(self) -> None:
+        """Stop the process group, killing it if it does not stop within 15 s."""
+        self.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=15)
 
 
 def launch(workdir: Path, name: str, env: dict[str, str], home: Path | None = None) -> Server:
@@ -162,6 +167,8 @@ def start(serving_dir: Path) -> Iterator[Callable[..., Server]]:
         return server
 
     yield _start
+    for server in started:
+        server.terminate()
     for server in started:
         server.stop()
 
