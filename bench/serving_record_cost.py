@@ -11,7 +11,9 @@ noise of HTTP and a shared machine.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -19,6 +21,7 @@ from pathlib import Path
 
 # prometheus_client picks its value class at import: multiprocess mode, as in BentoML's workers
 _DIR = tempfile.mkdtemp(prefix="modelops-record-")
+atexit.register(shutil.rmtree, _DIR, True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _DIR
 
 import numpy as np  # noqa: E402
