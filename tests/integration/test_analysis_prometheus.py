@@ -20,6 +20,7 @@ below leave room for it.
 from __future__ import annotations
 
 import http.server
+import importlib.util
 import math
 import os
 import random
@@ -613,6 +614,20 @@ def test_prometheus_stopped_mid_analysis_is_inconclusive_never_failed(cluster: C
 # --- with the real serving runtime ------------------------------------------------------------
 
 
+def serving_builders() -> Any:
+    """tests/serving/serving_models.py (the serving tests' contract-following model builders),
+    loaded by path without putting that folder, and its conftest, on sys.path."""
+    if "serving_models" in sys.modules:
+        return sys.modules["serving_models"]
+    path = Path(__file__).resolve().parent.parent / "serving" / "serving_models.py"
+    spec = importlib.util.spec_from_file_location("serving_models", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["serving_models"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 class Runtime:
     """`bentoml serve` of the serving runtime for one built model, in its own process group."""
 
@@ -683,8 +698,7 @@ def test_a_real_runtime_scraped_by_prometheus(tmp_path: Path) -> None:
     import numpy as np
     from sklearn.datasets import load_iris
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "serving"))
-    import serving_models
+    serving_models = serving_builders()
 
     built = serving_models.iris_classifier(tmp_path, version="iris-v7")
     runtime = Runtime(tmp_path, built)
