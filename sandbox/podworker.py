@@ -565,7 +565,8 @@ class PodWorker(threading.Thread):
         status = podstatus.pod_status(
             view, [c.view for c in self.init], [c.view for c in self.app], self.pod_ip,
             HOST_IP, self.start_time, self.sandbox_ready, now_rfc3339(),
-            pod_phase="Failed" if self.expired else None, reason=reason, message=message)
+            pod_phase="Failed" if self.expired or self.stopping is not None else None,
+            reason=reason, message=message)
         if status == self.last_status:
             return
         try:

@@ -574,7 +574,9 @@ def test_stopping_the_agent_ends_every_process_and_the_node(
     with pytest.raises(ApiException) as error:
         kube.get(f"/api/v1/nodes/{name}")
     assert error.value.status == 404
-    assert get_pod(kube, namespace, "server")["status"]["phase"] == "Failed"
+    for pod in ("server", "stubborn"):
+        status = get_pod(kube, namespace, pod)["status"]
+        assert (status["phase"], status["reason"]) == ("Failed", "Terminated")
 
 
 def _listening(addresses: set[str]) -> set[str]:
