@@ -42,7 +42,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from modelops_sandbox.addresses import DEFAULT_NETWORK, AddressPool
-from modelops_sandbox.kube import Kube
+from modelops_sandbox.kube import MERGE, Kube
 from modelops_sandbox.node import HOST_IP, NodeRegistration
 from modelops_sandbox.podstatus import now_rfc3339
 from modelops_sandbox.podworker import PodWorker, die_with_parent
@@ -56,6 +56,7 @@ LEASE_EVERY = 10.0
 CONDITIONS_EVERY = 60.0
 WATCH_SECONDS = 60
 PROVISION_EVERY = 1.0
+EVENT_WINDOW = 600.0
 
 
 def _stderr(line: str) -> None:
@@ -295,13 +296,30 @@ class NodeAgent:
         })
 
     def _post_events(self) -> None:
+        """Posts events in order; a repeat of the same pod, reason and message within
+        EVENT_WINDOW seconds raises the first one's count instead, as a kubelet's event
+        correlator does (a failing probe makes one event, not one per period)."""
+        seen: dict[tuple[str, str, str], tuple[str, int, float]] = {}
         while True:
             item = self._events.get()
             if item is None:
                 return
+            namespace = item["metadata"]["namespace"]
+            key = (item["involvedObject"]["uid"], item["reason"], item["message"])
+            now = time.monotonic()
             with contextlib.suppress(Exception):
-                self.kube.request(
-                    "POST", f"/api/v1/namespaces/{item['metadata']['namespace']}/events", item)
+                if key in seen and now - seen[key][2] < EVENT_WINDOW:
+                    name, count, first = seen[key]
+                    self.kube.request(
+                        "PATCH", f"/api/v1/namespaces/{namespace}/events/{name}",
+                        {"count": count + 1, "lastTimestamp": item["lastTimestamp"]},
+                        content_type=MERGE)
+                    seen[key] = (name, count + 1, first)
+                    continue
+                self.kube.request("POST", f"/api/v1/namespaces/{namespace}/events", item)
+                seen[key] = (item["metadata"]["name"], 1, now)
+            if len(seen) > 4096:
+                seen = {k: v for k, v in seen.items() if now - v[2] < EVENT_WINDOW}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -429,8 +429,13 @@ def test_liveness_failure_restarts_the_container(
     assert status["lastState"]["terminated"]["exitCode"] == 143  # SIGTERM
     previous = read_logs(node_agent.state_dir, namespace, "sick", "main", previous=True)
     assert previous == "up\n"
-    events = kube.get(f"/api/v1/namespaces/{namespace}/events")["items"]
-    assert any(e["reason"] == "Unhealthy" for e in events)
+    # Each failed probe is an event, folded into one with a count as a kubelet's are.
+    def unhealthy() -> list[Obj]:
+        events = kube.get(f"/api/v1/namespaces/{namespace}/events")["items"]
+        return [e for e in events if e["reason"] == "Unhealthy"]
+
+    eventually(lambda: unhealthy() and unhealthy()[0]["count"] >= 2, timeout=10)
+    assert len(unhealthy()) == 1
 
 
 def test_deleting_a_pod_stops_its_process_gracefully(
