@@ -416,7 +416,8 @@ class PodWorker(threading.Thread):
         if message:
             terminated["message"] = message
         c.view.state = {"terminated": terminated}
-        c.view.ready = c.init and code == 0  # a completed init container counts as ready
+        # A completed init container counts as ready; a stopped sidecar does not.
+        c.view.ready = c.init and not c.view.sidecar and code == 0
         c.view.started = False
         self.say(f"container {c.name} exited with {code}")
         policy = self._policy(c)
@@ -507,7 +508,12 @@ class PodWorker(threading.Thread):
         c.kill_deadline = now + grace
 
     def _exec(self, c: Container, argv: list[str], timeout: float) -> int:
-        launch = self._launch(c, argv)
+        """Runs an exec probe or hook as the container would; 127 when it cannot be run."""
+        try:
+            launch = self._launch(c, argv)
+        except ConfigError as error:
+            self.say(f"container {c.name}: cannot run {argv[:1]}: {error}")
+            return 127
         result = subprocess.run(
             launch.argv, env=launch.env, cwd=launch.cwd, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout,
