@@ -413,6 +413,25 @@ def test_readiness_probe_gates_ready(
     assert ready["status"]["containerStatuses"][0]["restartCount"] == 0
 
 
+def test_an_exec_probe_that_cannot_run_fails_without_harming_the_pod(
+    node_agent: AgentProcess, kube: Kube, namespace: str
+) -> None:
+    probe = {"exec": {"command": ["no-such-command"]}, "periodSeconds": 1}
+    create_pod(kube, namespace, "odd", [{"name": "main", **py("import time; time.sleep(600)"),
+                                         "readinessProbe": probe}])
+
+    def unhealthy() -> list[Obj]:
+        events = kube.get(f"/api/v1/namespaces/{namespace}/events")["items"]
+        return [e for e in events if e["reason"] == "Unhealthy"]
+
+    (event,) = eventually(unhealthy)
+    assert event["message"] == "Readiness probe failed: command exited with 127"
+    pod = get_pod(kube, namespace, "odd")
+    assert (pod["status"]["phase"], condition(pod, "Ready")) == ("Running", "False")
+    kube.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/odd")
+    eventually(lambda: _gone(kube, namespace, "odd"))  # its worker still runs the pod
+
+
 def test_liveness_failure_restarts_the_container(
     node_agent: AgentProcess, kube: Kube, namespace: str
 ) -> None:
