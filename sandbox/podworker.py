@@ -99,6 +99,7 @@ class PodWorker(threading.Thread):
         self.deleted = False  # this worker deleted it
         self.complaint = ""  # the last status-update failure, said once
         self.expired = False  # activeDeadlineSeconds passed
+        self.crashed = False  # the worker itself failed
         self.stopping: float | None = None  # the agent stops: grace seconds
         self.pod_dir = agent.state / "pods" / self.uid
         self.pod_ip = ""
@@ -152,10 +153,17 @@ class PodWorker(threading.Thread):
         try:
             self.pod_ip = self.agent.addresses.allocate(self.uid)
             self._run()
-        except Exception:  # a worker must never take the agent down
+        except Exception as error:  # a worker must never take the agent down
             self.say(f"worker failed:\n{traceback.format_exc()}")
+            self.crashed = True
+            self.terminal_reason = ("SandboxError", f"the node agent failed to run the pod: "
+                                    f"{type(error).__name__}: {error}"[:1000])
         finally:
             self._kill_all(0.0)
+            if self.crashed and not self.gone:
+                # Failed for good, so that a deletion needs no worker (the agent does it).
+                with contextlib.suppress(Exception):
+                    self.write_status(final=True)
             self.agent.addresses.release(self.uid)
             self.agent.forget(self)
             if self.pod["metadata"].get("deletionTimestamp") and not (self.gone or self.deleted):
@@ -571,7 +579,8 @@ class PodWorker(threading.Thread):
         status = podstatus.pod_status(
             view, [c.view for c in self.init], [c.view for c in self.app], self.pod_ip,
             HOST_IP, self.start_time, self.sandbox_ready, now_rfc3339(),
-            pod_phase="Failed" if self.expired or self.stopping is not None else None,
+            pod_phase="Failed" if self.expired or self.crashed or self.stopping is not None
+            else None,
             reason=reason, message=message)
         if status == self.last_status:
             return
