@@ -26,11 +26,17 @@ MANAGED_BY: Final = "modelops"
 
 # Annotations a user (or the `modelops` CLI) sets on a Model.
 ANNOTATION_RETRAIN: Final = "modelops.dev/retrain"  # any new value triggers a retrain
+# `<promote|abort|pause|resume>/<token>`: a new value is one command to the running canary.
+ANNOTATION_CANARY: Final = "modelops.dev/canary"
+CANARY_COMMANDS: Final = ("promote", "abort", "pause", "resume")
 
 # ModelVersion reasons (why it was trained).
 REASON_INITIAL: Final = "initial"
 REASON_SPEC_CHANGE: Final = "spec-change"
 REASON_MANUAL: Final = "manual"
+REASON_DRIFT: Final = "drift"
+REASON_ACCURACY: Final = "accuracy"
+REASON_SCHEDULE: Final = "schedule"
 
 # ModelVersion phases.
 PENDING: Final = "Pending"
@@ -48,6 +54,8 @@ FINISHED: Final = frozenset({SUCCEEDED, REJECTED, FAILED, SUPERSEDED, ROLLED_BAC
 PHASE_TRAINING: Final = "Training"
 PHASE_DEPLOYING: Final = "Deploying"
 PHASE_SERVING: Final = "Serving"
+PHASE_CANARY: Final = "Canary"
+PHASE_ROLLING_BACK: Final = "RollingBack"
 PHASE_DEGRADED: Final = "Degraded"
 PHASE_FAILED: Final = "Failed"
 
@@ -57,6 +65,7 @@ TRAINED: Final = "Trained"
 AVAILABLE: Final = "Available"
 PROGRESSING: Final = "Progressing"
 DEGRADED: Final = "Degraded"
+DRIFTED: Final = "Drifted"
 
 # The serving runtime's contract (docs/runtime-contract.md).
 SERVING_PORT: Final = 3000

@@ -1,8 +1,10 @@
 """The Kopf handlers: each one only says which Model to reconcile; `reconcile` does the work.
 
-Triggers: the Model itself (create, resume, spec or annotation update, periodic resync), and the
-objects it owns: its ModelVersions, their training Jobs, and the serving children (deleted or edited
-by hand, or changing availability).
+Triggers: the Model itself (create, resume, spec or annotation update), and the objects it owns:
+its ModelVersions, their training Jobs, and the serving children (deleted or edited by hand, or
+changing availability). The periodic resync and the analysis passes run in the
+background threads of `reconcile.Context` (no Kopf timer: a timer would put a finalizer on every
+Model, and a finalizer blocks deletion whenever the operator is not running).
 """
 
 from __future__ import annotations
@@ -40,20 +42,22 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.persistence.finalizer = f"{KOPF_PREFIX}/finalizer"
     settings.posting.level = logging.INFO
     settings.execution.max_workers = 8
+    namespaces = _ctx(memo).settings.namespaces
+    if namespaces and not any(set("*?[!") & set(n) for n in namespaces):
+        # Exact namespaces need no discovery: the operator runs with namespaced Roles only.
+        settings.scanning.disabled = True
+    _ctx(memo).start_background()
+
+
+@kopf.on.cleanup()
+def stop_background(memo: Any, **_: Any) -> None:
+    _ctx(memo).stop_background()
 
 
 @kopf.on.resume(api.GROUP, api.VERSION, api.MODELS)
 @kopf.on.create(api.GROUP, api.VERSION, api.MODELS)
 @kopf.on.update(api.GROUP, api.VERSION, api.MODELS)
 def model_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    reconcile(_ctx(memo), namespace or "", name)
-
-
-def model_resync(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    """The safety net: whatever was missed is caught within one resync interval.
-
-    Registered as a timer by `run.main`, whose interval is a setting.
-    """
     reconcile(_ctx(memo), namespace or "", name)
 
 

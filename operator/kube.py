@@ -131,3 +131,32 @@ class Kube:
             body={"status": dict(status)},
             content_type="application/merge-patch+json",
         )
+
+    def post_event(
+        self, obj: Mapping[str, Any], kind: str, reason: str, message: str, now: str
+    ) -> None:
+        """A core/v1 Event about `obj`, as `kubectl describe` and `kubectl get events` show."""
+        meta = obj["metadata"]
+        self.request(
+            "POST",
+            f"/api/v1/namespaces/{meta['namespace']}/events",
+            body={
+                "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+                "involvedObject": {
+                    "apiVersion": obj.get("apiVersion"),
+                    "kind": obj.get("kind"),
+                    "name": meta["name"],
+                    "namespace": meta["namespace"],
+                    "uid": meta.get("uid"),
+                },
+                "type": kind,
+                "reason": reason,
+                "message": message[:1024],
+                "source": {"component": api.FIELD_MANAGER},
+                "reportingComponent": api.FIELD_MANAGER,
+                "reportingInstance": api.FIELD_MANAGER,
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "count": 1,
+            },
+        )

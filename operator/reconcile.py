@@ -1,29 +1,38 @@
 """One reconcile of one Model: observe, plan with the pure functions, act, write status.
 
-Every trigger (the Model itself, its versions, Jobs and serving children, the periodic resync) ends
-here, serialised per Model, so the order of events never matters: each pass reads what is and moves
-it one step towards what the spec asks.
+Every trigger (the Model itself, its versions, Jobs and serving children, an analysis pass, the
+periodic resync) ends here, serialised per Model, so the order of events never matters: each pass
+reads what is and moves it one step towards what the spec asks.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import threading
+import time
+import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from modelops_operator import api, children, training, versions
+from kubernetes.client.exceptions import ApiException
+
+from modelops_operator import api, children, retraining, rollout, training, versions
+from modelops_operator.analysis.model import DRIFT, CheckResult, Outcome, Target, TargetKey
 from modelops_operator.kube import Body, Kube
+from modelops_operator.monitor import Monitor, Results, Watch
 from modelops_operator.settings import Settings
-from modelops_operator.specs import spec_hash
+from modelops_operator.specs import parse_duration, spec_hash
 from modelops_operator.status import Observed, model_status, transitions
 
 log = logging.getLogger("modelops.reconcile")
 EventSink = Callable[[Mapping[str, Any], str, str, str], None]
+ModelKey = tuple[str, str]
 
-_locks: dict[tuple[str, str], threading.Lock] = {}
+_locks: dict[ModelKey, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
 
@@ -36,11 +45,59 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def kube_event_sink(kube: Kube) -> EventSink:
+    """Events through the API server, from any thread (Kopf's own poster needs its context)."""
+
+    def post(obj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+        try:
+            kube.post_event(obj, kind, reason, message, now())
+        except ApiException as error:  # an Event is worth less than the reconcile that made it
+            log.warning(
+                "event %s on %s not posted: %s", reason, obj["metadata"]["name"], error.reason
+            )
+
+    return post
+
+
 @dataclass
 class Context:
+    """What every reconcile shares: the API, the settings, the Event sink, the analysis loop,
+    and the Models seen so far (for the periodic resync)."""
+
     kube: Kube
     settings: Settings
     event: EventSink
+    monitor: Monitor | None = None
+    known: set[ModelKey] = field(default_factory=set)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start_background(self) -> None:
+        if self.monitor is not None:
+            self.monitor.start()
+        thread = threading.Thread(target=self._resync_loop, name="modelops-resync", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop_background(self) -> None:
+        self._stop.set()
+        if self.monitor is not None:
+            self.monitor.stop()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def _resync_loop(self) -> None:
+        """The safety net: every known Model is reconciled once per resync interval."""
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="modelops-resync") as pool:
+            while not self._stop.wait(self.settings.resync_seconds):
+                for namespace, name in sorted(self.known):
+                    pool.submit(self._quietly, namespace, name)
+
+    def _quietly(self, namespace: str, name: str) -> None:
+        try:
+            reconcile(self, namespace, name)
+        except Exception:
+            log.exception("resync of %s/%s failed", namespace, name)
 
 
 def reconcile(ctx: Context, namespace: str, name: str) -> Body | None:
@@ -48,7 +105,11 @@ def reconcile(ctx: Context, namespace: str, name: str) -> Body | None:
     with model_lock(namespace, name):
         model = ctx.kube.get("Model", namespace, name)
         if model is None or model["metadata"].get("deletionTimestamp"):
+            ctx.known.discard((namespace, name))
+            if ctx.monitor is not None:
+                ctx.monitor.watch((namespace, name), None)
             return None
+        ctx.known.add((namespace, name))
         return _reconcile(ctx, model)
 
 
@@ -56,19 +117,23 @@ def _reconcile(ctx: Context, model: Body) -> Body:
     meta, spec = model["metadata"], model["spec"]
     namespace, name = meta["namespace"], meta["name"]
     status: Mapping[str, Any] = model.get("status") or {}
+    clock = time.time()
     training_hash = spec_hash(spec["training"])
     raw = {
         v["metadata"]["name"]: v
         for v in ctx.kube.list("ModelVersion", namespace, {api.LABEL_MODEL: name})
     }
     infos = {n: versions.version_info(v) for n, v in raw.items()}
+    results = ctx.monitor.results((namespace, name)) if ctx.monitor is not None else None
 
+    monitoring = _monitoring(model, status, results, clock)
     plan = versions.plan_training(
         name,
         training_hash,
         list(infos.values()),
         (meta.get("annotations") or {}).get(api.ANNOTATION_RETRAIN),
         status.get("retrainToken"),
+        monitoring.pop("trigger", None) if not status.get("canary") else None,
     )
     for old in plan.supersede:
         ctx.kube.delete("Job", namespace, old)
@@ -88,6 +153,13 @@ def _reconcile(ctx: Context, model: Body) -> Body:
             raw[plan.create] = created
             infos[plan.create] = versions.version_info(created)
             ctx.event(model, "Normal", "TrainingStarted", f"{plan.create} created ({plan.reason})")
+            if plan.reason in (api.REASON_DRIFT, api.REASON_ACCURACY):
+                monitoring["lastRetrain"] = {
+                    "reason": plan.reason,
+                    "at": clock,
+                    "version": plan.create,
+                }
+                monitoring["breaches"] = {}
 
     for vname, info in list(infos.items()):
         if info.in_progress:
@@ -98,28 +170,42 @@ def _reconcile(ctx: Context, model: Body) -> Body:
     approved = [v for v in current if v.phase == api.SUCCEEDED]
     pinned = (spec.get("serving") or {}).get("version") or ""
     choice = versions.choose_stable(ordered, pinned, status.get("stableVersion"))
+    candidate = versions.candidate(ordered, choice.version, pinned)
+
+    step = rollout.step(ctx.kube, ctx.settings, model, choice.version, candidate, results, clock)
+    for kind, reason, message in step.events:
+        ctx.event(model, kind, reason, message)
+    if step.rolled_back and candidate is not None:
+        infos[candidate.name] = replace(candidate, phase=api.ROLLED_BACK, message=step.rolled_back)
+        current = [infos.get(v.name, v) for v in current]
+    _watch(ctx, model, raw, step)
 
     observed = Observed(
         generation=meta.get("generation", 0),
         latest=current[-1] if current else None,
         trained=approved[-1] if approved else None,
         newest=ordered[-1] if ordered else None,
-        stable=choice.version,
+        stable=step.stable,
         pin_problem=choice.problem,
+        canary=step.canary,
+        rolled_back=step.rolled_back,
+        **_monitoring_view(model, monitoring),
+        **step.deployment,
     )
-    if choice.version is not None:
-        observed = _serve(ctx, model, choice.version, observed)
-
-    for doomed in versions.plan_history(
-        ordered,
-        ctx.settings.history_limit,
-        [status.get("stableVersion"), choice.version.name if choice.version else None],
-    ):
+    keep = [
+        step.stable.name if step.stable else None,
+        str(step.canary["version"]) if step.canary else None,
+    ]
+    for doomed in versions.plan_history(ordered, ctx.settings.history_limit, keep):
         ctx.kube.delete("ModelVersion", namespace, doomed)
 
     new_status = model_status(observed, status, now())
+    new_status["canary"] = step.canary
+    new_status["monitoring"] = monitoring or None
     if plan.retrain_token is not None:
         new_status["retrainToken"] = plan.retrain_token
+    if step.command_handled is not None:
+        new_status["canaryCommand"] = step.command_handled
     if _changed(status, new_status):
         ctx.kube.patch_status("Model", namespace, name, new_status)
         for kind, reason, message in transitions(status, new_status):
@@ -129,6 +215,116 @@ def _reconcile(ctx: Context, model: Body) -> Body:
 
 def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
     return any(before.get(k) != v for k, v in after.items())
+
+
+def _monitoring(
+    model: Body, status: Mapping[str, Any], results: Results | None, clock: float
+) -> dict[str, Any]:
+    """The stable version's monitoring state, advanced by a new analysis if there is one; a
+    `trigger` key names the check that calls for a retrain now."""
+    state: dict[str, Any] = dict(status.get("monitoring") or {})
+    stable = status.get("stableVersion")
+    if results is None or not stable or results.versions.get(children.STABLE) != stable:
+        return state
+    if results.at <= float(state.get("lastAnalysisAt") or 0):
+        return state
+    checks: list[CheckResult] = results.by_track.get(children.STABLE, [])
+    spec = model["spec"].get("monitoring") or {}
+    watched = list(spec.get("retrainOn") or [])
+    state["lastAnalysisAt"] = results.at
+    state["version"] = stable
+    state["checks"] = [r.as_status() for r in checks]
+    state["breaches"] = retraining.count_breaches(state.get("breaches") or {}, checks, watched)
+    last = (state.get("lastRetrain") or {}).get("at")
+    trigger = retraining.retrain_reason(
+        state["breaches"],
+        int(spec.get("consecutive", 2)),
+        float(last) if last is not None else None,
+        parse_duration(spec.get("cooldown", "1h")),
+        clock,
+    )
+    if trigger is not None:
+        state["trigger"] = trigger
+    return state
+
+
+def _monitoring_view(model: Body, monitoring: Mapping[str, Any]) -> dict[str, Any]:
+    """Drift and live accuracy of the stable version, as the status shows them."""
+    view: dict[str, Any] = {}
+    checks = (model["spec"].get("monitoring") or {}).get("checks") or {}
+    for check in monitoring.get("checks") or []:
+        conclusive = check.get("outcome") != str(Outcome.INCONCLUSIVE)
+        if check.get("check") == DRIFT and conclusive and "value" in check:
+            view["drift"] = float(check["value"])
+            view["drift_limit"] = float(checks.get("drift", {}).get("psi", {}).get("max", 0.2))
+        if check.get("check") == "accuracy" and conclusive and "value" in check:
+            view["live_accuracy"] = float(check["value"])
+    return view
+
+
+def _watch(ctx: Context, model: Body, raw: Mapping[str, Body], step: rollout.RolloutResult) -> None:
+    """Tells the analysis loop what this Model wants analysed now."""
+    if ctx.monitor is None:
+        return
+    meta, spec = model["metadata"], model["spec"]
+    key = (meta["namespace"], meta["name"])
+    checks = (spec.get("monitoring") or {}).get("checks") or {}
+    targets = []
+    tracks = [
+        (children.STABLE, step.stable.name if step.stable else None),
+        (children.CANARY, step.canary["version"] if step.canary else None),
+    ]
+    for track, version in tracks:
+        if version is None or (track == children.STABLE and not checks):
+            continue
+        # Drift judges the data, not a version: it triggers retraining of stable, and a canary
+        # trained on the same data would fail it just the same.
+        wanted = (
+            checks if track == children.STABLE else {k: v for k, v in checks.items() if k != DRIFT}
+        )
+        reference = _reference(ctx, raw.get(version)) if DRIFT in wanted else None
+        targets.append(Target(TargetKey(key[0], key[1], version, track), wanted, reference))
+    interval = parse_duration((spec.get("monitoring") or {}).get("interval", "1m"))
+    if step.canary is not None:
+        interval = rollout.canary_spec(model).interval
+    ctx.monitor.watch(key, Watch(tuple(targets), interval))
+
+
+def _reference(ctx: Context, version: Body | None) -> Mapping[str, Any] | None:
+    """The version's reference distributions: from its status, else read once from one of its
+    ready serving pods' /metadata (the operator reaches pods as Prometheus does), and kept in the
+    version's status."""
+    if version is None:
+        return None
+    status = version.get("status") or {}
+    if status.get("reference"):
+        return dict(status["reference"])
+    meta = version["metadata"]
+    pods = ctx.kube.list(
+        "Pod", meta["namespace"], {api.LABEL_VERSION: meta["name"], api.LABEL_COMPONENT: "serving"}
+    )
+    for pod in pods:
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (pod.get("status") or {}).get("conditions") or []
+        )
+        if not ready:
+            continue
+        address = (pod.get("status") or {}).get("podIP")
+        url = f"http://{address}:{api.SERVING_PORT}/metadata"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                metadata = json.loads(response.read())
+        except (OSError, ValueError) as error:
+            log.info("reference of %s not read from %s: %s", meta["name"], url, error)
+            continue
+        reference = metadata.get("reference")
+        if reference:
+            ctx.kube.patch_status(
+                "ModelVersion", meta["namespace"], meta["name"], {"reference": reference}
+            )
+            return dict(reference)
+    return None
 
 
 def _sync_training(ctx: Context, version: Body, info: versions.VersionInfo) -> versions.VersionInfo:
@@ -160,41 +356,3 @@ def _sync_training(ctx: Context, version: Body, info: versions.VersionInfo) -> v
         updated = ctx.kube.patch_status("ModelVersion", namespace, name, patch)
         return versions.version_info(updated or {**version, "status": {**current, **patch}})
     return info
-
-
-def _serve(ctx: Context, model: Body, stable: versions.VersionInfo, observed: Observed) -> Observed:
-    """Applies the serving children for `stable`; removes the optional ones no longer wanted."""
-    namespace, name = model["metadata"]["namespace"], model["metadata"]["name"]
-    replicas = children.stable_replicas(model)
-    deployment = ctx.kube.apply(
-        children.build_deployment(model, stable, children.STABLE, replicas, ctx.settings)
-    )
-    ctx.kube.apply(children.build_service(model))
-    for kind, body in (
-        ("HorizontalPodAutoscaler", children.build_autoscaler(model)),
-        ("PodDisruptionBudget", children.build_disruption_budget(model)),
-    ):
-        if body is not None:
-            ctx.kube.apply(body)
-        elif ctx.kube.get(kind, namespace, name) is not None:
-            ctx.kube.delete(kind, namespace, name)
-    return replace(observed, **deployment_state(deployment))
-
-
-def deployment_state(deployment: Mapping[str, Any]) -> dict[str, Any]:
-    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
-    desired = int(spec.get("replicas", 1))
-    available = any(
-        c.get("type") == "Available" and c.get("status") == "True"
-        for c in status.get("conditions") or []
-    )
-    updated = status.get("updatedReplicas", 0) == desired and status.get(
-        "observedGeneration", 0
-    ) >= deployment.get("metadata", {}).get("generation", 0)
-    ready = int(status.get("readyReplicas", 0))
-    return {
-        "ready_replicas": ready,
-        "desired_replicas": desired,
-        "deployment_available": available and ready > 0,
-        "rolling_out": not updated or ready < desired,
-    }

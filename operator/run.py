@@ -9,9 +9,11 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
-from modelops_operator import api, handlers
+from modelops_operator import handlers  # noqa: F401  (registers the Kopf handlers)
+from modelops_operator.analysis.client import PrometheusClient
 from modelops_operator.kube import Kube
-from modelops_operator.reconcile import Context
+from modelops_operator.monitor import Monitor
+from modelops_operator.reconcile import Context, kube_event_sink, reconcile
 from modelops_operator.settings import SettingsError, resolve
 
 
@@ -21,10 +23,6 @@ def _load_client() -> client.ApiClient:
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     return client.ApiClient()
-
-
-def _post_event(body: Any, kind: str, reason: str, message: str) -> None:
-    kopf.event(body, type=kind, reason=reason, message=message[:1024])
 
 
 def main(argv: list[str]) -> int:
@@ -37,14 +35,12 @@ def main(argv: list[str]) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    kopf.timer(
-        api.GROUP,
-        api.VERSION,
-        api.MODELS,
-        interval=settings.resync_seconds,
-        initial_delay=settings.resync_seconds,
-    )(handlers.model_resync)
-    context = Context(kube=Kube(_load_client()), settings=settings, event=_post_event)
+    kube = Kube(_load_client())
+    context = Context(kube=kube, settings=settings, event=kube_event_sink(kube))
+    context.monitor = Monitor(
+        PrometheusClient(settings.prometheus_url),
+        lambda namespace, name: reconcile(context, namespace, name),
+    )
     scope: dict[str, Any] = (
         {"namespaces": list(settings.namespaces)} if settings.namespaces else {"clusterwide": True}
     )

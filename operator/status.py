@@ -32,6 +32,12 @@ class Observed:
     deployment_available: bool = False
     rolling_out: bool = False
     pin_problem: str = ""
+    canary: Mapping[str, Any] | None = None  # status.canary while one runs
+    rolled_back: str = ""  # a canary rolled back in this pass: why
+    drift: float | None = None  # the stable version's largest feature PSI, when measured
+    drift_feature: str | None = None
+    drift_limit: float | None = None
+    live_accuracy: float | None = None  # from feedback, when measured on enough samples
 
 
 def _describe(v: VersionInfo) -> str:
@@ -46,7 +52,12 @@ def _describe(v: VersionInfo) -> str:
 def _failure_reason(v: VersionInfo) -> str:
     if v.phase == api.REJECTED:
         return "QualityGateMissed"
+    if v.phase == api.ROLLED_BACK:
+        return "RolledBack"
     return "TrainingFailed"
+
+
+BAD_ENDINGS = (api.FAILED, api.REJECTED, api.ROLLED_BACK)
 
 
 def _trained(o: Observed) -> tuple[str, str, str]:
@@ -83,6 +94,15 @@ def _available(o: Observed) -> tuple[str, str, str]:
 def _progressing(o: Observed) -> tuple[str, str, str]:
     if o.latest is not None and o.latest.in_progress:
         return "True", "Training", f"{o.latest.name} is {o.latest.phase.lower()}"
+    if o.canary is not None:
+        return (
+            "True",
+            "Canary",
+            (
+                f"canary {o.canary.get('version')} at {o.canary.get('weight')}% "
+                f"(step {int(o.canary.get('step', 0)) + 1}): {o.canary.get('message', '')}"
+            ),
+        )
     if o.stable is not None and o.rolling_out:
         return "True", "RollingOut", f"rolling out {o.stable.name}"
     return "False", "Idle", "nothing in progress"
@@ -96,7 +116,7 @@ def _degraded(o: Observed) -> tuple[str, str, str]:
             (f"spec.serving.version: {o.pin_problem}; still serving {o.stable.name}"),
         )
     latest = o.latest
-    if o.stable is not None and latest is not None and latest.phase in (api.FAILED, api.REJECTED):
+    if o.stable is not None and latest is not None and latest.phase in BAD_ENDINGS:
         return (
             "True",
             _failure_reason(latest),
@@ -106,6 +126,15 @@ def _degraded(o: Observed) -> tuple[str, str, str]:
             ),
         )
     return "False", "AsExpected", "nothing is degraded"
+
+
+def _drifted(o: Observed) -> tuple[str, str, str]:
+    if o.drift is None or o.drift_limit is None:
+        return "Unknown", "NotMeasured", "no conclusive drift analysis of the stable version yet"
+    where = f"{o.drift_feature}: PSI {o.drift:.3g}" if o.drift_feature else f"PSI {o.drift:.3g}"
+    if o.drift > o.drift_limit:
+        return "True", "DriftDetected", f"{where} > {o.drift_limit:g}"
+    return "False", "WithinReference", f"{where} <= {o.drift_limit:g}"
 
 
 def _ready(conditions: Mapping[str, tuple[str, str, str]]) -> tuple[str, str, str]:
@@ -121,9 +150,13 @@ def _ready(conditions: Mapping[str, tuple[str, str, str]]) -> tuple[str, str, st
 
 def _phase(o: Observed, conditions: Mapping[str, tuple[str, str, str]]) -> str:
     if o.stable is None:
-        if o.latest is not None and o.latest.phase in (api.FAILED, api.REJECTED):
+        if o.latest is not None and o.latest.phase in BAD_ENDINGS:
             return api.PHASE_FAILED
         return api.PHASE_TRAINING
+    if o.rolled_back:
+        return api.PHASE_ROLLING_BACK
+    if o.canary is not None:
+        return api.PHASE_CANARY
     if conditions[api.DEGRADED][0] == "True":
         return api.PHASE_DEGRADED
     if not o.deployment_available:
@@ -163,6 +196,7 @@ def model_status(o: Observed, previous: Mapping[str, Any], now: str) -> dict[str
         api.AVAILABLE: _available(o),
         api.PROGRESSING: _progressing(o),
         api.DEGRADED: _degraded(o),
+        api.DRIFTED: _drifted(o),
     }
     computed = {api.READY: _ready(computed), **computed}
     status: dict[str, Any] = {
@@ -173,7 +207,10 @@ def model_status(o: Observed, previous: Mapping[str, Any], now: str) -> dict[str
         ),
         "stableVersion": o.stable.name if o.stable else None,
         "latestVersion": o.newest.name if o.newest else None,
-        "accuracy": o.stable.metrics.get("accuracy") if o.stable else None,
+        "accuracy": o.live_accuracy
+        if o.live_accuracy is not None
+        else (o.stable.metrics.get("accuracy") if o.stable else None),
+        "drift": round(o.drift, 6) if o.drift is not None else None,
     }
     return status
 
@@ -204,4 +241,11 @@ def transitions(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tup
 def _abnormal(c: Mapping[str, Any]) -> bool:
     if c["type"] == api.DEGRADED:
         return bool(c["status"] == "True")
-    return c["status"] == "False" and c["reason"] not in ("Training", "Idle", "Pending")
+    if c["type"] == api.DRIFTED:
+        return bool(c["status"] == "True")
+    return c["status"] == "False" and c["reason"] not in (
+        "Training",
+        "Idle",
+        "Pending",
+        "WithinReference",
+    )

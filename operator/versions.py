@@ -84,15 +84,17 @@ def plan_training(
     versions: Sequence[VersionInfo],
     retrain_request: str | None = None,
     retrain_handled: str | None = None,
+    trigger: str | None = None,
 ) -> TrainingPlan:
     """At most one training per model; a newer spec supersedes a running one; triggers collapse.
 
     - a version in progress for an older spec is superseded;
-    - a retrain request (an annotation value not yet handled) starts a `manual` version unless one
-      for the current spec is already in progress (then the request is folded into it);
+    - a retrain request (an annotation value not yet handled) starts a `manual` version, and a
+      `trigger` (drift, accuracy, schedule) one with that reason, unless a version for the current
+      spec is already in progress (then the request is folded into it);
     - otherwise a spec with no version yet starts one: `initial` for the first, else `spec-change`.
-    A version that failed for the current spec is not retried by itself: a spec change or a retrain
-    request starts the next one.
+    A version that failed for the current spec is not retried by itself: a spec change, a retrain
+    request or a trigger starts the next one.
     """
     supersede = tuple(v.name for v in versions if v.in_progress and v.spec_hash != training_hash)
     current = [v for v in versions if v.spec_hash == training_hash and v.phase != api.SUPERSEDED]
@@ -100,13 +102,15 @@ def plan_training(
     next_name = f"{model}-v{max((v.index for v in versions), default=0) + 1}"
     token = retrain_request if retrain_request and retrain_request != retrain_handled else None
 
-    if token is not None:
-        if running:
-            return TrainingPlan(supersede=supersede, retrain_token=token)
-        return TrainingPlan(next_name, api.REASON_MANUAL, supersede, token)
     if not current:
         reason = api.REASON_SPEC_CHANGE if versions else api.REASON_INITIAL
-        return TrainingPlan(next_name, reason, supersede)
+        return TrainingPlan(next_name, reason, supersede, token)
+    if token is not None or trigger is not None:
+        if running:
+            return TrainingPlan(supersede=supersede, retrain_token=token)
+        return TrainingPlan(
+            next_name, trigger if token is None else api.REASON_MANUAL, supersede, token
+        )
     return TrainingPlan(supersede=supersede)
 
 
@@ -121,21 +125,36 @@ class StableChoice:
 def choose_stable(
     versions: Sequence[VersionInfo], pinned: str, current: str | None
 ) -> StableChoice:
-    """A pinned version if it can serve; else the newest approved version.
+    """A pinned version if it can serve; else the current stable one while it can serve; else the
+    newest approved version (the first approved version becomes stable directly).
 
     A pin that names a missing or undeployable version never takes serving down: the current
-    stable version stays, and the problem is reported.
+    stable version stays, and the problem is reported. Newer approved versions reach stable only
+    through a canary (`candidate`).
     """
     by_name = {v.name: v for v in versions}
+    keep = by_name.get(current or "")
     if pinned:
         chosen = by_name.get(pinned)
         if chosen is not None and chosen.deployable:
             return StableChoice(chosen)
         what = "does not exist" if chosen is None else f"is {chosen.phase}, not deployable"
-        keep = by_name.get(current or "")
         return StableChoice(keep if keep and keep.deployable else None, f"{pinned} {what}")
+    if keep is not None and keep.deployable:
+        return StableChoice(keep)
     approved = [v for v in sort_versions(versions) if v.deployable]
     return StableChoice(approved[-1] if approved else None)
+
+
+def candidate(
+    versions: Sequence[VersionInfo], stable: VersionInfo | None, pinned: str
+) -> VersionInfo | None:
+    """The version a canary should try: the newest approved one newer than stable (none while a
+    pin holds stable in place)."""
+    if pinned or stable is None:
+        return None
+    newer = [v for v in sort_versions(versions) if v.deployable and v.index > stable.index]
+    return newer[-1] if newer else None
 
 
 def plan_history(

@@ -1,23 +1,28 @@
 """`make demo`: the modelops loop on this machine: a real control plane, no container engine.
 
 The sandbox (control plane, node agent, Prometheus, operator) starts; `examples/iris.yaml` is
-applied; the operator trains it in a Job and serves it; the demo sends predictions and ground-truth
-feedback to the serving pods and reads the runtime's metrics back from Prometheus; a retrain is
-requested (`modelops retrain`) and the new version rolls out; pinning `spec.serving.version` rolls
-back to the first. A timeline is printed as it goes and a summary at the end; everything stops.
+applied with intervals shortened to seconds; the operator trains it in a Job and serves it; the demo
+sends predictions and ground-truth feedback to the serving pods, and the operator's analysis reads
+them back from Prometheus; then the inputs shift, the operator detects the drift and retrains, and
+the new version goes through its canary and is promoted; finally pinning `spec.serving.version`
+rolls back to the first version. A timeline is printed as it goes and a summary at the end;
+everything stops.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
-import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
 from typing import Any
+
+import yaml
 
 from modelops_sandbox.sandbox import REPO, Sandbox, post_json, wait_for
 
@@ -74,34 +79,77 @@ def watch_model(
     return result
 
 
-def traffic(sandbox: Sandbox, requests: int) -> dict[str, int]:
-    """Predictions over the ready serving pods, then ground truth for each as feedback."""
-    from sklearn.datasets import load_iris
+class Traffic:
+    """Prediction traffic with ground-truth feedback, in a background thread, to every ready
+    serving pod in turn (so each track gets its share of replicas, as behind the Service).
+    `shift` moves the petal measurements, as a change in the world would."""
 
-    pods = sandbox.serving_pods(MODEL)
-    metadata = json.loads(urlopen_text(f"http://{pods[0]['ip']}:3000/metadata"))
-    data = load_iris()
-    names = list(data.target_names)
-    if len(metadata["features"]) != data.data.shape[1]:
-        raise RuntimeError(f"unexpected schema: {metadata['features']}")
-    rng = random.Random(7)
-    sent = correct = incorrect = 0
-    for i in range(requests):
-        pod = pods[i % len(pods)]
-        rows = rng.sample(range(len(data.data)), 5)
-        answer = post_json(
-            f"http://{pod['ip']}:3000/predict",
-            {"rows": [list(map(float, data.data[r])) for r in rows]},
-        )
-        items = [
-            {"request_id": answer["request_id"], "row": k, "truth": names[data.target[r]]}
-            for k, r in enumerate(rows)
-        ]
-        fed = post_json(f"http://{pod['ip']}:3000/feedback", {"items": items})
-        sent += len(rows)
-        correct += int(fed.get("correct", 0))
-        incorrect += int(fed.get("incorrect", 0))
-    return {"rows": sent, "correct": correct, "incorrect": incorrect}
+    def __init__(self, sandbox: Sandbox, rows: int = 5, pause: float = 0.1) -> None:
+        from sklearn.datasets import load_iris
+
+        self.sandbox, self.rows, self.pause = sandbox, rows, pause
+        self.data = load_iris()
+        self.shift = 0.0
+        self.feedback = True
+        self.counts = {"rows": 0, "correct": 0, "incorrect": 0, "errors": 0}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._rng = random.Random(7)
+
+    def send(self, requests: int) -> dict[str, int]:
+        pods = self.sandbox.serving_pods(MODEL)
+        names = list(self.data.target_names)
+        for i in range(requests):
+            pod = pods[i % len(pods)]
+            picks = self._rng.sample(range(len(self.data.data)), self.rows)
+            rows = [
+                [
+                    float(x) + (self.shift if j >= 2 else 0.0)
+                    for j, x in enumerate(self.data.data[r])
+                ]
+                for r in picks
+            ]
+            try:
+                answer = post_json(f"http://{pod['ip']}:3000/predict", {"rows": rows})
+                self.counts["rows"] += len(rows)
+                if self.feedback:
+                    items = [
+                        {
+                            "request_id": answer["request_id"],
+                            "row": k,
+                            "truth": names[self.data.target[r]],
+                        }
+                        for k, r in enumerate(picks)
+                    ]
+                    fed = post_json(f"http://{pod['ip']}:3000/feedback", {"items": items})
+                    self.counts["correct"] += int(fed.get("correct", 0))
+                    self.counts["incorrect"] += int(fed.get("incorrect", 0))
+            except OSError:  # a pod going away mid-request, as behind any Service
+                self.counts["errors"] += 1
+        return dict(self.counts)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.pause):
+            with contextlib.suppress(Exception):
+                self.send(len(self.sandbox.serving_pods(MODEL)) or 1)
+
+    def start(self) -> Traffic:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+
+def demo_model() -> dict[str, Any]:
+    """examples/iris.yaml with intervals in seconds, so the loop turns within a few minutes."""
+    body: dict[str, Any] = yaml.safe_load((REPO / "examples" / "iris.yaml").read_text())
+    body["spec"]["serving"]["canary"].update(interval="10s", steps=[30, 60])
+    body["spec"]["monitoring"].update(interval="10s", consecutive=2, cooldown="10m")
+    return body
 
 
 def urlopen_text(url: str) -> str:
@@ -137,40 +185,43 @@ def serving(status: dict[str, Any], version: str) -> bool:
 
 def run(sandbox: Sandbox, timeline: Timeline) -> None:
     ns = sandbox.namespace
-    say(f"applying examples/iris.yaml in namespace {ns}")
-    sandbox.kubectl("apply", "-n", ns, "-f", str(REPO / "examples" / "iris.yaml"))
+    say(f"applying examples/iris.yaml in namespace {ns} (intervals shortened to 10s for the demo)")
+    manifest = sandbox.directory / "iris.json"
+    manifest.write_text(json.dumps(demo_model()))
+    sandbox.kubectl("apply", "-n", ns, "-f", str(manifest))
     watch_model(sandbox, lambda s: s.get("phase") == "Serving", 300, "iris to train and serve")
     timeline.done("train iris-v1 in a Job and serve it")
 
-    say("sending 40 prediction requests (5 rows each) and their ground truth as feedback")
-    outcome = traffic(sandbox, 40)
-    say(
-        f"  {outcome['rows']} rows predicted; feedback {outcome['correct']} correct, "
-        f"{outcome['incorrect']} incorrect"
-    )
-    wait_for(lambda: prometheus_view(sandbox), 60, "Prometheus to scrape the runtime", say)
-    time.sleep(float(sandbox.scrape_interval.rstrip("s")) * 2)
-    for line in prometheus_view(sandbox):
-        say(f"  prometheus: {line}")
-    timeline.done("serve predictions, record feedback, scrape metrics")
+    say("sending predictions and their ground truth as feedback, continuously")
+    traffic = Traffic(sandbox).start()
+    try:
+        wait_for(lambda: prometheus_view(sandbox), 60, "Prometheus to scrape the runtime", say)
+        watch_model(sandbox, lambda s: s.get("drift") is not None, 120, "a drift analysis")
+        for line in prometheus_view(sandbox):
+            say(f"  prometheus: {line}")
+        say(f"  stable drift (max feature PSI) {model_state(sandbox)['drift']:.3f}")
+        timeline.done("serve, record feedback, scrape and analyse")
 
-    say("requesting a retrain: modelops retrain iris")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "modelops_operator.cli",
-            "retrain",
-            MODEL,
-            "-n",
-            ns,
-            "--kubeconfig",
-            str(sandbox.control_plane.kubeconfig),
-        ],
-        check=True,
-    )
-    watch_model(sandbox, lambda s: serving(s, "iris-v2"), 300, "iris-v2 to train and roll out")
-    timeline.done("retrain by request and roll out iris-v2")
+        say("the world changes: petal measurements shift by +1.5 cm (no feedback for them)")
+        traffic.shift, traffic.feedback = 1.5, False
+        status = watch_model(
+            sandbox,
+            lambda s: bool(s.get("latestVersion") == "iris-v2"),
+            240,
+            "drift to trigger a retrain",
+        )
+        drifted = next(c for c in status["conditions"] if c["type"] == "Drifted")
+        say(f"  Drifted={drifted['status']}: {drifted['message']}")
+        timeline.done("detect drift and retrain (iris-v2, reason drift)")
+
+        say("inputs back to normal, with feedback: iris-v2 goes through its canary")
+        traffic.shift, traffic.feedback = 0.0, True
+        watch_model(sandbox, lambda s: s.get("phase") == "Canary", 300, "the canary to start")
+        watch_model(sandbox, lambda s: serving(s, "iris-v2"), 300, "the canary to be promoted")
+        timeline.done("canary iris-v2 through its steps and promote it")
+    finally:
+        traffic.stop()
+    say(f"  traffic: {traffic.counts}")
 
     say("pinning spec.serving.version to iris-v1 (manual rollback)")
     sandbox.kubectl(
@@ -195,8 +246,6 @@ def summary(sandbox: Sandbox, timeline: Timeline) -> None:
     for step, seconds in timeline.steps:
         print(f"{step:<55} {seconds:8.1f}")
     print(f"{'total':<55} {time.monotonic() - START:8.1f}")
-    print("\nDrift detection, canary analysis and automatic rollback join this loop with the")
-    print("monitoring issue; see docs/sandbox.md.")
 
 
 def main(argv: list[str] | None = None) -> int:

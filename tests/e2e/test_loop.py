@@ -1,4 +1,5 @@
-"""The loop end to end in the sandbox: real training Job, real serving pods, real Prometheus.
+"""The loop end to end in the sandbox: real training Jobs, real serving pods, real Prometheus,
+the operator's real analysis.
 
 The node agent runs every pod as a local process (the one simulated part); the operator, the
 control plane, `modelops train`, `bentoml serve` and Prometheus are the real programs.
@@ -7,15 +8,13 @@ control plane, `modelops train`, `bentoml serve` and Prometheus are the real pro
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from modelops_sandbox.demo import prometheus_view, traffic
-from modelops_sandbox.sandbox import REPO, Sandbox, wait_for
+from modelops_sandbox.demo import Traffic, demo_model
+from modelops_sandbox.sandbox import Sandbox, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +28,11 @@ def status(sandbox: Sandbox) -> dict[str, Any]:
 
 
 def version(sandbox: Sandbox, name: str) -> dict[str, Any]:
-    return dict(sandbox.get("modelversion", name).get("status") or {})
+    return sandbox.get("modelversion", name)
+
+
+def condition(sandbox: Sandbox, kind: str) -> dict[str, Any]:
+    return next((c for c in status(sandbox).get("conditions", []) if c["type"] == kind), {})
 
 
 def serving(sandbox: Sandbox, name: str) -> bool:
@@ -43,54 +46,59 @@ def serving(sandbox: Sandbox, name: str) -> bool:
     )
 
 
-def test_train_serve_monitor_retrain_and_roll_back(sandbox: Sandbox) -> None:
-    sandbox.kubectl("apply", "-n", sandbox.namespace, "-f", str(REPO / "examples" / "iris.yaml"))
+def test_train_serve_detect_drift_retrain_canary_promote_and_pin(sandbox: Sandbox) -> None:
+    manifest = sandbox.directory / "iris.json"
+    manifest.write_text(json.dumps(demo_model()))
+    sandbox.kubectl("apply", "-n", sandbox.namespace, "-f", str(manifest))
 
     # Train: a real `modelops train` in a Job; its result comes back through the pod's status.
-    wait_for(lambda: version(sandbox, "iris-v1").get("phase") == "Succeeded", 240, "iris-v1")
-    v1 = version(sandbox, "iris-v1")
+    wait_for(
+        lambda: version(sandbox, "iris-v1").get("status", {}).get("phase") == "Succeeded",
+        240,
+        "iris-v1 trained",
+    )
+    v1 = version(sandbox, "iris-v1")["status"]
     assert v1["artifact"] == "file:///models/iris/iris-v1.bentomodel"
     assert v1["metrics"]["accuracy"] >= 0.9 and v1["rows"]["raw"] == 150
 
-    # Serve: two real `bentoml serve` pods, each on its own address, Ready through /readyz.
+    # Serve: two real `bentoml serve` pods on their own addresses, Ready through /readyz.
     wait_for(lambda: serving(sandbox, "iris-v1"), 240, "iris-v1 serving")
     assert len(sandbox.serving_pods("iris")) == 2
-    conditions = {c["type"]: c for c in status(sandbox)["conditions"]}
-    assert conditions["Ready"]["status"] == "True"
+    assert condition(sandbox, "Ready")["status"] == "True"
 
-    # Monitor: predictions and feedback reach Prometheus through pod discovery.
-    outcome = traffic(sandbox, 20)
-    assert outcome["rows"] == 100 and outcome["correct"] + outcome["incorrect"] == 100
-    lines = wait_for(
-        lambda: [x for x in prometheus_view(sandbox) if "live accuracy" in x],
-        60,
-        "feedback in Prometheus",
-    )
-    accuracy = float(lines[0].split(": ")[1].split()[0])
-    assert accuracy == pytest.approx(outcome["correct"] / 100, abs=0.011)
+    traffic = Traffic(sandbox).start()
+    try:
+        # Monitor: the operator's analysis reads the runtime's series back from Prometheus.
+        wait_for(
+            lambda: condition(sandbox, "Drifted").get("status") == "False",
+            120,
+            "a drift analysis within the reference",
+        )
+        checks = {c["check"]: c for c in status(sandbox)["monitoring"]["checks"]}
+        assert checks["accuracy"]["outcome"] == "pass" and checks["errorRate"]["outcome"] == "pass"
+        assert status(sandbox)["accuracy"] > 0.9  # live accuracy, from feedback
 
-    # Retrain by request: a new version trains and rolls out; the old one stays recorded.
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "modelops_operator.cli",
-            "retrain",
-            "iris",
-            "-n",
-            sandbox.namespace,
-            "--kubeconfig",
-            str(sandbox.control_plane.kubeconfig),
-        ],
-        check=True,
-    )
-    wait_for(lambda: serving(sandbox, "iris-v2"), 240, "iris-v2 serving")
-    assert (
-        json.loads(
-            sandbox.kubectl("get", "modelversion", "iris-v2", "-n", sandbox.namespace, "-o", "json")
-        )["spec"]["reason"]
-        == "manual"
-    )
+        # Drift: shifted inputs push PSI over its threshold; two analyses later, a retrain.
+        traffic.shift, traffic.feedback = 1.5, False
+        wait_for(lambda: version(sandbox, "iris-v2"), 240, "a retrain on drift")
+        assert version(sandbox, "iris-v2")["spec"]["reason"] == "drift"
+        assert condition(sandbox, "Drifted")["status"] == "True"
+        assert status(sandbox)["monitoring"]["lastRetrain"]["reason"] == "drift"
+
+        # Canary: inputs back to normal; the new version runs beside stable, then is promoted.
+        traffic.shift, traffic.feedback = 0.0, True
+        canary = wait_for(lambda: status(sandbox).get("canary"), 240, "the canary")
+        assert canary["version"] == "iris-v2" and status(sandbox)["stableVersion"] == "iris-v1"
+        tracks = wait_for(
+            lambda: {p["track"] for p in sandbox.serving_pods("iris")} == {"stable", "canary"},
+            120,
+            "canary pods ready",
+        )
+        assert tracks
+        wait_for(lambda: serving(sandbox, "iris-v2"), 300, "the canary promoted")
+    finally:
+        traffic.stop()
+    assert traffic.counts["errors"] == 0
 
     # Roll back by pinning the first version.
     sandbox.kubectl(
@@ -107,4 +115,5 @@ def test_train_serve_monitor_retrain_and_roll_back(sandbox: Sandbox) -> None:
     events = sandbox.kubectl(
         "get", "events", "-n", sandbox.namespace, "--field-selector", "involvedObject.kind=Model"
     )
-    assert "TrainingStarted" in events and "PhaseServing" in events
+    for reason in ("TrainingStarted", "CanaryStarted", "Promoted", "DriftDetected"):
+        assert reason in events

@@ -11,6 +11,7 @@ import copy
 import json
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,7 @@ def test_iris_trains_records_and_serves(cluster: Cluster, control_plane: Control
     assert env["MODELOPS_ARTIFACT"] == "file:///models/iris/iris-v1.bentomodel"
     assert env["MODELOPS_TRACK"] == "stable" and env["MODELOPS_VERSION"] == "iris-v1"
     assert deployment.spec.replicas == 2
+    eventually(lambda: _exists(lambda: cluster.core.read_namespaced_service("iris", cluster.ns)))
     service = cluster.core.read_namespaced_service("iris", cluster.ns)
     assert service.spec.selector == {
         "modelops.dev/model": "iris",
@@ -348,10 +350,64 @@ def _read_hpa(cluster: Cluster) -> Any:
         raise
 
 
-def test_pinned_version_rolls_back_and_a_bad_pin_keeps_serving(cluster: Cluster) -> None:
+def canary_command(cluster: Cluster, verb: str) -> None:
+    cluster.custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        cluster.ns,
+        "models",
+        "iris",
+        {"metadata": {"annotations": {"modelops.dev/canary": f"{verb}/{uuid.uuid4().hex[:8]}"}}},
+    )
+
+
+def _canary_v2(cluster: Cluster) -> dict[str, Any]:
+    """iris-v1 serving, iris-v2 trained for a new spec: its canary runs beside stable."""
     _serve_v1(cluster, iris())
     cluster.apply_model(with_estimators(iris(), 5))
     cluster.finish_training("iris", "iris-v2")
+    status = eventually(lambda: (s := cluster.model("iris").get("status", {})).get("canary") and s)
+    assert status["canary"]["version"] == "iris-v2" and status["phase"] == "Canary"
+    assert status["stableVersion"] == "iris-v1"
+    deployment = eventually(lambda: cluster.deployment("iris-canary"))
+    # Stable keeps its 2 replicas; 1 canary replica gives a real weight of 33% (step 1 asks 10%).
+    assert deployment.spec.replicas == 1 and status["canary"]["weight"] == 33
+    assert cluster.deployment("iris-stable").spec.replicas == 2
+    return dict(status)
+
+
+def test_a_new_version_goes_through_a_canary_and_is_promoted_by_hand(cluster: Cluster) -> None:
+    _canary_v2(cluster)
+    canary_command(cluster, "promote")
+    eventually(lambda: cluster.model("iris")["status"].get("stableVersion") == "iris-v2")
+    eventually(lambda: cluster.deployment("iris-canary") is None)
+    status = cluster.model("iris")["status"]
+    assert status.get("canary") is None
+    env = {
+        e.name: e.value
+        for e in cluster.deployment("iris-stable").spec.template.spec.containers[0].env
+    }
+    assert env["MODELOPS_VERSION"] == "iris-v2"
+
+
+def test_an_aborted_canary_is_rolled_back(cluster: Cluster) -> None:
+    _canary_v2(cluster)
+    canary_command(cluster, "abort")
+    eventually(lambda: cluster.version_phase("iris-v2") == "RolledBack")
+    eventually(lambda: cluster.deployment("iris-canary") is None)
+    status = cluster.model("iris")["status"]
+    assert status["stableVersion"] == "iris-v1" and status.get("canary") is None
+    degraded = eventually(
+        lambda: (c := cluster.condition("iris", "Degraded")).get("status") == "True" and c
+    )
+    assert degraded["reason"] == "RolledBack"
+    events = cluster.core.list_namespaced_event(cluster.ns).items
+    assert any(e.reason == "RolledBack" and e.type == "Warning" for e in events)
+
+
+def test_pinned_version_rolls_back_and_a_bad_pin_keeps_serving(cluster: Cluster) -> None:
+    _canary_v2(cluster)
+    canary_command(cluster, "promote")
     eventually(lambda: cluster.model("iris").get("status", {}).get("stableVersion") == "iris-v2")
 
     cluster.apply_model(with_estimators(iris(version="iris-v1"), 5))
