@@ -91,8 +91,16 @@ def can_i(cp: ControlPlane, sa: str, verb: str, resource: str, namespace: str | 
     """`kubectl auth can-i` as the ServiceAccount `namespace:name` (admin impersonates it)."""
     where = ["-n", namespace] if namespace else []
     result = subprocess.run(
-        [str(cp.kubectl), f"--kubeconfig={cp.kubeconfig}", "auth", "can-i", verb, resource,
-         *where, f"--as=system:serviceaccount:{sa}"],
+        [
+            str(cp.kubectl),
+            f"--kubeconfig={cp.kubeconfig}",
+            "auth",
+            "can-i",
+            verb,
+            resource,
+            *where,
+            f"--as=system:serviceaccount:{sa}",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -169,18 +177,10 @@ class Models:
 
 
 def remove_after_uninstall(models: Models) -> None:
-    """docs/operations.md, "Uninstall": a Model outlives the operator, and so does Kopf's finalizer.
-
-    Deleting it then waits for an operator that is gone; removing the finalizer by hand lets it go,
-    and the garbage collector takes its serving children with it.
-    """
-    finalizers = models.model()["metadata"].get("finalizers") or []
-    assert finalizers and all(f.endswith("modelops.dev/finalizer") for f in finalizers), finalizers
+    """docs/operations.md, "Uninstall": a Model outlives the operator; it carries no finalizer, so
+    deleting it needs no operator, and the garbage collector takes its serving children with it."""
+    assert not models.model()["metadata"].get("finalizers")
     models.custom.delete_namespaced_custom_object(GROUP, VERSION, models.ns, "models", "iris")
-    assert models.model()["metadata"]["deletionTimestamp"]  # held by the finalizer
-    models.custom.patch_namespaced_custom_object(
-        GROUP, VERSION, models.ns, "models", "iris", {"metadata": {"finalizers": None}}
-    )
 
     def gone() -> bool:
         try:
@@ -239,8 +239,13 @@ def test_lint_and_template_pass_a_server_side_dry_run(
     # The PodMonitor's CRD comes with the Prometheus Operator, which this cluster lacks: a stand-in
     # CRD of the same name lets the API server accept or refuse the object's envelope.
     kubectl(control_plane, "apply", "--server-side", "-f", "-", stdin=POD_MONITOR_CRD)
-    kubectl(control_plane, "wait", "--for=condition=Established",
-            "crd/podmonitors.monitoring.coreos.com", "--timeout=30s")
+    kubectl(
+        control_plane,
+        "wait",
+        "--for=condition=Established",
+        "crd/podmonitors.monitoring.coreos.com",
+        "--timeout=30s",
+    )
     rendered = {
         "default": helm.template("--namespace", release_ns),
         "namespaced": helm.template(
@@ -259,8 +264,16 @@ def test_lint_and_template_pass_a_server_side_dry_run(
     }
     try:
         for name, manifest in rendered.items():
-            out = kubectl(control_plane, "apply", "--server-side", "--force-conflicts",
-                          "--dry-run=server", "-f", "-", stdin=manifest)
+            out = kubectl(
+                control_plane,
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--dry-run=server",
+                "-f",
+                "-",
+                stdin=manifest,
+            )
             assert "deployment.apps/t-modelops serverside-applied (server dry run)" in out, name
             assert "(server dry run)" in out.splitlines()[-1]
     finally:
@@ -268,7 +281,7 @@ def test_lint_and_template_pass_a_server_side_dry_run(
     kinds = [d["kind"] for d in yaml.safe_load_all(rendered["namespaced"]) if d]
     assert kinds.count("Role") == 2 and kinds.count("RoleBinding") == 2
     assert kinds.count("PersistentVolumeClaim") == 2 and "PodMonitor" in kinds
-    assert kinds.count("ClusterRole") == 1  # read-only discovery only
+    assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds  # Roles only
     default_kinds = [d["kind"] for d in yaml.safe_load_all(rendered["default"]) if d]
     assert "Role" not in default_kinds and default_kinds.count("ClusterRole") == 1
 
@@ -285,18 +298,35 @@ def test_namespaced_install_reconciles_iris_as_its_service_account(
     # Pod Security admission refuses any pod below "restricted" in these namespaces: the chart's
     # operator pod, and the training and serving pods the operator creates.
     for namespace in (release_ns, ml):
-        kubectl(control_plane, "label", "namespace", namespace,
-                "pod-security.kubernetes.io/enforce=restricted")
-    installed = helm.run("install", release, str(CHART), "--namespace", release_ns,
-                         *sets(namespaces="{" + ml + "}", artifacts__create="true"))
+        kubectl(
+            control_plane,
+            "label",
+            "namespace",
+            namespace,
+            "pod-security.kubernetes.io/enforce=restricted",
+        )
+    installed = helm.run(
+        "install",
+        release,
+        str(CHART),
+        "--namespace",
+        release_ns,
+        *sets(namespaces="{" + ml + "}", artifacts__create="true"),
+    )
     notes = installed.stdout.split("NOTES:", 1)[1]
     assert f"The operator watches only: {ml}" in notes
     assert "kubectl apply --server-side --force-conflicts -f <chart directory>/crds/" in notes
     sa = f"{release}-modelops"
     who = f"{release_ns}:{sa}"
     core = client.CoreV1Api(kube_api)
-    operator_pods = eventually(lambda: core.list_namespaced_pod(
-        release_ns, label_selector=f"app.kubernetes.io/instance={release}").items, timeout=30)
+    operator_pods = eventually(
+        lambda: (
+            core.list_namespaced_pod(
+                release_ns, label_selector=f"app.kubernetes.io/instance={release}"
+            ).items
+        ),
+        timeout=30,
+    )
     assert operator_pods[0].spec.service_account_name == sa
 
     # What the ServiceAccount may do, as the API server's authorizer answers.
@@ -315,8 +345,9 @@ def test_namespaced_install_reconciles_iris_as_its_service_account(
     ]:
         assert not can_i(control_plane, who, verb, resource, other), (verb, resource)
     assert not can_i(control_plane, who, "get", f"namespaces/{other}", None)
-    assert not can_i(control_plane, who, "create", "clusterrolebindings.rbac.authorization.k8s.io",
-                     None)
+    assert not can_i(
+        control_plane, who, "create", "clusterrolebindings.rbac.authorization.k8s.io", None
+    )
 
     operator = run_operator(release_ns, sa, [ml])
     model = Models(kube_api, ml).reconcile_to_serving()
@@ -327,9 +358,18 @@ def test_namespaced_install_reconciles_iris_as_its_service_account(
 
     # An upgrade with changed values: a second namespace gets its Role, the operator its settings.
     ml2 = namespace_factory("ml2-")
-    helm.run("upgrade", release, str(CHART), "--namespace", release_ns,
-             *sets(namespaces="{" + ml + "," + ml2 + "}", prometheus__url="http://prom:9090",
-                   runtime__image__tag="0.2.0"))
+    helm.run(
+        "upgrade",
+        release,
+        str(CHART),
+        "--namespace",
+        release_ns,
+        *sets(
+            namespaces="{" + ml + "," + ml2 + "}",
+            prometheus__url="http://prom:9090",
+            runtime__image__tag="0.2.0",
+        ),
+    )
     assert can_i(control_plane, who, "create", "jobs.batch", ml2)
     deployment = client.AppsV1Api(kube_api).read_namespaced_deployment(sa, release_ns)
     container = deployment.spec.template.spec.containers[0]
@@ -351,25 +391,29 @@ def test_namespaced_install_reconciles_iris_as_its_service_account(
     remove_after_uninstall(models)
 
 
-def test_roles_only_mode_shows_why_the_discovery_rules_exist(
+def test_roles_only_is_enough_and_other_namespaces_are_refused(
     helm: Helm,
     control_plane: ControlPlane,
+    kube_api: client.ApiClient,
     namespace_factory: Callable[[str], str],
     run_operator: Callable[[str, str, list[str]], OperatorProcess],
     release: str,
 ) -> None:
-    """Without the read-only discovery ClusterRole, Kopf's namespace listing is refused (403).
-
-    Also the check that `denied` finds a real RBAC refusal in the operator's log.
-    """
+    """Namespaced mode installs no ClusterRole at all, and the operator needs none: it reconciles
+    its namespace without a 403. Asked to watch a namespace it has no Role in, it is refused there
+    (which also shows that `denied` finds a real RBAC refusal in the log)."""
     release_ns, ml = namespace_factory("chart-"), namespace_factory("ml-")
-    helm.run("install", release, str(CHART), "--namespace", release_ns,
-             *sets(namespaces="{" + ml + "}", rbac__clusterDiscovery="false"))
+    other = namespace_factory("other-")
+    helm.run(
+        "install", release, str(CHART), "--namespace", release_ns, *sets(namespaces="{" + ml + "}")
+    )
     rendered = helm.run("get", "manifest", release, "--namespace", release_ns).stdout
     assert "kind: ClusterRole" not in rendered
-    operator = run_operator(release_ns, f"{release}-modelops", [ml])
+    operator = run_operator(release_ns, f"{release}-modelops", [ml, other])
+    Models(kube_api, ml).reconcile_to_serving()
     refusals = eventually(lambda: denied(operator.log.read_text(errors="replace")), timeout=30)
-    assert any("namespaces" in r and "cannot list resource" in r for r in refusals), refusals
+    assert all(other in r for r in refusals), refusals
+    assert not any(f"namespaces/{ml}/" in r for r in refusals), refusals
     helm.run("uninstall", release, "--namespace", release_ns)
 
 
@@ -389,8 +433,9 @@ def test_cluster_wide_install_upgrade_and_uninstall(
     assert can_i(control_plane, who, "create", "jobs.batch", ml)
     assert not can_i(control_plane, who, "get", "secrets", ml)
     assert not can_i(control_plane, who, "list", "secrets", None)
-    assert not can_i(control_plane, who, "patch", "customresourcedefinitions.apiextensions.k8s.io",
-                     None)
+    assert not can_i(
+        control_plane, who, "patch", "customresourcedefinitions.apiextensions.k8s.io", None
+    )
 
     operator = run_operator(release_ns, sa, [])  # no --namespace: every namespace
     Models(kube_api, ml).reconcile_to_serving()
@@ -405,22 +450,32 @@ def test_cluster_wide_install_upgrade_and_uninstall(
     crd = yaml.safe_load(crd_file.read_text())
     crd["metadata"].setdefault("annotations", {})["modelops.dev/chart-test"] = release
     crd_file.write_text(yaml.safe_dump(crd))
-    helm.run("upgrade", release, str(newer), "--namespace", release_ns,
-             *sets(operator__resyncSeconds="30"))
+    helm.run(
+        "upgrade",
+        release,
+        str(newer),
+        "--namespace",
+        release_ns,
+        *sets(operator__resyncSeconds="30"),
+    )
     annotations = lambda: (  # noqa: E731
-        yaml.safe_load(kubectl(control_plane, "get", "crd", "models.modelops.dev", "-o", "yaml"))
-        ["metadata"].get("annotations") or {}
+        yaml.safe_load(kubectl(control_plane, "get", "crd", "models.modelops.dev", "-o", "yaml"))[
+            "metadata"
+        ].get("annotations")
+        or {}
     )
     assert "modelops.dev/chart-test" not in annotations()
     try:
         # The documented step, on the unpacked chart (`helm pull --untar`). Not `helm show crds`:
         # it concatenates the files without `---` between them.
-        kubectl(control_plane, "apply", "--server-side", "--force-conflicts", "-f",
-                str(newer / "crds"))
+        kubectl(
+            control_plane, "apply", "--server-side", "--force-conflicts", "-f", str(newer / "crds")
+        )
         assert annotations().get("modelops.dev/chart-test") == release
     finally:  # the same field manager applying the repository's CRDs removes the test's marker
-        kubectl(control_plane, "apply", "--server-side", "--force-conflicts", "-f",
-                str(REPO / "crds"))
+        kubectl(
+            control_plane, "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds")
+        )
     assert "modelops.dev/chart-test" not in annotations()
 
     cluster_role = f"{release_ns}-{release}-modelops"[:52].rstrip("-")

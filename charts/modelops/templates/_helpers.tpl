@@ -75,7 +75,8 @@ them. Nothing here reads Secrets or touches RBAC.
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, delete]
-# The finished training Pod's termination message is the training result.
+# The finished training Pod's termination message is the training result; a serving Pod's address
+# is where the operator reads a version's reference distributions (/metadata).
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
@@ -84,9 +85,10 @@ them. Nothing here reads Secrets or touches RBAC.
   resources: [configmaps]
   verbs: [create]
 # Serving children, written with server-side apply (patch; create when absent); Kopf watches them.
+# The canary Deployment is also read and removed when its canary is promoted or rolled back.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [list, watch, create, patch]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [services]
   verbs: [list, watch, create, patch]
@@ -97,7 +99,7 @@ them. Nothing here reads Secrets or touches RBAC.
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, patch, delete]
-# Kopf posts Events (core v1) about the Models it handles.
+# The operator and Kopf post Events (core v1) about the Models they handle.
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
