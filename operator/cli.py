@@ -15,6 +15,10 @@ from collections.abc import Callable, Sequence
 VERBS: dict[str, tuple[str, str, str]] = {
     "train": ("modelops_training.cli", "main", "train a model from a Model's spec.training"),
     "retrain": ("modelops_operator.commands", "retrain", "train a new version of a Model now"),
+    "promote": ("modelops_operator.commands", "promote", "promote a Model's canary now"),
+    "abort": ("modelops_operator.commands", "abort", "roll a Model's canary back now"),
+    "pause": ("modelops_operator.commands", "pause", "pause a Model's canary"),
+    "resume": ("modelops_operator.commands", "resume", "resume a Model's paused canary"),
     "operator": ("modelops_operator.run", "main", "run the operator (Kopf) against a cluster"),
     "demo": ("modelops_sandbox.demo", "main", "run the loop on a local control plane (make demo)"),
 }

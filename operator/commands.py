@@ -1,6 +1,7 @@
 """`modelops` verbs that act on a Model through the API server, as a person would with kubectl.
 
     modelops retrain NAME [-n NAMESPACE] [--kubeconfig FILE]
+    modelops promote|abort|pause|resume NAME [-n NAMESPACE] [--kubeconfig FILE]   (the canary)
 
 Each verb writes an annotation the operator acts on; the operator, not the CLI, does the work, so
 the same request works from kubectl, a GitOps commit or this command.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import sys
+from collections.abc import Callable
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -36,21 +38,48 @@ def _namespace(explicit: str | None) -> str:
         return "default"
 
 
-def retrain(argv: list[str]) -> int:
-    args = _parser("retrain", "Train a new version of a Model now (reason: manual).").parse_args(
-        argv
-    )
+def _annotate(verb: str, text: str, key: str, value: str | None, argv: list[str]) -> int:
+    """Writes `key` on the Model; the value is `value` or, when None, a fresh token."""
+    args = _parser(verb, text).parse_args(argv)
     config.load_kube_config(config_file=args.kubeconfig)  # type: ignore[no-untyped-call]
     namespace = _namespace(args.namespace)
     token = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    patch = {"metadata": {"annotations": {api.ANNOTATION_RETRAIN: token}}}
+    annotation = f"{value}/{token}" if value else token
+    patch = {"metadata": {"annotations": {key: annotation}}}
     try:
         client.CustomObjectsApi().patch_namespaced_custom_object(
             api.GROUP, api.VERSION, namespace, api.MODELS, args.name, patch
         )
     except ApiException as error:
         what = "not found" if error.status == 404 else f"refused ({error.status} {error.reason})"
-        print(f"modelops retrain: Model {namespace}/{args.name} {what}", file=sys.stderr)
+        print(f"modelops {verb}: Model {namespace}/{args.name} {what}", file=sys.stderr)
         return 1
-    print(f"model {namespace}/{args.name}: retrain requested ({api.ANNOTATION_RETRAIN}={token})")
+    print(f"model {namespace}/{args.name}: {verb} requested ({key}={annotation})")
     return 0
+
+
+def retrain(argv: list[str]) -> int:
+    text = "Train a new version of a Model now (reason: manual)."
+    return _annotate("retrain", text, api.ANNOTATION_RETRAIN, None, argv)
+
+
+def canary(verb: str) -> Callable[[list[str]], int]:
+    texts = {
+        "promote": "Promote the running canary to stable now.",
+        "abort": "Roll the running canary back now.",
+        "pause": "Pause the running canary: no analysis, no step, no deadline.",
+        "resume": "Resume a paused canary.",
+    }
+
+    def run(argv: list[str]) -> int:
+        return _annotate(verb, texts[verb], api.ANNOTATION_CANARY, verb, argv)
+
+    return run
+
+
+promote, abort, pause, resume = (
+    canary("promote"),
+    canary("abort"),
+    canary("pause"),
+    canary("resume"),
+)

@@ -20,12 +20,12 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from modelops_operator import api, children, retraining, rollout, training, versions
+from modelops_operator import api, children, retraining, rollout, specs, training, versions
 from modelops_operator.analysis.model import DRIFT, CheckResult, Outcome, Target, TargetKey
 from modelops_operator.kube import Body, Kube
 from modelops_operator.monitor import Monitor, Results, Watch
 from modelops_operator.settings import Settings
-from modelops_operator.specs import parse_duration, spec_hash
+from modelops_operator.specs import parse_duration
 from modelops_operator.status import Observed, model_status, transitions
 
 log = logging.getLogger("modelops.reconcile")
@@ -118,7 +118,7 @@ def _reconcile(ctx: Context, model: Body) -> Body:
     namespace, name = meta["namespace"], meta["name"]
     status: Mapping[str, Any] = model.get("status") or {}
     clock = time.time()
-    training_hash = spec_hash(spec["training"])
+    training_hash = specs.training_hash(spec["training"])
     raw = {
         v["metadata"]["name"]: v
         for v in ctx.kube.list("ModelVersion", namespace, {api.LABEL_MODEL: name})
@@ -127,13 +127,17 @@ def _reconcile(ctx: Context, model: Body) -> Body:
     results = ctx.monitor.results((namespace, name)) if ctx.monitor is not None else None
 
     monitoring = _monitoring(model, status, results, clock)
+    trigger = monitoring.pop("trigger", None)
+    scheduled_at, schedule_error = _schedule(spec["training"], meta, status, clock)
+    if trigger is None and scheduled_at is not None:
+        trigger = api.REASON_SCHEDULE
     plan = versions.plan_training(
         name,
         training_hash,
         list(infos.values()),
         (meta.get("annotations") or {}).get(api.ANNOTATION_RETRAIN),
         status.get("retrainToken"),
-        monitoring.pop("trigger", None) if not status.get("canary") else None,
+        None if status.get("canary") else trigger,  # a canary finishes before the next retrain
     )
     for old in plan.supersede:
         ctx.kube.delete("Job", namespace, old)
@@ -204,6 +208,11 @@ def _reconcile(ctx: Context, model: Body) -> Body:
     new_status["monitoring"] = monitoring or None
     if plan.retrain_token is not None:
         new_status["retrainToken"] = plan.retrain_token
+    if scheduled_at is not None and not status.get("canary"):
+        new_status["lastScheduledAt"] = scheduled_at
+    new_status["scheduleError"] = schedule_error
+    if schedule_error and schedule_error != status.get("scheduleError"):
+        ctx.event(model, "Warning", "InvalidSchedule", schedule_error)
     if step.command_handled is not None:
         new_status["canaryCommand"] = step.command_handled
     if _changed(status, new_status):
@@ -215,6 +224,27 @@ def _reconcile(ctx: Context, model: Body) -> Body:
 
 def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
     return any(before.get(k) != v for k, v in after.items())
+
+
+def _schedule(
+    training_spec: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    status: Mapping[str, Any],
+    clock: float,
+) -> tuple[float | None, str | None]:
+    """When `spec.training.schedule` fired since it was last handled (or since the Model was
+    created), and the schedule's error, if it is not a cron expression."""
+    expression = training_spec.get("schedule")
+    if not expression:
+        return None, None
+    created = datetime.datetime.fromisoformat(
+        str(meta.get("creationTimestamp", now())).replace("Z", "+00:00")
+    ).timestamp()
+    since = float(status.get("lastScheduledAt") or created)
+    try:
+        return retraining.schedule_due(expression, since, clock), None
+    except retraining.ScheduleError as error:
+        return None, str(error)
 
 
 def _monitoring(

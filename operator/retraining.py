@@ -1,4 +1,4 @@
-"""Pure decisions of stable monitoring: when drift or accuracy warrants a retrain.
+"""Pure decisions of when to retrain by itself: drift or accuracy breaches, and the schedule.
 
 A check that fails on the stable version adds one to its breach count; one that passes resets it;
 an inconclusive one leaves it as it is (no data is evidence of nothing). When a check named in
@@ -8,7 +8,10 @@ cooldown, the operator retrains with that check as the reason.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping, Sequence
+
+from croniter import croniter
 
 from modelops_operator.analysis.model import CheckResult, Outcome
 
@@ -41,3 +44,18 @@ def retrain_reason(
         if breaches.get(name, 0) >= consecutive:
             return name
     return None
+
+
+class ScheduleError(ValueError):
+    """`spec.training.schedule` is not a cron expression."""
+
+
+def schedule_due(expression: str, since: float, now: float) -> float | None:
+    """The latest time the schedule fired after `since` and not after `now` (Unix seconds), or
+    None. Fires missed while the operator was away collapse into one."""
+    start = datetime.datetime.fromtimestamp(now, datetime.UTC)
+    try:
+        fired = float(croniter(expression, start).get_prev(float))
+    except (ValueError, KeyError) as error:
+        raise ScheduleError(f"spec.training.schedule {expression!r}: {error}") from None
+    return fired if since < fired <= now else None

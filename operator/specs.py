@@ -18,6 +18,16 @@ def spec_hash(training: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
+# Fields of spec.training that say when or with what resources to train, not what: changing them
+# trains no new version.
+NOT_IN_HASH = ("schedule", "resources")
+
+
+def training_hash(training: Mapping[str, Any]) -> str:
+    """The identity of a training spec: its hash without the fields that do not change the model."""
+    return spec_hash({k: v for k, v in training.items() if k not in NOT_IN_HASH})
+
+
 def parse_duration(text: str) -> float:
     """Seconds in a duration such as `90s`, `1m30s` or `2h` (the CRD's pattern)."""
     text = text.strip()

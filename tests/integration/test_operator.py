@@ -376,9 +376,27 @@ def _canary_v2(cluster: Cluster) -> dict[str, Any]:
     return dict(status)
 
 
-def test_a_new_version_goes_through_a_canary_and_is_promoted_by_hand(cluster: Cluster) -> None:
+def cli(control_plane: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modelops_operator.cli",
+            *args,
+            "--kubeconfig",
+            str(control_plane.kubeconfig),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+def test_a_new_version_goes_through_a_canary_and_is_promoted_by_hand(
+    cluster: Cluster, control_plane: ControlPlane
+) -> None:
     _canary_v2(cluster)
-    canary_command(cluster, "promote")
+    assert "promote requested" in cli(control_plane, "promote", "iris", "-n", cluster.ns).stdout
     eventually(lambda: cluster.model("iris")["status"].get("stableVersion") == "iris-v2")
     eventually(lambda: cluster.deployment("iris-canary") is None)
     status = cluster.model("iris")["status"]
@@ -568,3 +586,66 @@ def test_operator_killed_mid_training_resumes_without_duplicates(
         second.stop()
     assert sorted(cluster.versions()) == ["iris-v1"]
     assert cluster.jobs() == ["iris-v1"]
+
+
+def test_operator_restarted_mid_canary_resumes_from_the_status(
+    control_plane: ControlPlane,
+    crds: Path,
+    kube_api: client.ApiClient,
+    namespace_factory: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    ns = namespace_factory("restart-")
+    cluster = Cluster(kube_api, ns)
+    log = tmp_path / "operator.log"
+    first = OperatorProcess(control_plane.kubeconfig, [ns], log).start()
+    try:
+        before = _canary_v2(cluster)["canary"]
+        cli(control_plane, "pause", "iris", "-n", ns)
+        eventually(lambda: cluster.model("iris")["status"]["canary"].get("paused"))
+    finally:
+        first.kill()
+    second = OperatorProcess(control_plane.kubeconfig, [ns], log).start()
+    try:
+        cli(control_plane, "resume", "iris", "-n", ns)
+        resumed = eventually(
+            lambda: (c := cluster.model("iris")["status"]["canary"]) and not c.get("paused") and c
+        )
+    finally:
+        second.stop()
+    # The same canary, not a new one: its start time and step came from the status.
+    assert resumed["startedAt"] == before["startedAt"]
+    assert (resumed["version"], resumed["step"]) == ("iris-v2", before["step"])
+    assert cluster.deployment("iris-canary") is not None
+
+
+def test_a_schedule_retrains_on_time(
+    control_plane: ControlPlane,
+    crds: Path,
+    kube_api: client.ApiClient,
+    namespace_factory: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    """`spec.training.schedule` every minute: within a minute (and a resync) a version with the
+    reason `schedule` trains; a bad expression is reported, not crashed on."""
+    ns = namespace_factory("schedule-")
+    cluster = Cluster(kube_api, ns)
+    env = {"MODELOPS_RESYNC_SECONDS": "2"}
+    operator = OperatorProcess(control_plane.kubeconfig, [ns], tmp_path / "op.log", env).start()
+    try:
+        body = iris()
+        body["spec"]["training"]["schedule"] = "* * * * *"
+        _serve_v1(cluster, body)
+        v2 = eventually(lambda: cluster.versions().get("iris-v2"), timeout=90)
+        assert v2["spec"]["reason"] == "schedule"
+        assert cluster.model("iris")["status"]["lastScheduledAt"] % 60 == 0
+
+        body["spec"]["training"]["schedule"] = "61 * * * *"
+        cluster.apply_model(body)
+        error = eventually(lambda: cluster.model("iris")["status"].get("scheduleError"))
+        assert "spec.training.schedule '61 * * * *'" in error
+        # A schedule says when to train, not what: changing it trained no new version.
+        assert "iris-v4" not in cluster.versions()
+        assert cluster.versions().get("iris-v3", {}).get("spec", {}).get("reason") != "spec-change"
+    finally:
+        operator.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from modelops_operator import api, versions
 from modelops_operator.analysis.client import Unavailable
 from modelops_operator.analysis.model import CheckResult, Outcome, Target, TargetKey
 from modelops_operator.monitor import Monitor, Watch, next_due
-from modelops_operator.retraining import count_breaches, retrain_reason
+from modelops_operator.retraining import ScheduleError, count_breaches, retrain_reason, schedule_due
 from modelops_operator.versions import VersionInfo
 
 
@@ -112,3 +113,26 @@ def test_nothing_runs_before_it_is_due_and_due_times_align() -> None:
     monitor.watch(("ml", "a"), None)
     clock[0] = 5000.0
     assert monitor.run_once() == []
+
+
+def at(text: str) -> float:
+    return datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("since", "now", "expected"),
+    [
+        ("2026-12-06 02:00", "2026-12-06 03:00:30", "2026-12-06 03:00"),  # Sunday 03:00 fired
+        ("2026-12-06 03:00", "2026-12-06 03:00:30", None),  # already handled
+        ("2026-11-01 00:00", "2026-12-06 03:00:30", "2026-12-06 03:00"),  # missed fires: one
+        ("2026-12-06 03:01", "2026-12-07 12:00", None),  # not Sunday 03:00 again yet
+    ],
+)
+def test_schedule_due(since: str, now: str, expected: str | None) -> None:
+    fired = schedule_due("0 3 * * 0", at(since), at(now))
+    assert fired == (at(expected) if expected else None)
+
+
+def test_a_schedule_that_is_not_cron_is_an_error_naming_the_field() -> None:
+    with pytest.raises(ScheduleError, match=r"spec.training.schedule '61 \* \* \* \*'"):
+        schedule_due("61 * * * *", 0.0, at("2026-12-06 03:00"))

@@ -9,7 +9,7 @@ import pytest
 
 from modelops_operator import api, children, status, training, versions
 from modelops_operator.settings import Settings, SettingsError, from_environment, resolve
-from modelops_operator.specs import parse_duration, spec_hash
+from modelops_operator.specs import parse_duration, spec_hash, training_hash
 from modelops_operator.versions import VersionInfo
 
 H1, H2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
@@ -347,6 +347,13 @@ def test_transition_time_moves_only_with_the_status() -> None:
 def test_spec_hash_ignores_key_order() -> None:
     assert spec_hash({"a": 1, "b": {"c": 2}}) == spec_hash({"b": {"c": 2}, "a": 1})
     assert spec_hash({"a": 1}) != spec_hash({"a": 2})
+
+
+def test_schedule_and_resources_do_not_make_a_new_version() -> None:
+    base = {"dataset": {"uri": "builtin:iris"}, "estimator": {"class": "sklearn.svm.SVC"}}
+    timed = {**base, "schedule": "@daily", "resources": {"limits": {"cpu": "1"}}}
+    assert training_hash(base) == training_hash(timed)
+    assert training_hash(base) != training_hash({**base, "dataset": {"uri": "builtin:wine"}})
 
 
 @pytest.mark.parametrize(
