@@ -84,10 +84,18 @@ class Traffic:
     serving pod in turn (so each track gets its share of replicas, as behind the Service).
     `shift` moves the petal measurements, as a change in the world would."""
 
-    def __init__(self, sandbox: Sandbox, rows: int = 5, pause: float = 0.1) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        model: str = MODEL,
+        namespace: str | None = None,
+        rows: int = 5,
+        pause: float = 0.1,
+    ) -> None:
         from sklearn.datasets import load_iris
 
         self.sandbox, self.rows, self.pause = sandbox, rows, pause
+        self.model, self.namespace = model, namespace or sandbox.namespace
         self.data = load_iris()
         self.shift = 0.0
         self.feedback = True
@@ -96,8 +104,11 @@ class Traffic:
         self._thread: threading.Thread | None = None
         self._rng = random.Random(7)
 
+    def pods(self) -> list[dict[str, Any]]:
+        return self.sandbox.serving_pods(self.model, self.namespace)
+
     def send(self, requests: int) -> dict[str, int]:
-        pods = self.sandbox.serving_pods(MODEL)
+        pods = self.pods()
         names = list(self.data.target_names)
         for i in range(requests):
             pod = pods[i % len(pods)]
@@ -131,7 +142,7 @@ class Traffic:
     def _run(self) -> None:
         while not self._stop.wait(self.pause):
             with contextlib.suppress(Exception):
-                self.send(len(self.sandbox.serving_pods(MODEL)) or 1)
+                self.send(len(self.pods()) or 1)
 
     def start(self) -> Traffic:
         self._thread = threading.Thread(target=self._run, daemon=True)

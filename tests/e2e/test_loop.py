@@ -8,6 +8,7 @@ control plane, `modelops train`, `bentoml serve` and Prometheus are the real pro
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -117,3 +118,113 @@ def test_train_serve_detect_drift_retrain_canary_promote_and_pin(sandbox: Sandbo
     )
     for reason in ("TrainingStarted", "CanaryStarted", "Promoted", "DriftDetected"):
         assert reason in events
+
+
+def model_in(sandbox: Sandbox, namespace: str, name: str) -> dict[str, Any]:
+    return dict(sandbox.get("model", name, namespace).get("status") or {})
+
+
+def second_model(sandbox: Sandbox, namespace: str, **canary: Any) -> dict[str, Any]:
+    """iris in a namespace of its own, serving iris-v1, monitored every 5 s."""
+    sandbox.create_namespace(namespace)
+    body = demo_model()
+    body["spec"]["serving"]["replicas"] = 1
+    body["spec"]["serving"]["canary"].update(interval="5s", steps=[50], **canary)
+    body["spec"]["monitoring"].update(interval="5s")
+    manifest = sandbox.directory / f"{namespace}.json"
+    manifest.write_text(json.dumps(body))
+    sandbox.kubectl("apply", "-n", namespace, "-f", str(manifest))
+    wait_for(
+        lambda: model_in(sandbox, namespace, "iris").get("phase") == "Serving",
+        240,
+        f"iris serving in {namespace}",
+    )
+    return body
+
+
+def retrain_with(
+    sandbox: Sandbox, namespace: str, body: dict[str, Any], estimator: dict[str, Any]
+) -> None:
+    """A new training spec (no quality gate): its version trains, passes, and starts a canary."""
+    body["spec"]["training"]["estimator"] = estimator
+    body["spec"]["training"]["validation"].pop("gates", None)
+    manifest = sandbox.directory / f"{namespace}.json"
+    manifest.write_text(json.dumps(body))
+    sandbox.kubectl("apply", "-n", namespace, "-f", str(manifest))
+    wait_for(
+        lambda: (
+            (model_in(sandbox, namespace, "iris").get("canary") or {}).get("version") == "iris-v2"
+        ),
+        240,
+        f"the canary of iris-v2 in {namespace}",
+    )
+
+
+def test_a_canary_that_fails_live_accuracy_is_rolled_back(sandbox: Sandbox) -> None:
+    """A stump passes training (no gate) but answers badly: its live accuracy, from feedback,
+    fails the canary's analysis twice and the operator rolls it back by itself."""
+    ns = "bad-canary"
+    body = second_model(sandbox, ns)
+    traffic = Traffic(sandbox, namespace=ns).start()
+    try:
+        retrain_with(
+            sandbox,
+            ns,
+            body,
+            {"class": "sklearn.tree.DecisionTreeClassifier", "params": {"max_depth": 1}},
+        )
+        wait_for(
+            lambda: version_in(sandbox, ns, "iris-v2").get("phase") == "RolledBack",
+            180,
+            "the rollback of iris-v2",
+        )
+    finally:
+        traffic.stop()
+    status = model_in(sandbox, ns, "iris")
+    assert status["stableVersion"] == "iris-v1" and status.get("canary") is None
+    message = version_in(sandbox, ns, "iris-v2")["message"]
+    assert "accuracy" in message and "threshold 2" in message
+    wait_for(
+        lambda: {p["version"] for p in sandbox.serving_pods("iris", ns)} == {"iris-v1"},
+        60,
+        "the canary pods gone",
+    )
+
+
+def version_in(sandbox: Sandbox, namespace: str, name: str) -> dict[str, Any]:
+    return dict(sandbox.get("modelversion", name, namespace).get("status") or {})
+
+
+def test_a_prometheus_outage_neither_rolls_back_nor_promotes(sandbox: Sandbox) -> None:
+    """With Prometheus gone, every analysis of the canary is inconclusive: it stays where it is,
+    with no failed check, and the status says why. (Last in the module: Prometheus stays down.)"""
+    ns = "outage"
+    body = second_model(sandbox, ns, progressDeadline="10m")
+    traffic = Traffic(sandbox, namespace=ns).start()
+    try:
+        assert sandbox.prometheus is not None
+        sandbox.prometheus.stop()
+        retrain_with(
+            sandbox,
+            ns,
+            body,
+            {
+                "class": "sklearn.ensemble.RandomForestClassifier",
+                "params": {"n_estimators": 20, "random_state": 1},
+            },
+        )
+
+        def inconclusive() -> dict[str, Any] | None:
+            canary = model_in(sandbox, ns, "iris").get("canary") or {}
+            return canary if canary.get("reason") == "AnalysisInconclusive" else None
+
+        first = wait_for(inconclusive, 120, "an inconclusive analysis")
+        assert "unreachable" in first["message"] or "refused" in first["message"]
+        time.sleep(20)  # four more intervals of 5 s without Prometheus
+    finally:
+        traffic.stop()
+    status = model_in(sandbox, ns, "iris")
+    canary = status["canary"]
+    assert canary["version"] == "iris-v2" and canary["step"] == 0 and canary["failedChecks"] == 0
+    assert status["stableVersion"] == "iris-v1" and status["phase"] == "Canary"
+    assert version_in(sandbox, ns, "iris-v2")["phase"] == "Succeeded"
