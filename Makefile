@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 .PHONY: demo test lint typecheck pytest unit integration e2e tools venv prerequisites
 
 demo: venv tools ## a local control plane, the operator and an example model through the loop
-	$(PYTHON) -m modelops_sandbox.demo
+	$(PYTHON) -m modelops_sandbox.demo $(ARGS)
 
 test: lint typecheck pytest ## ruff, mypy and every test tier
 

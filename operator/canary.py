@@ -1,7 +1,7 @@
 """The canary state machine, pure: from the canary's status, its spec, an analysis and the clock,
 the next status and what to do (wait, advance, promote, roll back, hold).
 
-Rules (docs/canary.md tells them to users):
+Rules (docs/monitoring.md tells them to users):
 - an analysis runs once per `interval`, the first one interval after the start; a check that
   *fails* adds one to `failedChecks` (failures count over the whole canary, so flapping results
   still reach the threshold), and `threshold` failures roll the canary back;
