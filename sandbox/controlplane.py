@@ -12,7 +12,6 @@ session; the sandbox and the benchmarks start one per run.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 
 from modelops_sandbox import kubeconfig, pki, tools
+from modelops_sandbox.processes import die_with_parent
 
 SERVICE_CIDR = "10.0.0.0/24"
 SERVICE_IP = "10.0.0.1"
@@ -49,13 +49,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: its own process group, killed if the harness dies."""
-    os.setsid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -241,7 +234,7 @@ class ControlPlane:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
                 cwd=self.directory,
             )
         self.processes.append(Process(name, popen, log, ports))

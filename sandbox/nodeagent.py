@@ -45,7 +45,8 @@ from modelops_sandbox.addresses import DEFAULT_NETWORK, AddressPool
 from modelops_sandbox.kube import MERGE, Kube
 from modelops_sandbox.node import HOST_IP, NodeRegistration
 from modelops_sandbox.podstatus import now_rfc3339
-from modelops_sandbox.podworker import PodWorker, die_with_parent
+from modelops_sandbox.podworker import PodWorker
+from modelops_sandbox.processes import die_with_parent
 from modelops_sandbox.provisioner import Provisioner
 from modelops_sandbox.reaper import Reaper
 

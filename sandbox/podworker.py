@@ -12,7 +12,6 @@ parent-death signal belongs to the thread that started it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -33,6 +32,7 @@ from modelops_sandbox.node import HOST_IP
 from modelops_sandbox.podspec import ConfigError, PodContext
 from modelops_sandbox.podstatus import ContainerView, now_rfc3339
 from modelops_sandbox.probes import ProbeTracker, run_probe
+from modelops_sandbox.processes import die_with_parent
 
 if TYPE_CHECKING:
     from modelops_sandbox.nodeagent import NodeAgent
@@ -46,13 +46,6 @@ BACKOFF_MAX = 300.0
 BACKOFF_RESET = 600.0
 HOOK_TIMEOUT = 30.0
 VENV_BIN = os.path.dirname(sys.executable)
-
-
-def die_with_parent() -> None:
-    """Runs in the child before exec: its own process group, SIGKILL when its parent dies."""
-    os.setsid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _killpg(pid: int, sig: int) -> None:

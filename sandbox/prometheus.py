@@ -36,10 +36,10 @@ from modelops_sandbox.controlplane import (
     LOG_TAIL_LINES,
     Process,
     StartupError,
-    _die_with_parent,
     free_port,
     log_tail,
 )
+from modelops_sandbox.processes import die_with_parent
 
 JOB_NAME = "kubernetes-pods"
 SCRAPE_ANNOTATION = "prometheus.io/scrape"
@@ -228,7 +228,7 @@ class PrometheusServer:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
                 cwd=self.directory,
             )
         self.process = Process("prometheus", popen, self.log, [self.port])

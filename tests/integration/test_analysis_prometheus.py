@@ -19,6 +19,7 @@ below leave room for it.
 
 from __future__ import annotations
 
+import functools
 import http.server
 import importlib.util
 import math
@@ -36,6 +37,7 @@ from typing import Any
 
 import pytest
 import requests
+import support
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
@@ -281,15 +283,7 @@ def traffic(
     return lambda pod: pod.set_requests(ok, errors, rejected, slow, unavailable)
 
 
-def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not true after {timeout}s: {value!r}")
-        time.sleep(0.1)
+eventually = functools.partial(support.eventually, timeout=30.0, every=0.1)
 
 
 def write_kubeconfig(directory: Path) -> Path:

@@ -7,18 +7,20 @@ agent reports, and every container is a real process of this environment (`pytho
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psutil
 import pytest
+import support
 from kubernetes.client.exceptions import ApiException
 
 from modelops_sandbox.controlplane import ControlPlane
@@ -26,19 +28,9 @@ from modelops_sandbox.kube import Kube
 from modelops_sandbox.logs import read_logs
 from modelops_sandbox.nodeagent import AgentProcess, NodeAgent, start_agent_process
 
-T = TypeVar("T")
 Obj = dict[str, Any]
 
-
-def eventually(check: Callable[[], T], timeout: float = 30.0, every: float = 0.2) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not true after {timeout}s: last value {value!r}")
-        time.sleep(every)
+eventually = functools.partial(support.eventually, timeout=30.0, every=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +46,10 @@ def py(code: str, *args: str) -> Obj:
 
 
 def create_pod(kube: Kube, namespace: str, name: str, containers: list[Obj], **spec: Any) -> Obj:
-    body = {"metadata": {"name": name, "labels": {"app": name}},
-            "spec": {"containers": containers, **spec}}
+    body = {
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {"containers": containers, **spec},
+    }
     return post_pod(kube, namespace, body)
 
 
@@ -66,8 +60,11 @@ def post_pod(kube: Kube, namespace: str, body: Obj) -> Obj:
         try:
             return kube.request("POST", f"/api/v1/namespaces/{namespace}/pods", body)
         except ApiException as error:
-            if error.status != 403 or "serviceaccount" not in str(error.body) or (
-                    time.monotonic() > deadline):
+            if (
+                error.status != 403
+                or "serviceaccount" not in str(error.body)
+                or (time.monotonic() > deadline)
+            ):
                 raise
             time.sleep(0.2)
 
@@ -119,19 +116,27 @@ def test_job_completes_with_its_termination_message(
 ) -> None:
     job = {
         "metadata": {"name": "train"},
-        "spec": {"backoffLimit": 0, "template": {"spec": {
-            "restartPolicy": "Never",
-            "containers": [{"name": "train", **py(RESULT, "--result-file",
-                                                   "/dev/termination-log")}],
-        }}},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {"name": "train", **py(RESULT, "--result-file", "/dev/termination-log")}
+                    ],
+                }
+            },
+        },
     }
     kube.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", job)
     path = f"/apis/batch/v1/namespaces/{namespace}/jobs/train"
     done = eventually(lambda: condition(kube.get(path), "Complete") == "True" and kube.get(path))
     assert done["status"]["succeeded"] == 1
 
-    pods = kube.get(f"/api/v1/namespaces/{namespace}/pods",
-                    {"labelSelector": "batch.kubernetes.io/job-name=train"})["items"]
+    pods = kube.get(
+        f"/api/v1/namespaces/{namespace}/pods",
+        {"labelSelector": "batch.kubernetes.io/job-name=train"},
+    )["items"]
     (pod,) = pods
     assert pod["spec"]["nodeName"] == node_agent.node_name
     assert pod["status"]["phase"] == "Succeeded"
@@ -142,13 +147,23 @@ def test_job_completes_with_its_termination_message(
     # The process wrote its pod's own termination-log file, never the real /dev/termination-log,
     # and what it reported reads in the container's terms again.
     assert result["resultFile"] == "/dev/termination-log"
-    local = (node_agent.state_dir / "pods" / pod["metadata"]["uid"] / "containers" / "train"
-             / "termination-log")
+    local = (
+        node_agent.state_dir
+        / "pods"
+        / pod["metadata"]["uid"]
+        / "containers"
+        / "train"
+        / "termination-log"
+    )
     assert json.loads(local.read_text())["resultFile"] == str(local)
     # The Job controller saw the pod finish and dropped its tracking finalizer.
-    pod = eventually(lambda: (p := get_pod(kube, namespace, pod["metadata"]["name"]))
-                     and "batch.kubernetes.io/job-tracking" not in
-                     (p["metadata"].get("finalizers") or []) and p)
+    pod = eventually(
+        lambda: (
+            (p := get_pod(kube, namespace, pod["metadata"]["name"]))
+            and "batch.kubernetes.io/job-tracking" not in (p["metadata"].get("finalizers") or [])
+            and p
+        )
+    )
     assert read_logs(node_agent.state_dir, namespace, pod["metadata"]["name"]) == "trained\n"
 
 
@@ -156,9 +171,13 @@ def test_failed_container_reports_exit_code_and_log_tail(
     node_agent: AgentProcess, kube: Kube, namespace: str
 ) -> None:
     code = "import sys; print('loading'); print('boom: no such column', file=sys.stderr); exit(3)"
-    create_pod(kube, namespace, "fails", [{"name": "main", **py(code),
-                                           "terminationMessagePolicy": "FallbackToLogsOnError"}],
-               restartPolicy="Never")
+    create_pod(
+        kube,
+        namespace,
+        "fails",
+        [{"name": "main", **py(code), "terminationMessagePolicy": "FallbackToLogsOnError"}],
+        restartPolicy="Never",
+    )
     pod = eventually(lambda: finished(kube, namespace, "fails"))
     assert pod["status"]["phase"] == "Failed"
     state = terminated(pod, "main")
@@ -177,8 +196,15 @@ def _gone(kube: Kube, namespace: str, name: str) -> bool:
 def test_active_deadline_fails_the_pod(
     node_agent: AgentProcess, kube: Kube, namespace: str
 ) -> None:
-    create_pod(kube, namespace, "late", [{"name": "main", **py("import time; time.sleep(600)")}],
-               restartPolicy="Always", activeDeadlineSeconds=2, terminationGracePeriodSeconds=1)
+    create_pod(
+        kube,
+        namespace,
+        "late",
+        [{"name": "main", **py("import time; time.sleep(600)")}],
+        restartPolicy="Always",
+        activeDeadlineSeconds=2,
+        terminationGracePeriodSeconds=1,
+    )
     pod = eventually(lambda: finished(kube, namespace, "late"), timeout=20)
     assert (pod["status"]["phase"], pod["status"]["reason"]) == ("Failed", "DeadlineExceeded")
     assert terminated(pod, "main")["exitCode"] == 143
@@ -187,16 +213,29 @@ def test_active_deadline_fails_the_pod(
 def test_sidecar_serves_the_job_and_stops_when_it_is_done(
     node_agent: AgentProcess, kube: Kube, namespace: str
 ) -> None:
-    sidecar = {"name": "proxy", "restartPolicy": "Always",
-               "image": "modelops-runtime:dev", "ports": [{"name": "http", "containerPort": 18085}],
-               "command": ["python", "-m", "http.server", "18085", "--bind", "0.0.0.0"],
-               "startupProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1}}
-    main = py("import os, urllib.request\n"
-              "url = f\"http://{os.environ['POD_IP']}:18085/\"\n"
-              "status = urllib.request.urlopen(url, timeout=5).status\n"
-              "open('/dev/termination-log', 'w').write(str(status))\n")
-    create_pod(kube, namespace, "with-sidecar", [{"name": "main", **main}],
-               initContainers=[sidecar], restartPolicy="Never", terminationGracePeriodSeconds=5)
+    sidecar = {
+        "name": "proxy",
+        "restartPolicy": "Always",
+        "image": "modelops-runtime:dev",
+        "ports": [{"name": "http", "containerPort": 18085}],
+        "command": ["python", "-m", "http.server", "18085", "--bind", "0.0.0.0"],
+        "startupProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1},
+    }
+    main = py(
+        "import os, urllib.request\n"
+        "url = f\"http://{os.environ['POD_IP']}:18085/\"\n"
+        "status = urllib.request.urlopen(url, timeout=5).status\n"
+        "open('/dev/termination-log', 'w').write(str(status))\n"
+    )
+    create_pod(
+        kube,
+        namespace,
+        "with-sidecar",
+        [{"name": "main", **main}],
+        initContainers=[sidecar],
+        restartPolicy="Never",
+        terminationGracePeriodSeconds=5,
+    )
     pod = eventually(lambda: finished(kube, namespace, "with-sidecar"))
     assert pod["status"]["phase"] == "Succeeded", pod["status"]
     assert terminated(pod, "main")["message"] == "200"
@@ -204,32 +243,57 @@ def test_sidecar_serves_the_job_and_stops_when_it_is_done(
     assert proxy["exitCode"] == 143  # stopped with SIGTERM once the main container was done
 
 
-ENV_KEYS = ["NAME", "NS", "UID", "IP", "HOST", "NODE", "SA", "TRACK", "MEM", "CM", "SECRET",
-            "CFG_level", "URL", "POD_IP", "HOME", "PATH"]
+ENV_KEYS = [
+    "NAME",
+    "NS",
+    "UID",
+    "IP",
+    "HOST",
+    "NODE",
+    "SA",
+    "TRACK",
+    "MEM",
+    "CM",
+    "SECRET",
+    "CFG_level",
+    "URL",
+    "POD_IP",
+    "HOME",
+    "PATH",
+]
 
 
 def test_env_and_files_from_downward_api_configmap_and_secret_reach_the_process(
     node_agent: AgentProcess, kube: Kube, namespace: str
 ) -> None:
     base = f"/api/v1/namespaces/{namespace}"
-    kube.request("POST", f"{base}/configmaps",
-                 {"metadata": {"name": "settings"}, "data": {"level": "debug", "mode": "fast"}})
-    kube.request("POST", f"{base}/secrets",
-                 {"metadata": {"name": "creds"}, "stringData": {"token": "s3cret"}})
-    code = ("import json, os\n"
-            f"keys = {ENV_KEYS!r}\n"
-            "env = {k: os.environ.get(k) for k in keys}\n"
-            "files = ('/etc/app/conf/level.txt', '/etc/creds/token')\n"
-            "env['files'] = [open(p).read() for p in files]\n"
-            "env['listing'] = sorted(os.listdir('/etc/app/conf'))\n"
-            "env['mode'] = oct(os.stat('/etc/creds/token').st_mode & 0o777)\n"
-            "open('/dev/termination-log', 'w').write(json.dumps(env))\n")
+    kube.request(
+        "POST",
+        f"{base}/configmaps",
+        {"metadata": {"name": "settings"}, "data": {"level": "debug", "mode": "fast"}},
+    )
+    kube.request(
+        "POST",
+        f"{base}/secrets",
+        {"metadata": {"name": "creds"}, "stringData": {"token": "s3cret"}},
+    )
+    code = (
+        "import json, os\n"
+        f"keys = {ENV_KEYS!r}\n"
+        "env = {k: os.environ.get(k) for k in keys}\n"
+        "files = ('/etc/app/conf/level.txt', '/etc/creds/token')\n"
+        "env['files'] = [open(p).read() for p in files]\n"
+        "env['listing'] = sorted(os.listdir('/etc/app/conf'))\n"
+        "env['mode'] = oct(os.stat('/etc/creds/token').st_mode & 0o777)\n"
+        "open('/dev/termination-log', 'w').write(json.dumps(env))\n"
+    )
 
     def field(path: str) -> Obj:
         return {"valueFrom": {"fieldRef": {"fieldPath": path}}}
 
     container = {
-        "name": "main", **py(code),
+        "name": "main",
+        **py(code),
         "resources": {"limits": {"memory": "256Mi"}},
         "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}],
         "env": [
@@ -241,22 +305,30 @@ def test_env_and_files_from_downward_api_configmap_and_secret_reach_the_process(
             {"name": "NODE", **field("spec.nodeName")},
             {"name": "SA", **field("spec.serviceAccountName")},
             {"name": "TRACK", **field("metadata.labels['track']")},
-            {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory",
-                                                                 "divisor": "1Mi"}}},
+            {
+                "name": "MEM",
+                "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+            },
             {"name": "CM", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
             {"name": "SECRET", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
             {"name": "URL", "value": "http://$(IP):3000/$(NAME)"},
         ],
-        "volumeMounts": [{"name": "conf", "mountPath": "/etc/app/conf"},
-                         {"name": "creds", "mountPath": "/etc/creds"}],
+        "volumeMounts": [
+            {"name": "conf", "mountPath": "/etc/app/conf"},
+            {"name": "creds", "mountPath": "/etc/creds"},
+        ],
     }
     volumes = [
-        {"name": "conf", "configMap": {"name": "settings",
-                                        "items": [{"key": "level", "path": "level.txt"}]}},
+        {
+            "name": "conf",
+            "configMap": {"name": "settings", "items": [{"key": "level", "path": "level.txt"}]},
+        },
         {"name": "creds", "secret": {"secretName": "creds", "defaultMode": 0o400}},
     ]
-    body = {"metadata": {"name": "env", "labels": {"track": "canary"}},
-            "spec": {"restartPolicy": "Never", "containers": [container], "volumes": volumes}}
+    body = {
+        "metadata": {"name": "env", "labels": {"track": "canary"}},
+        "spec": {"restartPolicy": "Never", "containers": [container], "volumes": volumes},
+    }
     post_pod(kube, namespace, body)
     pod = eventually(lambda: finished(kube, namespace, "env"))
     assert pod["status"]["phase"] == "Succeeded", pod["status"]
@@ -264,12 +336,25 @@ def test_env_and_files_from_downward_api_configmap_and_secret_reach_the_process(
     ip = pod["status"]["podIP"]
     assert ip.startswith("127.10.")
     assert env == {
-        "NAME": "env", "NS": namespace, "UID": pod["metadata"]["uid"], "IP": ip,
-        "HOST": "127.0.0.1", "NODE": node_agent.node_name, "SA": "default", "TRACK": "canary",
-        "MEM": "256", "CM": "fast", "SECRET": "s3cret", "CFG_level": "debug",
-        "URL": f"http://{ip}:3000/env", "POD_IP": ip,
-        "HOME": env["HOME"], "PATH": env["PATH"],
-        "files": ["debug", "s3cret"], "listing": ["level.txt"], "mode": "0o400",
+        "NAME": "env",
+        "NS": namespace,
+        "UID": pod["metadata"]["uid"],
+        "IP": ip,
+        "HOST": "127.0.0.1",
+        "NODE": node_agent.node_name,
+        "SA": "default",
+        "TRACK": "canary",
+        "MEM": "256",
+        "CM": "fast",
+        "SECRET": "s3cret",
+        "CFG_level": "debug",
+        "URL": f"http://{ip}:3000/env",
+        "POD_IP": ip,
+        "HOME": env["HOME"],
+        "PATH": env["PATH"],
+        "files": ["debug", "s3cret"],
+        "listing": ["level.txt"],
+        "mode": "0o400",
     }
     assert env["HOME"].startswith(str(node_agent.state_dir))
     assert env["PATH"].split(":")[0] == os.path.dirname(sys.executable)
@@ -279,18 +364,33 @@ def test_emptydir_and_claim_are_shared_with_paths_rewritten(
     node_agent: AgentProcess, kube: Kube, namespace: str
 ) -> None:
     pv_name = f"{namespace}-store"
-    kube.request("POST", "/api/v1/persistentvolumes", {
-        "metadata": {"name": pv_name},
-        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
-                 "storageClassName": "manual", "hostPath": {"path": "/srv/never-used"},
-                 "claimRef": {"namespace": namespace, "name": "store"}},
-    })
+    kube.request(
+        "POST",
+        "/api/v1/persistentvolumes",
+        {
+            "metadata": {"name": pv_name},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "manual",
+                "hostPath": {"path": "/srv/never-used"},
+                "claimRef": {"namespace": namespace, "name": "store"},
+            },
+        },
+    )
     try:
-        kube.request("POST", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", {
-            "metadata": {"name": "store"},
-            "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "manual",
-                     "resources": {"requests": {"storage": "1Gi"}}},
-        })
+        kube.request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/persistentvolumeclaims",
+            {
+                "metadata": {"name": "store"},
+                "spec": {
+                    "accessModes": ["ReadWriteMany"],
+                    "storageClassName": "manual",
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        )
         scratch = {"name": "scratch", "mountPath": "/scratch"}
         prepare = py("open('/scratch/in.txt', 'w').write('from-init')")
         copy = py(
@@ -301,12 +401,22 @@ def test_emptydir_and_claim_are_shared_with_paths_rewritten(
             "file:///models",
         )
         create_pod(
-            kube, namespace, "writer",
-            [{"name": "copy", **copy, "env": [{"name": "OUT", "value": "/models/artifact.txt"}],
-              "volumeMounts": [scratch, {"name": "store", "mountPath": "/models"}]}],
+            kube,
+            namespace,
+            "writer",
+            [
+                {
+                    "name": "copy",
+                    **copy,
+                    "env": [{"name": "OUT", "value": "/models/artifact.txt"}],
+                    "volumeMounts": [scratch, {"name": "store", "mountPath": "/models"}],
+                }
+            ],
             initContainers=[{"name": "prepare", **prepare, "volumeMounts": [scratch]}],
-            volumes=[{"name": "scratch", "emptyDir": {}},
-                     {"name": "store", "persistentVolumeClaim": {"claimName": "store"}}],
+            volumes=[
+                {"name": "scratch", "emptyDir": {}},
+                {"name": "store", "persistentVolumeClaim": {"claimName": "store"}},
+            ],
             restartPolicy="Never",
         )
         writer = eventually(lambda: finished(kube, namespace, "writer"), timeout=45)
@@ -315,12 +425,22 @@ def test_emptydir_and_claim_are_shared_with_paths_rewritten(
         assert condition(writer, "Initialized") == "True"
 
         # Another pod mounts the same claim elsewhere and reads what the first one left there.
-        read = py("import os; open('/dev/termination-log', 'w')"
-                  ".write(open('artifact.txt').read() + '|' + os.getcwd())")
+        read = py(
+            "import os; open('/dev/termination-log', 'w')"
+            ".write(open('artifact.txt').read() + '|' + os.getcwd())"
+        )
         create_pod(
-            kube, namespace, "reader",
-            [{"name": "read", **read, "workingDir": "/artifacts",
-              "volumeMounts": [{"name": "store", "mountPath": "/artifacts"}]}],
+            kube,
+            namespace,
+            "reader",
+            [
+                {
+                    "name": "read",
+                    **read,
+                    "workingDir": "/artifacts",
+                    "volumeMounts": [{"name": "store", "mountPath": "/artifacts"}],
+                }
+            ],
             volumes=[{"name": "store", "persistentVolumeClaim": {"claimName": "store"}}],
             restartPolicy="Never",
         )
@@ -330,7 +450,8 @@ def test_emptydir_and_claim_are_shared_with_paths_rewritten(
         # local spelling of the path, and the reader's report speaks of its own mount again.
         assert (local / "artifact.txt").read_text() == f"from-init {local}/artifact.txt"
         assert terminated(reader, "read")["message"] == (
-            "from-init /artifacts/artifact.txt|/artifacts")
+            "from-init /artifacts/artifact.txt|/artifacts"
+        )
         assert not Path("/models/artifact.txt").exists()
     finally:
         kube.request("DELETE", f"/api/v1/persistentvolumes/{pv_name}")
@@ -340,21 +461,38 @@ def test_claims_of_the_default_class_are_provisioned_as_local_directories(
     node_agent: AgentProcess, kube: Kube, namespace: str
 ) -> None:
     claims = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims"
-    kube.request("POST", claims, {
-        "metadata": {"name": "artifacts"},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-    })
-    claim = eventually(lambda: (c := kube.get(f"{claims}/artifacts"))["status"].get("phase")
-                       == "Bound" and c)
+    kube.request(
+        "POST",
+        claims,
+        {
+            "metadata": {"name": "artifacts"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    claim = eventually(
+        lambda: (c := kube.get(f"{claims}/artifacts"))["status"].get("phase") == "Bound" and c
+    )
     assert claim["spec"]["storageClassName"] == "sandbox-local"  # the default class
     volume = kube.get(f"/api/v1/persistentvolumes/{claim['spec']['volumeName']}")
     local = node_agent.state_dir / "pvc" / namespace / "artifacts"
     assert volume["spec"]["hostPath"]["path"] == str(local)
-    create_pod(kube, namespace, "store", [{
-        "name": "main", **py("open('/models/iris.bentomodel', 'w').write('archive')"),
-        "volumeMounts": [{"name": "a", "mountPath": "/models"}]}],
+    create_pod(
+        kube,
+        namespace,
+        "store",
+        [
+            {
+                "name": "main",
+                **py("open('/models/iris.bentomodel', 'w').write('archive')"),
+                "volumeMounts": [{"name": "a", "mountPath": "/models"}],
+            }
+        ],
         volumes=[{"name": "a", "persistentVolumeClaim": {"claimName": "artifacts"}}],
-        restartPolicy="Never")
+        restartPolicy="Never",
+    )
     assert eventually(lambda: finished(kube, namespace, "store"))["status"]["phase"] == "Succeeded"
     assert (local / "iris.bentomodel").read_text() == "archive"
 
@@ -372,8 +510,11 @@ def test_claims_of_the_default_class_are_provisioned_as_local_directories(
     assert not local.exists()
 
 
-SERVE = {"command": ["python", "-m", "http.server", "18080", "--bind", "0.0.0.0"],
-         "image": "modelops-runtime:dev", "ports": [{"name": "http", "containerPort": 18080}]}
+SERVE = {
+    "command": ["python", "-m", "http.server", "18080", "--bind", "0.0.0.0"],
+    "image": "modelops-runtime:dev",
+    "ports": [{"name": "http", "containerPort": 18080}],
+}
 READY_HTTP = {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1}
 
 
@@ -382,34 +523,61 @@ def test_two_pods_serve_the_same_port_each_on_its_own_address(
 ) -> None:
     for name in ("web-a", "web-b"):
         create_pod(kube, namespace, name, [{"name": "web", **SERVE, "readinessProbe": READY_HTTP}])
-    pods = [eventually(lambda n=name: condition(p := get_pod(kube, namespace, n), "Ready")  # type: ignore[misc]
-                       == "True" and p)
-            for name in ("web-a", "web-b")]
+    pods = [
+        eventually(
+            lambda n=name: (
+                condition(p := get_pod(kube, namespace, n), "Ready")  # type: ignore[misc]
+                == "True"
+                and p
+            )
+        )
+        for name in ("web-a", "web-b")
+    ]
     addresses = {p["status"]["podIP"] for p in pods}
     assert len(addresses) == 2
     for address in addresses:
         assert http_get(f"http://{address}:18080/") == 200
 
 
-def test_readiness_probe_gates_ready(
-    node_agent: AgentProcess, kube: Kube, namespace: str
-) -> None:
-    code = ("import pathlib, time\n"
-            "time.sleep(3)\n"
-            "pathlib.Path('/data/ready').touch()\n"
-            "time.sleep(600)\n")
-    probe = {"exec": {"command": ["python", "-c",
-                                  "import os, sys; sys.exit(not os.path.exists('/data/ready'))"]},
-             "periodSeconds": 1}
-    create_pod(kube, namespace, "slow", [{"name": "main", **py(code), "readinessProbe": probe,
-                                          "volumeMounts": [{"name": "d", "mountPath": "/data"}]}],
-               volumes=[{"name": "d", "emptyDir": {}}])
-    running = eventually(lambda: (p := get_pod(kube, namespace, "slow"))["status"].get("phase")
-                         == "Running" and p)
+def test_readiness_probe_gates_ready(node_agent: AgentProcess, kube: Kube, namespace: str) -> None:
+    code = (
+        "import pathlib, time\n"
+        "time.sleep(3)\n"
+        "pathlib.Path('/data/ready').touch()\n"
+        "time.sleep(600)\n"
+    )
+    probe = {
+        "exec": {
+            "command": [
+                "python",
+                "-c",
+                "import os, sys; sys.exit(not os.path.exists('/data/ready'))",
+            ]
+        },
+        "periodSeconds": 1,
+    }
+    create_pod(
+        kube,
+        namespace,
+        "slow",
+        [
+            {
+                "name": "main",
+                **py(code),
+                "readinessProbe": probe,
+                "volumeMounts": [{"name": "d", "mountPath": "/data"}],
+            }
+        ],
+        volumes=[{"name": "d", "emptyDir": {}}],
+    )
+    running = eventually(
+        lambda: (p := get_pod(kube, namespace, "slow"))["status"].get("phase") == "Running" and p
+    )
     assert condition(running, "Ready") == "False"
     assert running["status"]["containerStatuses"][0]["ready"] is False
-    ready = eventually(lambda: condition(p := get_pod(kube, namespace, "slow"), "Ready") == "True"
-                       and p)
+    ready = eventually(
+        lambda: condition(p := get_pod(kube, namespace, "slow"), "Ready") == "True" and p
+    )
     assert ready["status"]["containerStatuses"][0]["restartCount"] == 0
 
 
@@ -417,8 +585,12 @@ def test_an_exec_probe_that_cannot_run_fails_without_harming_the_pod(
     node_agent: AgentProcess, kube: Kube, namespace: str
 ) -> None:
     probe = {"exec": {"command": ["no-such-command"]}, "periodSeconds": 1}
-    create_pod(kube, namespace, "odd", [{"name": "main", **py("import time; time.sleep(600)"),
-                                         "readinessProbe": probe}])
+    create_pod(
+        kube,
+        namespace,
+        "odd",
+        [{"name": "main", **py("import time; time.sleep(600)"), "readinessProbe": probe}],
+    )
 
     def unhealthy() -> list[Obj]:
         events = kube.get(f"/api/v1/namespaces/{namespace}/events")["items"]
@@ -436,8 +608,12 @@ def test_liveness_failure_restarts_the_container(
     node_agent: AgentProcess, kube: Kube, namespace: str
 ) -> None:
     code = "import time\nprint('up', flush=True)\ntime.sleep(600)\n"
-    liveness = {"tcpSocket": {"port": 18099}, "periodSeconds": 1, "failureThreshold": 2,
-                "terminationGracePeriodSeconds": 2}
+    liveness = {
+        "tcpSocket": {"port": 18099},
+        "periodSeconds": 1,
+        "failureThreshold": 2,
+        "terminationGracePeriodSeconds": 2,
+    }
     create_pod(kube, namespace, "sick", [{"name": "main", **py(code), "livenessProbe": liveness}])
 
     def restarted() -> Obj | None:
@@ -448,6 +624,7 @@ def test_liveness_failure_restarts_the_container(
     assert status["lastState"]["terminated"]["exitCode"] == 143  # SIGTERM
     previous = read_logs(node_agent.state_dir, namespace, "sick", "main", previous=True)
     assert previous == "up\n"
+
     # Each failed probe is an event, folded into one with a count as a kubelet's are.
     def unhealthy() -> list[Obj]:
         events = kube.get(f"/api/v1/namespaces/{namespace}/events")["items"]
@@ -460,17 +637,24 @@ def test_liveness_failure_restarts_the_container(
 def test_deleting_a_pod_stops_its_process_gracefully(
     node_agent: AgentProcess, kube: Kube, namespace: str
 ) -> None:
-    code = ("import signal, sys, time\n"
-            "def bye(*_):\n"
-            "    print('SIGTERM received', flush=True)\n"
-            "    time.sleep(0.5)\n"
-            "    sys.exit(0)\n"
-            "signal.signal(signal.SIGTERM, bye)\n"
-            "print('serving', flush=True)\n"
-            "while True:\n"
-            "    time.sleep(0.1)\n")
-    create_pod(kube, namespace, "graceful", [{"name": "main", **py(code)}],
-               terminationGracePeriodSeconds=20)
+    code = (
+        "import signal, sys, time\n"
+        "def bye(*_):\n"
+        "    print('SIGTERM received', flush=True)\n"
+        "    time.sleep(0.5)\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "print('serving', flush=True)\n"
+        "while True:\n"
+        "    time.sleep(0.1)\n"
+    )
+    create_pod(
+        kube,
+        namespace,
+        "graceful",
+        [{"name": "main", **py(code)}],
+        terminationGracePeriodSeconds=20,
+    )
     eventually(lambda: "serving" in _log(node_agent, namespace, "graceful"))
     pod = get_pod(kube, namespace, "graceful")
     pid = int(pod["status"]["containerStatuses"][0]["containerID"].removeprefix("sandbox://"))
@@ -490,22 +674,35 @@ def test_lifecycle_hooks_run_around_the_container(
     def note(word: str) -> list[str]:
         return ["python", "-c", f"open('/hooks/events.txt', 'a').write('{word}\\n')"]
 
-    code = ("import signal, sys, time\n"
-            "def bye(*_):\n"
-            "    open('/hooks/events.txt', 'a').write('SIGTERM\\n')\n"
-            "    sys.exit(0)\n"
-            "signal.signal(signal.SIGTERM, bye)\n"
-            "print('ready', flush=True)\n"
-            "while True:\n"
-            "    time.sleep(0.1)\n")
+    code = (
+        "import signal, sys, time\n"
+        "def bye(*_):\n"
+        "    open('/hooks/events.txt', 'a').write('SIGTERM\\n')\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "print('ready', flush=True)\n"
+        "while True:\n"
+        "    time.sleep(0.1)\n"
+    )
     hooks = f"hooks-{namespace}"
-    create_pod(kube, namespace, "hooked", [{
-        "name": "main", **py(code),
-        "lifecycle": {"postStart": {"exec": {"command": note("postStart")}},
-                      "preStop": {"exec": {"command": note("preStop")}}},
-        "volumeMounts": [{"name": "hooks", "mountPath": "/hooks"}]}],
+    create_pod(
+        kube,
+        namespace,
+        "hooked",
+        [
+            {
+                "name": "main",
+                **py(code),
+                "lifecycle": {
+                    "postStart": {"exec": {"command": note("postStart")}},
+                    "preStop": {"exec": {"command": note("preStop")}},
+                },
+                "volumeMounts": [{"name": "hooks", "mountPath": "/hooks"}],
+            }
+        ],
         volumes=[{"name": "hooks", "hostPath": {"path": f"/var/{hooks}"}}],
-        terminationGracePeriodSeconds=10)
+        terminationGracePeriodSeconds=10,
+    )
     events = node_agent.state_dir / "hostpath" / "var" / hooks / "events.txt"
     eventually(lambda: events.exists() and "ready" in _log(node_agent, namespace, "hooked"))
     kube.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/hooked")
@@ -520,20 +717,33 @@ def _log(agent: AgentProcess, namespace: str, pod: str) -> str:
         return ""
 
 
-def test_deployment_becomes_available(
-    node_agent: AgentProcess, kube: Kube, namespace: str
-) -> None:
+def test_deployment_becomes_available(node_agent: AgentProcess, kube: Kube, namespace: str) -> None:
     labels = {"app": "serve"}
-    kube.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", {
-        "metadata": {"name": "serve"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": labels}, "template": {
-            "metadata": {"labels": labels},
-            "spec": {"containers": [{"name": "web", **SERVE, "readinessProbe": READY_HTTP}]},
-        }},
-    })
+    kube.request(
+        "POST",
+        f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        {
+            "metadata": {"name": "serve"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [{"name": "web", **SERVE, "readinessProbe": READY_HTTP}]
+                    },
+                },
+            },
+        },
+    )
     path = f"/apis/apps/v1/namespaces/{namespace}/deployments/serve"
-    deployment = eventually(lambda: condition(d := kube.get(path), "Available") == "True"
-                            and d.get("status", {}).get("readyReplicas") == 2 and d)
+    deployment = eventually(
+        lambda: (
+            condition(d := kube.get(path), "Available") == "True"
+            and d.get("status", {}).get("readyReplicas") == 2
+            and d
+        )
+    )
     assert deployment["status"]["availableReplicas"] == 2
 
 
@@ -564,25 +774,43 @@ def test_node_is_ready_and_renews_its_lease(node_agent: AgentProcess, kube: Kube
     eventually(renewed, timeout=15, every=0.5)
 
 
-STUBBORN = ("import signal, subprocess, sys, time\n"
-            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
-            "time.sleep(600)\n")
+STUBBORN = (
+    "import signal, subprocess, sys, time\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+    "time.sleep(600)\n"
+)
 
 
 def test_stopping_the_agent_ends_every_process_and_the_node(
     control_plane: ControlPlane, kube: Kube, namespace: str, tmp_path: Path
 ) -> None:
     name = f"stop-{uuid.uuid4().hex[:6]}"
-    agent = NodeAgent(control_plane.kubeconfig, tmp_path, name, stop_grace=2,
-                      pod_network="127.11.0.0/16", provision=False).start()
+    agent = NodeAgent(
+        control_plane.kubeconfig,
+        tmp_path,
+        name,
+        stop_grace=2,
+        pod_network="127.11.0.0/16",
+        provision=False,
+    ).start()
     try:
         create_pod(kube, namespace, "server", [{"name": "web", **SERVE}], nodeName=name)
-        create_pod(kube, namespace, "stubborn", [{"name": "main", **py(STUBBORN)}],
-                   nodeName=name, terminationGracePeriodSeconds=60)
+        create_pod(
+            kube,
+            namespace,
+            "stubborn",
+            [{"name": "main", **py(STUBBORN)}],
+            nodeName=name,
+            terminationGracePeriodSeconds=60,
+        )
         for pod in ("server", "stubborn"):
-            eventually(lambda p=pod: get_pod(kube, namespace, p)["status"].get("phase")  # type: ignore[misc]
-                       == "Running")
+            eventually(
+                lambda p=pod: (
+                    get_pod(kube, namespace, p)["status"].get("phase")  # type: ignore[misc]
+                    == "Running"
+                )
+            )
         addresses = set(agent.pod_addresses().values())
         eventually(lambda: _listening(addresses))
         time.sleep(0.5)  # the stubborn container has started its child
@@ -604,21 +832,33 @@ def test_stopping_the_agent_ends_every_process_and_the_node(
 
 
 def _listening(addresses: set[str]) -> set[str]:
-    return {c.laddr.ip for c in psutil.net_connections("inet")
-            if c.status == psutil.CONN_LISTEN and c.laddr.ip in addresses}
+    return {
+        c.laddr.ip
+        for c in psutil.net_connections("inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr.ip in addresses
+    }
 
 
 def test_a_killed_agent_leaves_no_process_behind(
     control_plane: ControlPlane, kube: Kube, namespace: str, tmp_path: Path
 ) -> None:
     name = f"killed-{uuid.uuid4().hex[:6]}"
-    agent = start_agent_process(control_plane.kubeconfig, tmp_path, name,
-                                extra_args=["--pod-network", "127.12.0.0/16", "--no-provisioner"])
+    agent = start_agent_process(
+        control_plane.kubeconfig,
+        tmp_path,
+        name,
+        extra_args=["--pod-network", "127.12.0.0/16", "--no-provisioner"],
+    )
     try:
-        create_pod(kube, namespace, "orphan-maker", [{"name": "main", **py(STUBBORN)}],
-                   nodeName=name)
-        pod = eventually(lambda: (p := get_pod(kube, namespace, "orphan-maker"))["status"].get(
-            "phase") == "Running" and p)
+        create_pod(
+            kube, namespace, "orphan-maker", [{"name": "main", **py(STUBBORN)}], nodeName=name
+        )
+        pod = eventually(
+            lambda: (
+                (p := get_pod(kube, namespace, "orphan-maker"))["status"].get("phase") == "Running"
+                and p
+            )
+        )
         pid = int(pod["status"]["containerStatuses"][0]["containerID"].removeprefix("sandbox://"))
         children = eventually(lambda: psutil.Process(pid).children(recursive=True))
         family = [pid, *(c.pid for c in children)]

@@ -7,6 +7,7 @@ subresource. One Prometheus serves the whole module; the tests that stop one sta
 
 from __future__ import annotations
 
+import functools
 import http.server
 import random
 import shutil
@@ -21,6 +22,7 @@ from typing import Any
 
 import psutil
 import pytest
+import support
 from kubernetes import client
 
 from modelops_sandbox.controlplane import ControlPlane, StartupError
@@ -33,17 +35,7 @@ RUNTIME_LABELS = {
     "modelops.dev/track": "stable",
 }
 
-
-def eventually(check: Callable[[], Any], timeout: float = 30.0, every: float = 0.1) -> Any:
-    """Returns check()'s first truthy value; fails with the last one after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not true after {timeout}s: last value {value!r}")
-        time.sleep(every)
+eventually = functools.partial(support.eventually, timeout=30.0, every=0.1)
 
 
 class Exporter:
