@@ -45,6 +45,21 @@ class StartupError(RuntimeError):
     """A component did not become healthy; the message carries the tail of its log."""
 
 
+def run_kubectl(
+    kubectl: Path, kubeconfig: Path, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Runs `kubectl` against `kubeconfig`; with `check`, a failure carries kubectl's stderr."""
+    result = subprocess.run(
+        [str(kubectl), f"--kubeconfig={kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise KubectlError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+    return result
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -295,15 +310,7 @@ class ControlPlane:
 
     def kubectl_run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Runs the pinned kubectl here; a failure carries kubectl's stderr."""
-        result = subprocess.run(
-            [str(self.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise KubectlError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
-        return result
+        return run_kubectl(self.kubectl, self.kubeconfig, *args, check=check)
 
     def server_version(self) -> str:
         result = self.kubectl_run("version", "-o", "json")

@@ -15,11 +15,14 @@ import argparse
 import contextlib
 import json
 import random
+import signal
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -99,7 +102,16 @@ class Traffic:
         self.data = load_iris()
         self.shift = 0.0
         self.feedback = True
-        self.counts = {"rows": 0, "correct": 0, "incorrect": 0, "errors": 0}
+        # `failed`: error answers (4xx/5xx); `lost`: connections to a pod that was going away
+        # (as behind a Service, between a pod's deletion and its removal from the endpoints).
+        self.counts = {
+            "requests": 0,
+            "rows": 0,
+            "correct": 0,
+            "incorrect": 0,
+            "failed": 0,
+            "lost": 0,
+        }
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._rng = random.Random(7)
@@ -120,6 +132,7 @@ class Traffic:
                 ]
                 for r in picks
             ]
+            self.counts["requests"] += 1
             try:
                 answer = post_json(f"http://{pod['ip']}:3000/predict", {"rows": rows})
                 self.counts["rows"] += len(rows)
@@ -135,8 +148,10 @@ class Traffic:
                     fed = post_json(f"http://{pod['ip']}:3000/feedback", {"items": items})
                     self.counts["correct"] += int(fed.get("correct", 0))
                     self.counts["incorrect"] += int(fed.get("incorrect", 0))
-            except OSError:  # a pod going away mid-request, as behind any Service
-                self.counts["errors"] += 1
+            except urllib.error.HTTPError:
+                self.counts["failed"] += 1
+            except OSError:
+                self.counts["lost"] += 1
         return dict(self.counts)
 
     def _run(self) -> None:
@@ -170,16 +185,15 @@ def urlopen_text(url: str) -> str:
 
 def prometheus_view(sandbox: Sandbox) -> list[str]:
     """What Prometheus scraped from the runtime: predictions by version and class, accuracy."""
-    assert sandbox.prometheus is not None
     lines = []
-    for sample in sandbox.prometheus.query(
+    for sample in sandbox.query(
         'sum by (version, class) (modelops_prediction_class_total{model="iris"})'
     ):
         m = sample["metric"]
         lines.append(
             f"predictions {m.get('version')} {m.get('class'):<11} {float(sample['value'][1]):6.0f}"
         )
-    for sample in sandbox.prometheus.query(
+    for sample in sandbox.query(
         'sum by (version) (modelops_feedback_total{model="iris",outcome="correct"}) / '
         'sum by (version) (modelops_feedback_total{model="iris"})'
     ):
@@ -206,7 +220,8 @@ def run(sandbox: Sandbox, timeline: Timeline) -> None:
     say("sending predictions and their ground truth as feedback, continuously")
     traffic = Traffic(sandbox).start()
     try:
-        wait_for(lambda: prometheus_view(sandbox), 60, "Prometheus to scrape the runtime", say)
+        if sandbox.prometheus is not None or sandbox.prometheus_url:
+            wait_for(lambda: prometheus_view(sandbox), 60, "Prometheus to scrape the runtime", say)
         watch_model(sandbox, lambda s: s.get("drift") is not None, 120, "a drift analysis")
         for line in prometheus_view(sandbox):
             say(f"  prometheus: {line}")
@@ -259,6 +274,10 @@ def summary(sandbox: Sandbox, timeline: Timeline) -> None:
     print(f"{'total':<55} {time.monotonic() - START:8.1f}")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="modelops demo",
@@ -268,10 +287,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep", action="store_true", help="keep the sandbox running at the end until Ctrl-C"
     )
+    parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="use this existing cluster instead of a sandbox: its pods must be reachable from "
+        "here and its nodes must run the runtime image (e.g. another `make demo ARGS=--keep`)",
+    )
+    parser.add_argument("--prometheus-url", help="with --kubeconfig: the Prometheus to read")
+    parser.add_argument("--namespace", default="ml", help="namespace of the example (ml)")
+    parser.add_argument(
+        "--start-operator",
+        action="store_true",
+        help="with --kubeconfig: run the operator on this machine (else one must run there)",
+    )
     args = parser.parse_args(argv)
     timeline = Timeline()
-    say("starting the sandbox: control plane, node agent, Prometheus, operator")
-    sandbox = Sandbox(progress=say)
+    if args.kubeconfig:
+        sandbox = Sandbox(
+            namespace=args.namespace,
+            progress=say,
+            kubeconfig=args.kubeconfig,
+            prometheus_url=args.prometheus_url,
+            start_operator=args.start_operator,
+        )
+    else:
+        say("starting the sandbox: control plane, node agent, Prometheus, operator")
+        sandbox = Sandbox(namespace=args.namespace, progress=say)
     try:
         sandbox.start()
         timeline.done("start the sandbox")
@@ -283,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"Prometheus at {sandbox.prometheus.url if sandbox.prometheus else '-'}; "
                 "Ctrl-C stops everything"
             )
+            signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl-C does
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:

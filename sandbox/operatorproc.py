@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from modelops_sandbox.controlplane import free_port, log_tail
+from modelops_sandbox.processes import die_with_parent
 
 
 class OperatorProcess:
@@ -50,7 +51,7 @@ class OperatorProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         return self
 

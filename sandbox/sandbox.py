@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +21,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from modelops_sandbox.controlplane import ControlPlane
+from modelops_sandbox import tools
+from modelops_sandbox.controlplane import ControlPlane, run_kubectl
 from modelops_sandbox.nodeagent import AgentProcess, start_agent_process
 from modelops_sandbox.operatorproc import OperatorProcess
 from modelops_sandbox.prometheus import PrometheusServer
@@ -29,15 +32,36 @@ ARTIFACTS_CLAIM = "modelops-artifacts"
 
 
 @dataclass
+class ExistingCluster:
+    """A cluster the sandbox does not start, reached through its kubeconfig."""
+
+    kubeconfig: Path
+    kubectl: Path = field(default_factory=lambda: tools.ensure("kubectl")["kubectl"])
+
+    def kubectl_run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run_kubectl(self.kubectl, self.kubeconfig, *args, check=check)
+
+    def stop(self) -> None:
+        """Nothing to stop: the cluster is not ours."""
+
+
+@dataclass
 class Sandbox:
-    """Starts everything; `namespace` gets the artifact-store claim the operator's pods mount."""
+    """Starts everything; `namespace` gets the artifact-store claim the operator's pods mount.
+
+    With `kubeconfig`, an existing cluster is used instead: nothing is started but the operator
+    (when `start_operator`), and `prometheus_url` names the Prometheus to read metrics from.
+    """
 
     namespace: str = "ml"
     progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
     scrape_interval: str = "2s"
     operator_env: dict[str, str] = field(default_factory=dict)
     keep_dir: bool = False
-    control_plane: ControlPlane = field(init=False)
+    kubeconfig: Path | None = None
+    prometheus_url: str | None = None
+    start_operator: bool = True
+    control_plane: ControlPlane | ExistingCluster = field(init=False)
     agent: AgentProcess | None = field(default=None, init=False)
     prometheus: PrometheusServer | None = field(default=None, init=False)
     operator: OperatorProcess | None = field(default=None, init=False)
@@ -45,16 +69,36 @@ class Sandbox:
 
     def start(self) -> Sandbox:
         self.directory = Path(tempfile.mkdtemp(prefix="modelops-sandbox-"))
-        self.control_plane = ControlPlane(progress=self.progress, keep_dir=self.keep_dir)
         try:
-            self._start()
+            if self.kubeconfig is not None:
+                self.control_plane = ExistingCluster(self.kubeconfig)
+                self._start_existing()
+            else:
+                control_plane = ControlPlane(progress=self.progress, keep_dir=self.keep_dir)
+                self.control_plane = control_plane
+                self._start(control_plane)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _start(self) -> None:
-        cp = self.control_plane.start()
+    def _start_existing(self) -> None:
+        self.progress(f"using the cluster of {self.kubeconfig}")
+        self.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        self.create_namespace(self.namespace)
+        if self.start_operator:
+            self.progress("starting the operator on this machine")
+            env = {
+                **({"MODELOPS_PROMETHEUS_URL": self.prometheus_url} if self.prometheus_url else {}),
+                **self.operator_env,
+            }
+            self.operator = OperatorProcess(
+                self.control_plane.kubeconfig, [], self.directory / "operator.log", env
+            ).start()
+
+    def _start(self, cp: ControlPlane) -> None:
+        cp.start()
         cp.kubectl_run("apply", "--server-side", "-f", str(REPO / "crds"))
         cp.kubectl_run("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         self.progress("starting the node agent (pods run as local processes)")
@@ -83,7 +127,8 @@ class Sandbox:
         }
         path = self.directory / f"claim-{name}.json"
         path.write_text(json.dumps(claim))
-        self.kubectl("create", "namespace", name)
+        if not self.kubectl("get", "namespace", name, "--ignore-not-found").strip():
+            self.kubectl("create", "namespace", name)
         self.kubectl("apply", "-f", str(path))
 
     def kubectl(self, *args: str) -> str:
@@ -91,8 +136,9 @@ class Sandbox:
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
         """The object as a dict; empty when it does not exist."""
-        out = self.kubectl("get", kind, name, "-n", namespace or self.namespace, "-o", "json",
-                           "--ignore-not-found")
+        out = self.kubectl(
+            "get", kind, name, "-n", namespace or self.namespace, "-o", "json", "--ignore-not-found"
+        )
         result: dict[str, Any] = json.loads(out) if out.strip() else {}
         return result
 
@@ -127,6 +173,18 @@ class Sandbox:
                 )
         return ready
 
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """An instant query of the sandbox's Prometheus, or of `prometheus_url`; [] without one."""
+        if self.prometheus is not None:
+            return self.prometheus.query(promql)
+        if not self.prometheus_url:
+            return []
+        url = f"{self.prometheus_url.rstrip('/')}/api/v1/query?" + urllib.parse.urlencode(
+            {"query": promql}
+        )
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return list(json.loads(response.read())["data"]["result"])
+
     def stop(self) -> None:
         """Stops the operator, Prometheus, the node agent and the control plane, in that order."""
         if self.operator is not None:
@@ -135,7 +193,8 @@ class Sandbox:
             self.prometheus.stop()
         if self.agent is not None:
             self.agent.stop()
-        self.control_plane.stop()
+        if hasattr(self, "control_plane"):
+            self.control_plane.stop()
         if not self.keep_dir:
             shutil.rmtree(self.directory, ignore_errors=True)
 

@@ -99,7 +99,8 @@ def test_train_serve_detect_drift_retrain_canary_promote_and_pin(sandbox: Sandbo
         wait_for(lambda: serving(sandbox, "iris-v2"), 300, "the canary promoted")
     finally:
         traffic.stop()
-    assert traffic.counts["errors"] == 0
+    assert traffic.counts["failed"] == 0  # no request was answered with an error
+    assert traffic.counts["lost"] <= traffic.counts["requests"] / 100  # only pods going away
 
     # Roll back by pinning the first version.
     sandbox.kubectl(
