@@ -1,6 +1,10 @@
 # The two commands of the README, and the steps they are made of. Each step installs what it needs
 # and skips what is already there.
 SHELL := /bin/bash
+# The repository's top-level `operator/` folder (import name modelops_operator) would shadow the
+# standard library's `operator` for `python -m ...` run here: never put the working directory on
+# sys.path (Python 3.11's safe path).
+export PYTHONSAFEPATH := 1
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

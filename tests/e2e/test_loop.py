@@ -8,6 +8,8 @@ control plane, `modelops train`, `bentoml serve` and Prometheus are the real pro
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -59,6 +61,35 @@ def test_train_serve_detect_drift_retrain_canary_promote_and_pin(sandbox: Sandbo
         "iris-v1 trained",
     )
     v1 = version(sandbox, "iris-v1")["status"]
+    pod = json.loads(
+        sandbox.kubectl(
+            "get",
+            "pods",
+            "-n",
+            sandbox.namespace,
+            "-o",
+            "json",
+            "-l",
+            "batch.kubernetes.io/job-name=iris-v1",
+        )
+    )["items"][0]
+    logs = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modelops_operator.cli",
+            "logs",
+            pod["metadata"]["name"],
+            "-n",
+            sandbox.namespace,
+            "--kubeconfig",
+            str(sandbox.control_plane.kubeconfig),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert '"phase": "Succeeded"' in logs or '"phase":"Succeeded"' in logs, logs[-2000:]
     assert v1["artifact"] == "file:///models/iris/iris-v1.bentomodel"
     assert v1["metrics"]["accuracy"] >= 0.9 and v1["rows"]["raw"] == 150
 
