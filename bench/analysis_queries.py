@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from benchdocs import write_section
 
 from modelops_operator.analysis import (
     Outcome,
@@ -290,19 +291,6 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, load: str) -> s
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of the file, keeping every other section."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find(SECTION + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        tail = "" if end < 0 else text[end + 1 :]
-        text = text[:start] + section + ("\n" + tail if tail else "")
-    path.write_text(text.rstrip("\n") + "\n")
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--models", default="10,100,1000")
@@ -328,7 +316,7 @@ def main() -> int:
     section = render(rows, args, load)
     print(section)
     if args.write_docs:
-        write_section(args.write_docs, section)
+        write_section(args.write_docs, SECTION, section)
     return 0
 
 

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchdocs import write_section
+
 from modelops_sandbox.demo import Traffic, demo_model
 from modelops_sandbox.sandbox import Sandbox, wait_for
 
@@ -121,14 +123,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.write_docs:
-        current = args.write_docs.read_text()
-        if SECTION in current:
-            start = current.index(SECTION)
-            end = current.find("\n## ", start + len(SECTION))
-            current = current[:start] + text + (current[end + 1 :] if end != -1 else "")
-        else:
-            current = current.rstrip() + "\n\n" + text
-        args.write_docs.write_text(current)
+        write_section(args.write_docs, SECTION, text)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchdocs import write_section
+
 ESTIMATORS = {
     "sklearn.linear_model.LogisticRegression": {"max_iter": 200},
     "sklearn.ensemble.HistGradientBoostingClassifier": {"max_iter": 100},
@@ -213,19 +215,6 @@ def render(args: argparse.Namespace, rows: list[dict[str, Any]], load: str) -> s
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of the file, keeping every other section."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find(SECTION + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        tail = "" if end < 0 else text[end + 1 :]
-        text = text[:start] + section + ("\n" + tail if tail else "")
-    path.write_text(text.rstrip("\n") + "\n")
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--rows", type=int, default=100_000)
@@ -239,7 +228,7 @@ def main() -> int:
     section = render(args, rows, load)
     print(section)
     if args.write_docs:
-        write_section(args.write_docs, section)
+        write_section(args.write_docs, SECTION, section)
     return 0
 
 
