@@ -147,6 +147,32 @@ def cluster(kube_api: client.ApiClient, ns: str) -> Cluster:
     return Cluster(kube_api, ns)
 
 
+OwnOperator = Callable[..., OperatorProcess]
+
+
+@pytest.fixture
+def isolated(
+    control_plane: ControlPlane,
+    crds: Path,
+    kube_api: client.ApiClient,
+    namespace_factory: Callable[[str], str],
+    tmp_path: Path,
+) -> Iterator[tuple[Cluster, OwnOperator]]:
+    """A namespace outside the module's operator, and a way to start operators of its own
+    (environment as keyword arguments); every one started is stopped at the end."""
+    ns = namespace_factory("own-")
+    started: list[OperatorProcess] = []
+
+    def start(**env: str) -> OperatorProcess:
+        process = OperatorProcess(control_plane.kubeconfig, [ns], tmp_path / "operator.log", env)
+        started.append(process.start())
+        return process
+
+    yield Cluster(kube_api, ns), start
+    for process in started:
+        process.stop()
+
+
 def iris(**serving: Any) -> dict[str, Any]:
     body = yaml.safe_load((REPO / "examples" / "iris.yaml").read_text())
     body["spec"]["serving"].update(serving)
@@ -559,94 +585,58 @@ def test_status_reads_as_kstatus_through_change_training_and_failure(cluster: Cl
 
 
 def test_operator_killed_mid_training_resumes_without_duplicates(
-    control_plane: ControlPlane,
-    crds: Path,
-    kube_api: client.ApiClient,
-    namespace_factory: Callable[[str], str],
-    tmp_path: Path,
+    isolated: tuple[Cluster, OwnOperator],
 ) -> None:
-    ns = namespace_factory("restart-")
-    cluster = Cluster(kube_api, ns)
-    log = tmp_path / "operator.log"
-    first = OperatorProcess(control_plane.kubeconfig, [ns], log).start()
-    try:
-        cluster.apply_model(iris())
-        eventually(lambda: _job(cluster, "iris-v1"))
-    except BaseException:
-        print(first.tail())
-        raise
-    finally:
-        first.kill()
+    cluster, operator = isolated
+    first = operator()
+    cluster.apply_model(iris())
+    eventually(lambda: _job(cluster, "iris-v1"))
+    first.kill()
     cluster.finish_training("iris", "iris-v1")
-    second = OperatorProcess(control_plane.kubeconfig, [ns], log).start()
-    try:
-        eventually(lambda: cluster.deployment("iris-stable"), timeout=90)
-        eventually(lambda: cluster.version_phase("iris-v1") == "Succeeded")
-    finally:
-        second.stop()
+    operator()
+    eventually(lambda: cluster.deployment("iris-stable"), timeout=90)
+    eventually(lambda: cluster.version_phase("iris-v1") == "Succeeded")
     assert sorted(cluster.versions()) == ["iris-v1"]
     assert cluster.jobs() == ["iris-v1"]
 
 
 def test_operator_restarted_mid_canary_resumes_from_the_status(
-    control_plane: ControlPlane,
-    crds: Path,
-    kube_api: client.ApiClient,
-    namespace_factory: Callable[[str], str],
-    tmp_path: Path,
+    isolated: tuple[Cluster, OwnOperator], control_plane: ControlPlane
 ) -> None:
-    ns = namespace_factory("restart-")
-    cluster = Cluster(kube_api, ns)
-    log = tmp_path / "operator.log"
-    first = OperatorProcess(control_plane.kubeconfig, [ns], log).start()
-    try:
-        before = _canary_v2(cluster)["canary"]
-        cli(control_plane, "pause", "iris", "-n", ns)
-        eventually(lambda: cluster.model("iris")["status"]["canary"].get("paused"))
-    finally:
-        first.kill()
-    second = OperatorProcess(control_plane.kubeconfig, [ns], log).start()
-    try:
-        cli(control_plane, "resume", "iris", "-n", ns)
-        resumed = eventually(
-            lambda: (c := cluster.model("iris")["status"]["canary"]) and not c.get("paused") and c
-        )
-    finally:
-        second.stop()
+    cluster, operator = isolated
+    first = operator()
+    before = _canary_v2(cluster)["canary"]
+    cli(control_plane, "pause", "iris", "-n", cluster.ns)
+    eventually(lambda: cluster.model("iris")["status"]["canary"].get("paused"))
+    first.kill()
+    operator()
+    cli(control_plane, "resume", "iris", "-n", cluster.ns)
+    resumed = eventually(
+        lambda: (c := cluster.model("iris")["status"]["canary"]) and not c.get("paused") and c
+    )
     # The same canary, not a new one: its start time and step came from the status.
     assert resumed["startedAt"] == before["startedAt"]
     assert (resumed["version"], resumed["step"]) == ("iris-v2", before["step"])
     assert cluster.deployment("iris-canary") is not None
 
 
-def test_a_schedule_retrains_on_time(
-    control_plane: ControlPlane,
-    crds: Path,
-    kube_api: client.ApiClient,
-    namespace_factory: Callable[[str], str],
-    tmp_path: Path,
-) -> None:
+def test_a_schedule_retrains_on_time(isolated: tuple[Cluster, OwnOperator]) -> None:
     """`spec.training.schedule` every minute: within a minute (and a resync) a version with the
     reason `schedule` trains; a bad expression is reported, not crashed on."""
-    ns = namespace_factory("schedule-")
-    cluster = Cluster(kube_api, ns)
-    env = {"MODELOPS_RESYNC_SECONDS": "2"}
-    operator = OperatorProcess(control_plane.kubeconfig, [ns], tmp_path / "op.log", env).start()
-    try:
-        body = iris()
-        body["spec"]["training"]["schedule"] = "* * * * *"
-        _serve_v1(cluster, body)
-        v2 = eventually(lambda: cluster.versions().get("iris-v2"), timeout=90)
-        assert v2["spec"]["reason"] == "schedule"
-        fired = eventually(lambda: cluster.model("iris")["status"].get("lastScheduledAt"))
-        assert fired % 60 == 0  # a whole minute, as the schedule says
+    cluster, operator = isolated
+    operator(MODELOPS_RESYNC_SECONDS="2")
+    body = iris()
+    body["spec"]["training"]["schedule"] = "* * * * *"
+    _serve_v1(cluster, body)
+    v2 = eventually(lambda: cluster.versions().get("iris-v2"), timeout=90)
+    assert v2["spec"]["reason"] == "schedule"
+    fired = eventually(lambda: cluster.model("iris")["status"].get("lastScheduledAt"))
+    assert fired % 60 == 0  # a whole minute, as the schedule says
 
-        body["spec"]["training"]["schedule"] = "61 * * * *"
-        cluster.apply_model(body)
-        error = eventually(lambda: cluster.model("iris")["status"].get("scheduleError"))
-        assert "spec.training.schedule '61 * * * *'" in error
-        # A schedule says when to train, not what: changing it trained no new version.
-        assert "iris-v4" not in cluster.versions()
-        assert cluster.versions().get("iris-v3", {}).get("spec", {}).get("reason") != "spec-change"
-    finally:
-        operator.stop()
+    body["spec"]["training"]["schedule"] = "61 * * * *"
+    cluster.apply_model(body)
+    error = eventually(lambda: cluster.model("iris")["status"].get("scheduleError"))
+    assert "spec.training.schedule '61 * * * *'" in error
+    # A schedule says when to train, not what: changing it trained no new version.
+    assert "iris-v4" not in cluster.versions()
+    assert cluster.versions().get("iris-v3", {}).get("spec", {}).get("reason") != "spec-change"
