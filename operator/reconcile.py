@@ -21,7 +21,14 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from modelops_operator import api, children, retraining, rollout, specs, training, versions
-from modelops_operator.analysis.model import DRIFT, CheckResult, Outcome, Target, TargetKey
+from modelops_operator.analysis.model import (
+    DRIFT,
+    CheckResult,
+    Outcome,
+    Target,
+    TargetKey,
+    summarise,
+)
 from modelops_operator.kube import Body, Kube
 from modelops_operator.monitor import Monitor, Results, Watch
 from modelops_operator.settings import Settings
@@ -264,6 +271,7 @@ def _monitoring(
     state["lastAnalysisAt"] = results.at
     state["version"] = stable
     state["checks"] = [r.as_status() for r in checks]
+    state["summary"] = summarise(checks).as_status()
     state["breaches"] = retraining.count_breaches(state.get("breaches") or {}, checks, watched)
     last = (state.get("lastRetrain") or {}).get("at")
     trigger = retraining.retrain_reason(
@@ -287,6 +295,9 @@ def _monitoring_view(model: Body, monitoring: Mapping[str, Any]) -> dict[str, An
         if check.get("check") == DRIFT and conclusive and "value" in check:
             view["drift"] = float(check["value"])
             view["drift_limit"] = float(checks.get("drift", {}).get("psi", {}).get("max", 0.2))
+            view["drift_feature"] = ((monitoring.get("summary") or {}).get("drift") or {}).get(
+                "feature"
+            )
         if check.get("check") == "accuracy" and conclusive and "value" in check:
             view["live_accuracy"] = float(check["value"])
     return view

@@ -114,7 +114,8 @@ def test_train_serve_detect_drift_retrain_canary_promote_and_pin(sandbox: Sandbo
         traffic.shift, traffic.feedback = 1.5, False
         wait_for(lambda: version(sandbox, "iris-v2"), 240, "a retrain on drift")
         assert version(sandbox, "iris-v2")["spec"]["reason"] == "drift"
-        assert condition(sandbox, "Drifted")["status"] == "True"
+        drifted = condition(sandbox, "Drifted")
+        assert drifted["status"] == "True" and "petal" in drifted["message"]  # a shifted feature
         assert status(sandbox)["monitoring"]["lastRetrain"]["reason"] == "drift"
 
         # Canary: inputs back to normal; the new version runs beside stable, then is promoted.
