@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from modelops_sandbox.processes import stop_group
 
 BIN = Path(sys.executable).parent
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -135,13 +136,7 @@ class Server:
         sys.exit(f"server not ready:\n{self.log.read_text()[-2000:]}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=20)
+        stop_group(self.process, 20)
 
 
 def lua_script(path: Path, batch: int, seed: int) -> None:

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import atexit
 import json
-import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -30,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 
 from modelops_sandbox import kubeconfig, pki, tools
-from modelops_sandbox.processes import die_with_parent
+from modelops_sandbox.processes import die_with_parent, stop_group
 
 SERVICE_CIDR = "10.0.0.0/24"
 SERVICE_IP = "10.0.0.1"
@@ -86,16 +84,7 @@ class Process:
         return self.popen.poll() is None
 
     def stop(self, grace: float = 10.0) -> None:
-        if not self.alive():
-            return
-        try:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            self.popen.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(timeout=grace)
-        except ProcessLookupError:
-            self.popen.wait(timeout=grace)
+        stop_group(self.popen, grace)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from modelops_sandbox.controlplane import free_port, log_tail
-from modelops_sandbox.processes import die_with_parent
+from modelops_sandbox.processes import die_with_parent, stop_group
 
 
 class OperatorProcess:
@@ -65,12 +65,8 @@ class OperatorProcess:
             self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.process is not None and self.alive():
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.process is not None:
+            stop_group(self.process, 15)
 
     def tail(self, lines: int = 60) -> str:
         return log_tail(self.log, lines)

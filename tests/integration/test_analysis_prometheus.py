@@ -25,7 +25,6 @@ import importlib.util
 import math
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -52,6 +51,7 @@ from modelops_operator.analysis import (
 )
 from modelops_operator.analysis import client as client_module
 from modelops_operator.analysis.client import Answer
+from modelops_sandbox.processes import stop_group
 from modelops_sandbox.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.integration
@@ -675,13 +675,7 @@ class Runtime:
         pytest.fail(f"not ready in {timeout}s:\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=20)
+        stop_group(self.process, 20)
 
 
 def test_a_real_runtime_scraped_by_prometheus(tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from modelops_sandbox.processes import stop_group
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 import serving_models as models
@@ -104,12 +106,8 @@ class Server:
 
     def stop(self) -> None:
         """Stop the process group, killing it if it does not stop within 15 s."""
-        self.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=15)
+        self.client.close()
+        stop_group(self.process, 15)
 
 
 def launch(workdir: Path, name: str, env: dict[str, str], home: Path | None = None) -> Server:

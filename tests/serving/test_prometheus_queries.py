@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import subprocess
 import time
 import urllib.parse
@@ -28,6 +26,8 @@ import pytest
 import serving_models as models
 import yaml
 from conftest import Server, free_port, model_env
+
+from modelops_sandbox.processes import stop_group
 
 pytestmark = pytest.mark.integration
 
@@ -108,13 +108,7 @@ class Prometheus:
         pytest.fail(f"prometheus not ready:\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=20)
+        stop_group(self.process, 20)
 
 
 def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
