@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -94,6 +94,12 @@ class ControlPlane:
     progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
     keep_dir: bool = False
     startup_timeout: float = 90.0
+    # Extra kube-apiserver flags (the scale benchmark adds an audit log).
+    apiserver_args: Sequence[str] = ()
+    # Request rate of kube-controller-manager and kube-scheduler. Their defaults (20 and 50 per
+    # second) are sized for shared clusters; one local control plane can afford more, and at a
+    # thousand Models those limits, not the operator, would set the pace.
+    client_qps: int = 200
     directory: Path = field(init=False)
     kubeconfig: Path = field(init=False)
     server: str = field(init=False)
@@ -185,6 +191,7 @@ class ControlPlane:
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
                 "--v=1",
+                *self.apiserver_args,
             ],
         )
         self._wait("kube-apiserver", f"{self.server}/readyz", lambda body: body.strip() == "ok")
@@ -207,6 +214,8 @@ class ControlPlane:
                 f"--service-account-private-key-file={p.service_account_key}",
                 f"--root-ca-file={p.ca.cert}",
                 "--use-service-account-credentials=true",
+                f"--kube-api-qps={self.client_qps}",
+                f"--kube-api-burst={2 * self.client_qps}",
                 "--leader-elect=false",
                 "--profiling=false",
                 "--v=1",
@@ -221,6 +230,8 @@ class ControlPlane:
                 "--bind-address=127.0.0.1",
                 f"--secure-port={sched_port}",
                 f"--cert-dir={d / 'pki' / 'scheduler'}",
+                f"--kube-api-qps={self.client_qps}",
+                f"--kube-api-burst={2 * self.client_qps}",
                 "--leader-elect=false",
                 "--profiling=false",
                 "--v=1",

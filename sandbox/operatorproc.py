@@ -10,6 +10,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -30,16 +32,12 @@ class OperatorProcess:
         self.kubeconfig, self.namespaces, self.log = kubeconfig, list(namespaces), log
         self.extra_env = dict(extra_env or {})
         self.process: subprocess.Popen[bytes] | None = None
+        self.liveness = f"http://127.0.0.1:{free_port()}/healthz"
+        # What runs: `modelops operator`, or anything taking the same --liveness and --namespace.
+        self.command = [sys.executable, "-m", "modelops_operator.cli", "operator"]
 
     def start(self) -> OperatorProcess:
-        args = [
-            sys.executable,
-            "-m",
-            "modelops_operator.cli",
-            "operator",
-            "--liveness",
-            f"http://127.0.0.1:{free_port()}/healthz",
-        ]
+        args = [*self.command, "--liveness", self.liveness]
         for namespace in self.namespaces:
             args += ["--namespace", namespace]
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.extra_env}
@@ -54,6 +52,19 @@ class OperatorProcess:
                 preexec_fn=die_with_parent,
             )
         return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Waits until Kopf's liveness endpoint answers (the operator is watching)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"the operator exited; its log ends:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(self.liveness, timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"the operator was not ready in {timeout:.0f}s:\n{self.tail()}")
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
