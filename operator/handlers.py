@@ -1,24 +1,32 @@
-"""The Kopf handlers: each one only says which Model to reconcile; `reconcile` does the work.
+"""The Kopf handlers: each one records what it saw in the store and says which Model to reconcile.
 
-Triggers: the Model itself (create, resume, spec or annotation update), and the objects it owns:
-its ModelVersions, their training Jobs, and the serving children (deleted or edited by hand, or
-changing availability). The periodic resync and the analysis passes run in the
-background threads of `reconcile.Context` (no Kopf timer: a timer would put a finalizer on every
-Model, and a finalizer blocks deletion whenever the operator is not running).
+Every watched kind has one `on.event` handler: the Model itself, its ModelVersions, their training
+Jobs, and the serving children. Each keeps the object's latest body in `reconcile.Context.store`
+and queues the owning Model when something a reconcile acts on changed (a Model's generation or
+annotations, a version's phase, a Job's counts, a child's generation or replicas); the operator's
+own status writes, and status noise that decides nothing, queue nothing. The queue runs each
+Model's reconciles one at a time. The periodic resync and the analysis passes run in background
+threads of the Context.
+
+No change-detection handler (`on.create`/`on.update`) and no Kopf timer: those would have Kopf
+write its progress annotations on every Model, and a timer puts a finalizer on every Model, which
+blocks deletion whenever the operator is not running.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
 
 from modelops_operator import api
-from modelops_operator.reconcile import Context, reconcile
+from modelops_operator.reconcile import Context
 
 MANAGED = {api.LABEL_MANAGED_BY: api.MANAGED_BY}
 log = logging.getLogger("modelops.handlers")
+State = Callable[[kopf.Body], Any]
 
 
 def _ctx(memo: Any) -> Context:
@@ -26,26 +34,17 @@ def _ctx(memo: Any) -> Context:
     return context
 
 
-# Kopf's own progress lives in annotations under a prefix of its own: Kopf leaves every annotation
-# under its storage prefix out of the diff it triggers handlers on, and a user's
-# `modelops.dev/retrain` must trigger one.
-KOPF_PREFIX = f"kopf.{api.GROUP}"
-
-
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
-    """Kopf keeps its progress on the objects, no external store."""
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=KOPF_PREFIX, key="last-handled-configuration"
-    )
-    settings.persistence.finalizer = f"{KOPF_PREFIX}/finalizer"
-    settings.posting.level = logging.INFO
-    settings.execution.max_workers = 8
+    """Seeds the store before the watches start, then starts the queue and the background loops."""
+    # The operator posts its own Events; Kopf's only on trouble.
+    settings.posting.level = logging.WARNING
+    settings.execution.max_workers = 4
     namespaces = _ctx(memo).settings.namespaces
     if namespaces and not any(set("*?[!") & set(n) for n in namespaces):
         # Exact namespaces need no discovery: the operator runs with namespaced Roles only.
         settings.scanning.disabled = True
+    _ctx(memo).seed()
     _ctx(memo).start_background()
 
 
@@ -54,28 +53,25 @@ def stop_background(memo: Any, **_: Any) -> None:
     _ctx(memo).stop_background()
 
 
-@kopf.on.resume(api.GROUP, api.VERSION, api.MODELS)
-@kopf.on.create(api.GROUP, api.VERSION, api.MODELS)
-@kopf.on.update(api.GROUP, api.VERSION, api.MODELS)
-def model_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    reconcile(_ctx(memo), namespace or "", name)
-
-
-def _trigger(
+def _observe(
     memo: Any, kind: str, type: str, body: kopf.Body, model: str | None, state: Any
 ) -> None:
-    """Reconciles `model` when the owned object's relevant state differs from the last one seen."""
+    """Stores the object; queues `model` when the object's relevant state differs from before."""
+    ctx = _ctx(memo)
     meta = body.get("metadata") or {}
-    key = (kind, meta.get("namespace", ""), meta.get("name", ""))
+    namespace, name = meta.get("namespace", ""), meta.get("name", "")
+    key = (kind, namespace, name)
     seen: dict[tuple[str, str, str], Any] = memo.seen
     if type == "DELETED":
+        ctx.store.forget(kind, namespace, name)
         seen.pop(key, None)
-    elif seen.get(key) == state:
-        return
     else:
+        ctx.store.put(kind, body)
+        if seen.get(key) == state:
+            return
         seen[key] = state
     if model:
-        reconcile(_ctx(memo), key[1], model)
+        ctx.queue.add(namespace, model)
 
 
 def _model_label(body: kopf.Body) -> str | None:
@@ -83,10 +79,25 @@ def _model_label(body: kopf.Body) -> str | None:
     return str(value) if value else None
 
 
+def _model_state(body: kopf.Body) -> Any:
+    """The spec (by generation), the user's annotations (retrain, canary commands), deletion."""
+    meta = body.get("metadata") or {}
+    annotations = {
+        k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(f"{api.GROUP}/")
+    }
+    return meta.get("generation"), tuple(sorted(annotations.items())), meta.get("deletionTimestamp")
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.MODELS)
+def model_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+    name = (body.get("metadata") or {}).get("name")
+    _observe(memo, "Model", type, body, name, _model_state(body))
+
+
 @kopf.on.event(api.GROUP, api.VERSION, api.MODEL_VERSIONS)
 def version_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     state = (body.get("status") or {}).get("phase")
-    _trigger(memo, "ModelVersion", type, body, (body.get("spec") or {}).get("model"), state)
+    _observe(memo, "ModelVersion", type, body, (body.get("spec") or {}).get("model"), state)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
@@ -98,7 +109,7 @@ def job_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
         status.get("failed"),
         tuple(c.get("type") for c in status.get("conditions") or []),
     )
-    _trigger(memo, "Job", type, body, _model_label(body), state)
+    _observe(memo, "Job", type, body, _model_label(body), state)
 
 
 def _serving_state(body: kopf.Body) -> Any:
@@ -114,11 +125,11 @@ def _serving_state(body: kopf.Body) -> Any:
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 def deployment_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
-    _trigger(memo, "Deployment", type, body, _model_label(body), _serving_state(body))
+    _observe(memo, "Deployment", type, body, _model_label(body), _serving_state(body))
 
 
 @kopf.on.event("", "v1", "services", labels=MANAGED)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
 def other_child_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
-    _trigger(memo, body.get("kind", ""), type, body, _model_label(body), _serving_state(body))
+    _observe(memo, body.get("kind", ""), type, body, _model_label(body), _serving_state(body))

@@ -1,11 +1,14 @@
 """The operator's I/O with the API server: server-side apply, create, get, list, delete, patch.
 
 A thin layer over the official client's ApiClient that speaks in plain dicts (the builders' output)
-and maps a kind to its REST path; everything that decides lives elsewhere.
+and maps a kind to its REST path; everything that decides lives elsewhere. With a store, every
+object the API server answers with is kept there (and one it answers 404 for is dropped), so a
+reconcile that follows a write reads the write; `ensure` skips an apply that would change nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -14,6 +17,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from modelops_operator import api
+from modelops_operator.store import Store
 
 Body = dict[str, Any]
 
@@ -32,8 +36,9 @@ PATHS: dict[str, tuple[str, str]] = {
 
 
 def path(kind: str, namespace: str, name: str | None = None, sub: str | None = None) -> str:
+    """The REST path; an empty `namespace` (with no name) means every namespace."""
     prefix, plural = PATHS[kind]
-    result = f"{prefix}/namespaces/{namespace}/{plural}"
+    result = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
     if name:
         result += f"/{name}"
     if sub:
@@ -44,8 +49,20 @@ def path(kind: str, namespace: str, name: str | None = None, sub: str | None = N
 class Kube:
     """Requests the operator makes, each one API call."""
 
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(self, api_client: client.ApiClient, store: Store | None = None) -> None:
         self.api_client = api_client
+        self.store = store
+        # (kind, namespace, name) -> (hash of the body applied, generation or resourceVersion after)
+        self._applied: dict[tuple[str, str, str], tuple[str, str]] = {}
+
+    def _keep(self, kind: str, body: Body) -> Body:
+        if self.store is not None and body.get("metadata"):
+            self.store.put(kind, body)
+        return body
+
+    def _gone(self, kind: str, namespace: str, name: str) -> None:
+        if self.store is not None:
+            self.store.forget(kind, namespace, name)
 
     def request(
         self,
@@ -75,38 +92,60 @@ class Kube:
     def apply(self, body: Mapping[str, Any]) -> Body:
         """Server-side apply under the operator's field manager; owns what it declares."""
         meta = body["metadata"]
-        return self.request(
+        answer = self.request(
             "PATCH",
             path(body["kind"], meta["namespace"], meta["name"]),
             body=dict(body),
             query=[("fieldManager", api.FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
+        key = (body["kind"], meta["namespace"], meta["name"])
+        self._applied[key] = (_digest(body), _marker(answer))
+        return self._keep(body["kind"], answer)
+
+    def ensure(self, body: Mapping[str, Any]) -> Body:
+        """`apply`, unless this very body was applied last and the object has not changed since
+        (same generation, or resourceVersion for kinds without one): then the stored object."""
+        meta = body["metadata"]
+        key = (body["kind"], meta["namespace"], meta["name"])
+        current = self.store.get(*key) if self.store is not None else None
+        if current is not None and self._applied.get(key) == (_digest(body), _marker(current)):
+            return current
+        return self.apply(body)
 
     def create(self, body: Mapping[str, Any]) -> Body | None:
         """Creates the object; None when one of that name exists already."""
         meta = body["metadata"]
         try:
-            return self.request(
+            answer = self.request(
                 "POST",
                 path(body["kind"], meta["namespace"]),
                 body=dict(body),
                 query=[("fieldManager", api.FIELD_MANAGER)],
             )
+            return self._keep(body["kind"], answer)
         except ApiException as error:
             if error.status == 409:
                 return None
             raise
 
+    def seen(self, kind: str, namespace: str, name: str) -> Body | None:
+        """The object as the store has it (without a store, as the API server has it)."""
+        if self.store is not None:
+            return self.store.get(kind, namespace, name)
+        return self.get(kind, namespace, name)
+
     def get(self, kind: str, namespace: str, name: str) -> Body | None:
         try:
-            return self.request("GET", path(kind, namespace, name))
+            return self._keep(kind, self.request("GET", path(kind, namespace, name)))
         except ApiException as error:
             if error.status == 404:
+                self._gone(kind, namespace, name)
                 return None
             raise
 
     def list(self, kind: str, namespace: str, selector: Mapping[str, str]) -> list[Body]:
+        """The objects of `kind` with the labels in `selector`; namespace "" means all."""
         labels = ",".join(f"{k}={v}" for k, v in selector.items())
         items = self.request("GET", path(kind, namespace), query=[("labelSelector", labels)])
         return list(items.get("items") or [])
@@ -119,18 +158,26 @@ class Kube:
             )
         except ApiException as error:
             if error.status == 404:
+                self._gone(kind, namespace, name)
                 return False
             raise
+        self._gone(kind, namespace, name)
         return True
 
     def patch_status(self, kind: str, namespace: str, name: str, status: Mapping[str, Any]) -> Body:
         """A JSON merge patch of the status subresource (None values remove fields)."""
-        return self.request(
-            "PATCH",
-            path(kind, namespace, name, "status"),
-            body={"status": dict(status)},
-            content_type="application/merge-patch+json",
-        )
+        try:
+            answer = self.request(
+                "PATCH",
+                path(kind, namespace, name, "status"),
+                body={"status": dict(status)},
+                content_type="application/merge-patch+json",
+            )
+        except ApiException as error:
+            if error.status == 404:
+                self._gone(kind, namespace, name)
+            raise
+        return self._keep(kind, answer)
 
     def post_event(
         self, obj: Mapping[str, Any], kind: str, reason: str, message: str, now: str
@@ -160,3 +207,13 @@ class Kube:
                 "count": 1,
             },
         )
+
+
+def _digest(body: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _marker(obj: Mapping[str, Any]) -> str:
+    """What changes when someone changes the object's spec: its generation, if it has one."""
+    meta = obj.get("metadata") or {}
+    return f"g{meta['generation']}" if meta.get("generation") else f"r{meta.get('resourceVersion')}"

@@ -1,8 +1,9 @@
 """One reconcile of one Model: observe, plan with the pure functions, act, write status.
 
 Every trigger (the Model itself, its versions, Jobs and serving children, an analysis pass, the
-periodic resync) ends here, serialised per Model, so the order of events never matters: each pass
-reads what is and moves it one step towards what the spec asks.
+periodic resync) queues the Model, and the queue runs one reconcile per Model at a time, so the
+order of events never matters: each pass reads what is (from the store the watches keep) and moves
+it one step towards what the spec asks. A pass with nothing to do makes no request.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from fnmatch import fnmatch
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -34,18 +35,23 @@ from modelops_operator.monitor import Monitor, Results, Watch
 from modelops_operator.settings import Settings
 from modelops_operator.specs import parse_duration
 from modelops_operator.status import Observed, model_status, transitions
+from modelops_operator.store import Store
+from modelops_operator.workqueue import WorkQueue
 
 log = logging.getLogger("modelops.reconcile")
 EventSink = Callable[[Mapping[str, Any], str, str, str], None]
 ModelKey = tuple[str, str]
-
-_locks: dict[ModelKey, threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-def model_lock(namespace: str, name: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault((namespace, name), threading.Lock())
+MANAGED = {api.LABEL_MANAGED_BY: api.MANAGED_BY}
+# What the operator watches (handlers.py) and so keeps in its store.
+WATCHED = (
+    "Model",
+    "ModelVersion",
+    "Job",
+    "Deployment",
+    "Service",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+)
 
 
 def now() -> str:
@@ -68,18 +74,44 @@ def kube_event_sink(kube: Kube) -> EventSink:
 
 @dataclass
 class Context:
-    """What every reconcile shares: the API, the settings, the Event sink, the analysis loop,
-    and the Models seen so far (for the periodic resync)."""
+    """What every reconcile shares: the API, the settings, the Event sink, the store of what the
+    watches saw, the queue of Models to reconcile, and the analysis loop."""
 
     kube: Kube
     settings: Settings
     event: EventSink
     monitor: Monitor | None = None
-    known: set[ModelKey] = field(default_factory=set)
+    store: Store = field(default_factory=Store)
+    queue: WorkQueue = field(init=False)
+    # When each Model's latest analysis was taken into account (its results are in memory too).
+    analysed: dict[ModelKey, float] = field(default_factory=dict)
+    # When reading each version's reference distributions last failed.
+    reference_misses: dict[tuple[str, str], float] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.kube.store = self.store
+        self.queue = WorkQueue(lambda namespace, name: reconcile(self, namespace, name))
+
+    def seed(self) -> None:
+        """Fills the store with one list per watched kind, before the watches start."""
+        for kind in WATCHED:
+            selector = {} if kind in ("Model", "ModelVersion") else MANAGED
+            for namespace in self.settings.namespaces or ("",):
+                pattern = bool(set("*?[!") & set(namespace))
+                try:
+                    items = self.kube.list(kind, "" if pattern else namespace, selector)
+                except ApiException as error:  # the watch will be refused the same way
+                    log.error("%s in %r not listed: %s", kind, namespace, error.body or error)
+                    continue
+                if pattern:
+                    items = [i for i in items if fnmatch(i["metadata"]["namespace"], namespace)]
+                self.store.seed(kind, items)
+        log.info("store seeded with %d objects", len(self.store))
+
     def start_background(self) -> None:
+        self.queue.start()
         if self.monitor is not None:
             self.monitor.start()
         thread = threading.Thread(target=self._resync_loop, name="modelops-resync", daemon=True)
@@ -90,34 +122,28 @@ class Context:
         self._stop.set()
         if self.monitor is not None:
             self.monitor.stop()
+        self.queue.stop()
         for thread in self._threads:
             thread.join(timeout=30)
 
     def _resync_loop(self) -> None:
-        """The safety net: every known Model is reconciled once per resync interval."""
-        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="modelops-resync") as pool:
-            while not self._stop.wait(self.settings.resync_seconds):
-                for namespace, name in sorted(self.known):
-                    pool.submit(self._quietly, namespace, name)
-
-    def _quietly(self, namespace: str, name: str) -> None:
-        try:
-            reconcile(self, namespace, name)
-        except Exception:
-            log.exception("resync of %s/%s failed", namespace, name)
+        """The safety net: every Model is reconciled once per resync interval (from the store,
+        so a Model with nothing to do costs no request)."""
+        while not self._stop.wait(self.settings.resync_seconds):
+            for namespace, name in self.store.names("Model"):
+                self.queue.add(namespace, name)
 
 
 def reconcile(ctx: Context, namespace: str, name: str) -> Body | None:
-    """Reconciles the Model `namespace/name` (read fresh); its new status, or None when gone."""
-    with model_lock(namespace, name):
-        model = ctx.kube.get("Model", namespace, name)
-        if model is None or model["metadata"].get("deletionTimestamp"):
-            ctx.known.discard((namespace, name))
-            if ctx.monitor is not None:
-                ctx.monitor.watch((namespace, name), None)
-            return None
-        ctx.known.add((namespace, name))
-        return _reconcile(ctx, model)
+    """Reconciles the Model `namespace/name` as the store has it; its new status, or None when
+    gone. The queue runs one reconcile per Model at a time."""
+    model = ctx.store.get("Model", namespace, name)
+    if model is None or model["metadata"].get("deletionTimestamp"):
+        ctx.analysed.pop((namespace, name), None)
+        if ctx.monitor is not None:
+            ctx.monitor.watch((namespace, name), None)
+        return None
+    return _reconcile(ctx, model)
 
 
 def _reconcile(ctx: Context, model: Body) -> Body:
@@ -126,15 +152,13 @@ def _reconcile(ctx: Context, model: Body) -> Body:
     status: Mapping[str, Any] = model.get("status") or {}
     clock = time.time()
     training_hash = specs.training_hash(spec["training"])
-    raw = {
-        v["metadata"]["name"]: v
-        for v in ctx.kube.list("ModelVersion", namespace, {api.LABEL_MODEL: name})
-    }
+    raw = {v["metadata"]["name"]: v for v in ctx.store.owned("ModelVersion", namespace, name)}
     infos = {n: versions.version_info(v) for n, v in raw.items()}
     results = ctx.monitor.results((namespace, name)) if ctx.monitor is not None else None
 
-    monitoring = _monitoring(model, status, results, clock)
+    monitoring = _monitoring(ctx, model, status, results, clock)
     trigger = monitoring.pop("trigger", None)
+    analysed = monitoring.pop("analysed", None)
     scheduled_at, schedule_error = _schedule(spec["training"], meta, status, clock)
     if trigger is None and scheduled_at is not None:
         trigger = api.REASON_SCHEDULE
@@ -226,6 +250,8 @@ def _reconcile(ctx: Context, model: Body) -> Body:
         ctx.kube.patch_status("Model", namespace, name, new_status)
         for kind, reason, message in transitions(status, new_status):
             ctx.event(model, kind, reason, message)
+    if analysed is not None:
+        ctx.analysed[(namespace, name)] = analysed
     return new_status
 
 
@@ -255,23 +281,35 @@ def _schedule(
 
 
 def _monitoring(
-    model: Body, status: Mapping[str, Any], results: Results | None, clock: float
+    ctx: Context, model: Body, status: Mapping[str, Any], results: Results | None, clock: float
 ) -> dict[str, Any]:
     """The stable version's monitoring state, advanced by a new analysis if there is one; a
-    `trigger` key names the check that calls for a retrain now."""
+    `trigger` key names the check that calls for a retrain now, an `analysed` key the time of the
+    analysis taken into account.
+
+    The state changes only when the analysis says something new: an outcome, a reason, a breach
+    count, or a value that moved by more than `SETTLED` of itself. An analysis that repeats the
+    last one writes nothing (the live values are in Prometheus, docs/monitoring.md)."""
     state: dict[str, Any] = dict(status.get("monitoring") or {})
+    if state.pop("lastAnalysisAt", None) is not None:  # older operators wrote it on every pass
+        state["lastAnalysisAt"] = None  # (the merge patch removes it)
+    meta = model["metadata"]
     stable = status.get("stableVersion")
     if results is None or not stable or results.versions.get(children.STABLE) != stable:
         return state
-    if results.at <= float(state.get("lastAnalysisAt") or 0):
+    if results.at <= ctx.analysed.get((meta["namespace"], meta["name"]), 0.0):
         return state
     checks: list[CheckResult] = results.by_track.get(children.STABLE, [])
     spec = model["spec"].get("monitoring") or {}
     watched = list(spec.get("retrainOn") or [])
-    state["lastAnalysisAt"] = results.at
+    same_version = state.get("version") == stable
+    state["analysed"] = results.at
     state["version"] = stable
-    state["checks"] = [r.as_status() for r in checks]
-    state["summary"] = summarise(checks).as_status()
+    previous = {c.get("check"): c for c in state.get("checks") or []} if same_version else {}
+    state["checks"] = [settled(previous.get(r.check), r.as_status()) for r in checks]
+    state["summary"] = settled(
+        state.get("summary") if same_version else None, summarise(checks).as_status()
+    )
     state["breaches"] = retraining.count_breaches(state.get("breaches") or {}, checks, watched)
     last = (state.get("lastRetrain") or {}).get("at")
     trigger = retraining.retrain_reason(
@@ -284,6 +322,27 @@ def _monitoring(
     if trigger is not None:
         state["trigger"] = trigger
     return state
+
+
+SETTLED = 0.1
+
+
+def settled(previous: Any, new: Any) -> Any:
+    """`previous` when `new` says the same thing: equal but for numbers that moved by no more
+    than SETTLED (10%) of their previous value; otherwise `new`."""
+    return previous if _same(previous, new) else new
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return abs(b - a) <= SETTLED * abs(a)
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 def _monitoring_view(model: Body, monitoring: Mapping[str, Any]) -> dict[str, Any]:
@@ -334,13 +393,16 @@ def _watch(ctx: Context, model: Body, raw: Mapping[str, Body], step: rollout.Rol
 def _reference(ctx: Context, version: Body | None) -> Mapping[str, Any] | None:
     """The version's reference distributions: from its status, else read once from one of its
     ready serving pods' /metadata (the operator reaches pods as Prometheus does), and kept in the
-    version's status."""
+    version's status. When ready pods do not answer, the next try waits REFERENCE_RETRY."""
     if version is None:
         return None
     status = version.get("status") or {}
     if status.get("reference"):
         return dict(status["reference"])
     meta = version["metadata"]
+    key = (meta["namespace"], meta["name"])
+    if time.monotonic() - ctx.reference_misses.get(key, -REFERENCE_RETRY) < REFERENCE_RETRY:
+        return None
     pods = ctx.kube.list(
         "Pod", meta["namespace"], {api.LABEL_VERSION: meta["name"], api.LABEL_COMPONENT: "serving"}
     )
@@ -358,21 +420,27 @@ def _reference(ctx: Context, version: Body | None) -> Mapping[str, Any] | None:
                 metadata = json.loads(response.read())
         except (OSError, ValueError) as error:
             log.info("reference of %s not read from %s: %s", meta["name"], url, error)
+            ctx.reference_misses[key] = time.monotonic()
             continue
         reference = metadata.get("reference")
         if reference:
             ctx.kube.patch_status(
                 "ModelVersion", meta["namespace"], meta["name"], {"reference": reference}
             )
+            ctx.reference_misses.pop(key, None)
             return dict(reference)
+        ctx.reference_misses[key] = time.monotonic()
     return None
+
+
+REFERENCE_RETRY = 30.0
 
 
 def _sync_training(ctx: Context, version: Body, info: versions.VersionInfo) -> versions.VersionInfo:
     """Makes sure an in-progress version has its Job, and records how the Job is doing."""
     meta = version["metadata"]
     namespace, name = meta["namespace"], meta["name"]
-    job = ctx.kube.get("Job", namespace, name)
+    job = ctx.store.get("Job", namespace, name)
     patch: Body
     if job is None:
         ctx.kube.create(training.build_spec_config_map(version))

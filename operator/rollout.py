@@ -140,7 +140,7 @@ def step(
         else:
             if decision.action == "advance":
                 out.events.append(("Normal", "CanaryAdvanced", decision.message))
-            kube.apply(
+            kube.ensure(
                 children.build_deployment(
                     model, candidate, children.CANARY, int(current["replicas"]), settings
                 )
@@ -158,7 +158,7 @@ def _hpa_min(model: Mapping[str, Any]) -> int:
 
 
 def _remove_canary(kube: Kube, namespace: str, model: str) -> None:
-    if kube.get("Deployment", namespace, children.deployment_name(model, children.CANARY)):
+    if kube.seen("Deployment", namespace, children.deployment_name(model, children.CANARY)):
         kube.delete("Deployment", namespace, children.deployment_name(model, children.CANARY))
 
 
@@ -167,19 +167,19 @@ def _serve_stable(
 ) -> dict[str, Any]:
     """Applies the stable children; removes the optional ones no longer wanted."""
     namespace, name = model["metadata"]["namespace"], model["metadata"]["name"]
-    deployment = kube.apply(
+    deployment = kube.ensure(
         children.build_deployment(
             model, stable, children.STABLE, children.stable_replicas(model), settings
         )
     )
-    kube.apply(children.build_service(model))
+    kube.ensure(children.build_service(model))
     for kind, body in (
         ("HorizontalPodAutoscaler", children.build_autoscaler(model)),
         ("PodDisruptionBudget", children.build_disruption_budget(model)),
     ):
         if body is not None:
-            kube.apply(body)
-        elif kube.get(kind, namespace, name) is not None:
+            kube.ensure(body)
+        elif kube.seen(kind, namespace, name) is not None:
             kube.delete(kind, namespace, name)
     return deployment_state(deployment)
 

@@ -13,7 +13,7 @@ from modelops_operator import handlers  # noqa: F401  (registers the Kopf handle
 from modelops_operator.analysis.client import PrometheusClient
 from modelops_operator.kube import Kube
 from modelops_operator.monitor import Monitor
-from modelops_operator.reconcile import Context, kube_event_sink, reconcile
+from modelops_operator.reconcile import Context, kube_event_sink
 from modelops_operator.settings import SettingsError, resolve
 
 
@@ -35,12 +35,11 @@ def main(argv: list[str]) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # one line per watch event is noise at a thousand Models
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kube = Kube(_load_client())
     context = Context(kube=kube, settings=settings, event=kube_event_sink(kube))
-    context.monitor = Monitor(
-        PrometheusClient(settings.prometheus_url),
-        lambda namespace, name: reconcile(context, namespace, name),
-    )
+    context.monitor = Monitor(PrometheusClient(settings.prometheus_url), context.queue.add)
     scope: dict[str, Any] = (
         {"namespaces": list(settings.namespaces)} if settings.namespaces else {"clusterwide": True}
     )

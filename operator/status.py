@@ -216,7 +216,8 @@ def model_status(o: Observed, previous: Mapping[str, Any], now: str) -> dict[str
 
 
 def transitions(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """(type, reason, message) for each Event a status change deserves: phase and conditions."""
+    """(type, reason, message) for each Event a status change deserves: the phase, and each
+    condition but Ready that changed (one that first appears only when it is abnormal)."""
     events: list[tuple[str, str, str]] = []
     if before.get("phase") != after.get("phase"):
         events.append(
@@ -229,6 +230,8 @@ def transitions(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tup
     old = {c["type"]: c for c in before.get("conditions") or []}
     for c in after.get("conditions") or []:
         prior = old.get(c["type"])
+        if c["type"] == api.READY or (prior is None and not _abnormal(c)):
+            continue  # Ready folds the others, whose own Events say why; the phase Event says it
         if prior is None or (prior.get("status"), prior.get("reason")) != (
             c["status"],
             c["reason"],
@@ -245,6 +248,7 @@ def _abnormal(c: Mapping[str, Any]) -> bool:
         return bool(c["status"] == "True")
     return c["status"] == "False" and c["reason"] not in (
         "Training",
+        "NoDeployableVersion",
         "Idle",
         "Pending",
         "WithinReference",

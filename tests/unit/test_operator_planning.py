@@ -384,3 +384,12 @@ def test_settings_from_environment_and_command_line() -> None:
     )
     with pytest.raises(SettingsError, match="MODELOPS_HISTORY_LIMIT"):
         from_environment({"MODELOPS_HISTORY_LIMIT": "zero"})
+
+
+def test_first_status_posts_the_phase_and_only_abnormal_conditions() -> None:
+    t = v(1, api.TRAINING)
+    o = status.Observed(generation=1, latest=t, trained=None, newest=t, stable=None)
+    first = status.model_status(o, {}, "T0")
+    events = status.transitions({}, first)
+    assert events[0][1] == "PhaseTraining"
+    assert all(kind == "Warning" for kind, _, _ in events[1:])

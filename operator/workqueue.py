@@ -1,0 +1,118 @@
+"""The queue of Models waiting for a reconcile: each Model at most once, however many triggers.
+
+A burst of watch events for one Model (its version's phase, its Job, its Deployment's replicas)
+costs one reconcile, not one each: a Model added while it waits is not added twice, and one added
+while it is being reconciled is reconciled once more afterwards (the event may have come too late
+for the running pass). A reconcile that fails is retried after a growing delay (1 s doubling to a
+minute) until one succeeds; workers run different Models in parallel, never one Model twice at once.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("modelops.queue")
+ModelKey = tuple[str, str]  # namespace, name
+
+FIRST_RETRY = 1.0
+LAST_RETRY = 60.0
+
+
+class WorkQueue:
+    def __init__(
+        self,
+        work: Callable[[str, str], object],
+        workers: int = 4,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.work, self.workers, self.clock = work, workers, clock
+        self._ready: collections.deque[ModelKey] = collections.deque()  # in arrival order
+        self._queued: set[ModelKey] = set()  # in _ready
+        self._running: set[ModelKey] = set()
+        self._again: set[ModelKey] = set()  # added while running
+        self._later: list[tuple[float, ModelKey]] = []  # (due, key) heap of retries
+        self._failures: dict[ModelKey, int] = {}
+        self._cond = threading.Condition()
+        self._stop = False
+        self._threads: list[threading.Thread] = []
+        self.done = 0
+
+    def add(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        with self._cond:
+            if key in self._running:
+                self._again.add(key)
+            elif key not in self._queued:
+                self._queued.add(key)
+                self._ready.append(key)
+                self._cond.notify()
+
+    def add_later(self, key: ModelKey, delay: float) -> None:
+        with self._cond:
+            heapq.heappush(self._later, (self.clock() + delay, key))
+            self._cond.notify()
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._ready) + len(self._running)
+
+    def start(self) -> None:
+        for i in range(self.workers):
+            thread = threading.Thread(target=self._worker, name=f"modelops-reconcile-{i}")
+            thread.daemon = True
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 30) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=timeout)
+
+    def _take(self) -> ModelKey | None:
+        with self._cond:
+            while not self._stop:
+                now = self.clock()
+                while self._later and self._later[0][0] <= now:
+                    _, key = heapq.heappop(self._later)
+                    if key not in self._queued and key not in self._running:
+                        self._queued.add(key)
+                        self._ready.append(key)
+                    elif key in self._running:
+                        self._again.add(key)
+                if self._ready:
+                    key = self._ready.popleft()
+                    self._queued.discard(key)
+                    self._running.add(key)
+                    return key
+                wait = self._later[0][0] - now if self._later else None
+                self._cond.wait(wait)
+            return None
+
+    def _worker(self) -> None:
+        while (key := self._take()) is not None:
+            try:
+                self.work(*key)
+            except Exception:
+                failures = self._failures.get(key, 0) + 1
+                self._failures[key] = failures
+                delay = min(LAST_RETRY, FIRST_RETRY * 2 ** (failures - 1))
+                log.exception("reconcile of %s/%s failed; retrying in %.0fs", *key, delay)
+                self.add_later(key, delay)
+            else:
+                self._failures.pop(key, None)
+            with self._cond:
+                self._running.discard(key)
+                self.done += 1
+                if key in self._again:
+                    self._again.discard(key)
+                    if key not in self._queued:
+                        self._queued.add(key)
+                        self._ready.append(key)
+                self._cond.notify_all()

@@ -1,0 +1,170 @@
+"""The operator's store, its work queue, `Kube.ensure`, and the settling of monitoring values."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from support import eventually
+
+from modelops_operator import api
+from modelops_operator.kube import Kube
+from modelops_operator.reconcile import settled
+from modelops_operator.store import Store
+from modelops_operator.workqueue import WorkQueue
+
+
+def obj(kind: str, name: str, rv: int, model: str = "iris", **extra: Any) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "metadata": {
+            "name": name,
+            "namespace": "ml",
+            "resourceVersion": str(rv),
+            "labels": {api.LABEL_MODEL: model},
+            "managedFields": [{"manager": "x"}],
+        },
+        **extra,
+    }
+
+
+# --- store ------------------------------------------------------------------------------------
+
+
+def test_store_keeps_the_newest_and_drops_managed_fields() -> None:
+    store = Store()
+    store.put("Model", obj("Model", "iris", 5, spec={"a": 1}))
+    kept = store.put("Model", obj("Model", "iris", 4, spec={"a": 0}))  # a late watch event
+    assert kept["spec"] == {"a": 1}
+    assert "managedFields" not in kept["metadata"]
+    store.put("Model", obj("Model", "iris", 6, spec={"a": 2}))
+    assert store.get("Model", "ml", "iris")["spec"] == {"a": 2}  # type: ignore[index]
+
+
+def test_store_keeps_only_the_state_of_children() -> None:
+    store = Store()
+    body = obj("Deployment", "iris-stable", 1, spec={"replicas": 2, "template": {}}, status={})
+    kept = store.put("Deployment", body)
+    assert kept["spec"] == {"replicas": 2} and kept["status"] == {}
+
+
+def test_store_indexes_by_model_and_forgets() -> None:
+    store = Store()
+    for i, model in ((1, "iris"), (2, "iris"), (3, "wine")):
+        store.put("ModelVersion", {**obj("ModelVersion", f"v{i}", i), "spec": {"model": model}})
+    assert [v["metadata"]["name"] for v in store.owned("ModelVersion", "ml", "iris")] == [
+        "v1",
+        "v2",
+    ]
+    store.forget("ModelVersion", "ml", "v1")
+    assert [v["metadata"]["name"] for v in store.owned("ModelVersion", "ml", "iris")] == ["v2"]
+    assert store.names("ModelVersion") == [("ml", "v2"), ("ml", "v3")]
+
+
+# --- Kube.ensure --------------------------------------------------------------------------------
+
+
+class Recording(Kube):
+    """Kube whose API server is a dict: records each request and answers like an apply would."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(None, store)  # type: ignore[arg-type]
+        self.calls: list[str] = []
+        self.generation = 0
+
+    def request(self, method: str, url: str, body: Any = None, **_: Any) -> dict[str, Any]:
+        self.calls.append(method)
+        self.generation += 1
+        return {**body, "metadata": {**body["metadata"], "generation": 1, "resourceVersion": "9"}}
+
+
+def deployment(image: str) -> dict[str, Any]:
+    return {
+        "kind": "Deployment",
+        "metadata": {"name": "iris-stable", "namespace": "ml"},
+        "spec": {"template": {"image": image}},
+    }
+
+
+def test_ensure_applies_once_until_the_body_or_the_object_changes() -> None:
+    store = Store()
+    kube = Recording(store)
+    kube.ensure(deployment("a"))
+    kube.ensure(deployment("a"))
+    assert kube.calls == ["PATCH"]  # nothing to change: no request
+    kube.ensure(deployment("b"))
+    assert kube.calls == ["PATCH", "PATCH"]  # a new body
+    edited = store.get("Deployment", "ml", "iris-stable")
+    assert edited is not None
+    store.put("Deployment", {**edited, "metadata": {**edited["metadata"], "generation": 2}})
+    kube.ensure(deployment("b"))
+    assert kube.calls == ["PATCH", "PATCH", "PATCH"]  # edited by someone else: put right
+
+
+# --- work queue -------------------------------------------------------------------------------
+
+
+def test_queue_coalesces_a_burst_and_reruns_a_model_added_while_running() -> None:
+    started, release = threading.Event(), threading.Event()
+    runs: list[tuple[str, str]] = []
+
+    def work(namespace: str, name: str) -> None:
+        runs.append((namespace, name))
+        if len(runs) == 1:
+            started.set()
+            release.wait(5)
+
+    queue = WorkQueue(work, workers=2)
+    queue.start()
+    try:
+        queue.add("ml", "iris")
+        assert started.wait(5)
+        for _ in range(10):  # a burst while the first run is going on
+            queue.add("ml", "iris")
+        release.set()
+        eventually(lambda: queue.done == 2 and queue.pending() == 0, timeout=5)
+        time.sleep(0.2)
+        assert runs == [("ml", "iris"), ("ml", "iris")]
+    finally:
+        queue.stop()
+
+
+def test_queue_retries_a_failed_reconcile() -> None:
+    attempts: list[float] = []
+
+    def work(namespace: str, name: str) -> None:
+        attempts.append(time.monotonic())
+        if len(attempts) < 2:
+            raise RuntimeError("API server away")
+
+    queue = WorkQueue(work, workers=1)
+    queue.start()
+    try:
+        queue.add("ml", "iris")
+        eventually(lambda: len(attempts) == 2, timeout=5)
+        assert attempts[1] - attempts[0] >= 0.9  # the first retry waits a second
+    finally:
+        queue.stop()
+
+
+# --- settled monitoring values ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("new", "kept"),
+    [
+        ({"check": "accuracy", "outcome": "Pass", "value": 0.95}, True),
+        ({"check": "accuracy", "outcome": "Pass", "value": 0.86}, True),  # within 10%
+        ({"check": "accuracy", "outcome": "Pass", "value": 0.80}, False),
+        ({"check": "accuracy", "outcome": "Fail", "value": 0.95}, False),
+        ({"check": "accuracy", "outcome": "Pass"}, False),
+    ],
+)
+def test_settled_keeps_the_previous_values_unless_something_moved(
+    new: dict[str, Any], kept: bool
+) -> None:
+    previous = {"check": "accuracy", "outcome": "Pass", "value": 0.9}
+    assert (settled(previous, new) is previous) is kept
+    assert settled(None, new) is new
