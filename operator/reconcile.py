@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatch
 from typing import Any
@@ -42,6 +43,8 @@ log = logging.getLogger("modelops.reconcile")
 EventSink = Callable[[Mapping[str, Any], str, str, str], None]
 ModelKey = tuple[str, str]
 MANAGED = {api.LABEL_MANAGED_BY: api.MANAGED_BY}
+# Models reconciled in parallel: a reconcile mostly waits for the API server.
+WORKERS = 12
 # What the operator watches (handlers.py) and so keeps in its store.
 WATCHED = (
     "Model",
@@ -59,15 +62,21 @@ def now() -> str:
 
 
 def kube_event_sink(kube: Kube) -> EventSink:
-    """Events through the API server, from any thread (Kopf's own poster needs its context)."""
+    """Events through the API server, from any thread (Kopf's own poster needs its context).
 
-    def post(obj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+    Posted in the background, in order, by one thread: a reconcile does not wait for its Events."""
+    poster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelops-events")
+
+    def send(obj: Mapping[str, Any], kind: str, reason: str, message: str, at: str) -> None:
         try:
-            kube.post_event(obj, kind, reason, message, now())
+            kube.post_event(obj, kind, reason, message, at)
         except ApiException as error:  # an Event is worth less than the reconcile that made it
             log.warning(
                 "event %s on %s not posted: %s", reason, obj["metadata"]["name"], error.reason
             )
+
+    def post(obj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+        poster.submit(send, obj, kind, reason, message, now())
 
     return post
 
@@ -92,7 +101,9 @@ class Context:
 
     def __post_init__(self) -> None:
         self.kube.store = self.store
-        self.queue = WorkQueue(lambda namespace, name: reconcile(self, namespace, name))
+        self.queue = WorkQueue(
+            lambda namespace, name: reconcile(self, namespace, name), workers=WORKERS
+        )
 
     def seed(self) -> None:
         """Fills the store with one list per watched kind, before the watches start."""

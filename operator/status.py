@@ -216,8 +216,9 @@ def model_status(o: Observed, previous: Mapping[str, Any], now: str) -> dict[str
 
 
 def transitions(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """(type, reason, message) for each Event a status change deserves: the phase, and each
-    condition but Ready that changed (one that first appears only when it is abnormal)."""
+    """(type, reason, message) for each Event a status change deserves: the phase, the training
+    verdict, and each condition that turned abnormal (Warnings). The other condition changes
+    are in the phase Event already; at a thousand Models every Event is an API write."""
     events: list[tuple[str, str, str]] = []
     if before.get("phase") != after.get("phase"):
         events.append(
@@ -230,15 +231,22 @@ def transitions(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tup
     old = {c["type"]: c for c in before.get("conditions") or []}
     for c in after.get("conditions") or []:
         prior = old.get(c["type"])
-        if c["type"] == api.READY or (prior is None and not _abnormal(c)):
-            continue  # Ready folds the others, whose own Events say why; the phase Event says it
-        if prior is None or (prior.get("status"), prior.get("reason")) != (
-            c["status"],
-            c["reason"],
-        ):
-            kind = "Warning" if _abnormal(c) else "Normal"
-            events.append((kind, c["reason"], f"{c['type']}={c['status']}: {c['message']}"))
+        before_state = (prior or {}).get("status"), (prior or {}).get("reason")
+        if c["type"] == api.READY or before_state == (c["status"], c["reason"]):
+            continue
+        if c["type"] == api.TRAINED and c["status"] == "True":
+            kind = "Normal"  # the gates' verdict, with the metrics
+        elif _abnormal(c) and not _first_rollout(c, prior):
+            kind = "Warning"
+        else:
+            continue  # the phase Event says it (Ready folds the rest)
+        events.append((kind, c["reason"], f"{c['type']}={c['status']}: {c['message']}"))
     return events
+
+
+def _first_rollout(c: Mapping[str, Any], prior: Mapping[str, Any] | None) -> bool:
+    """Unavailable before the first replica is ready: a rollout under way, not a loss."""
+    return c["type"] == api.AVAILABLE and (prior is None or prior.get("status") != "True")
 
 
 def _abnormal(c: Mapping[str, Any]) -> bool:

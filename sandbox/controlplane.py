@@ -30,7 +30,7 @@ from types import TracebackType
 from modelops_sandbox import kubeconfig, pki, tools
 from modelops_sandbox.processes import die_with_parent, stop_group
 
-SERVICE_CIDR = "10.0.0.0/24"
+SERVICE_CIDR = "10.0.0.0/16"  # room for thousands of Services (the scale benchmark)
 SERVICE_IP = "10.0.0.1"
 LOG_TAIL_LINES = 40
 

@@ -390,6 +390,27 @@ def test_first_status_posts_the_phase_and_only_abnormal_conditions() -> None:
     t = v(1, api.TRAINING)
     o = status.Observed(generation=1, latest=t, trained=None, newest=t, stable=None)
     first = status.model_status(o, {}, "T0")
-    events = status.transitions({}, first)
-    assert events[0][1] == "PhaseTraining"
-    assert all(kind == "Warning" for kind, _, _ in events[1:])
+    assert [e[1] for e in status.transitions({}, first)] == ["PhaseTraining"]
+
+
+def test_a_first_rollout_posts_phases_and_the_verdict_only() -> None:
+    v1 = v(1, api.SUCCEEDED)
+    o = status.Observed(generation=1, latest=v1, trained=v1, newest=v1, stable=v1)
+    deploying = status.model_status(o, {}, "T0")
+    serving = status.model_status(
+        status.Observed(
+            **{
+                **o.__dict__,
+                "ready_replicas": 1,
+                "desired_replicas": 1,
+                "deployment_available": True,
+            }
+        ),
+        deploying,
+        "T1",
+    )
+    first = [(e[0], e[1]) for e in status.transitions({}, deploying)]
+    assert first == [("Normal", "PhaseDeploying"), ("Normal", "Succeeded")]
+    assert [(e[0], e[1]) for e in status.transitions(deploying, serving)] == [
+        ("Normal", "PhaseServing")
+    ]

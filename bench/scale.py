@@ -1,0 +1,405 @@
+"""A thousand Models on one operator: time to Serving, memory, CPU and API requests, side by side
+with a minimal Kopf operator that creates the same objects (bench/baseline_operator.py).
+
+    .venv/bin/python bench/scale.py [--models 10,100,1000] [--operators baseline,modelops]
+        [--settle 30] [--window 180] [--write-docs docs/benchmarks.md]
+
+Each run (one operator, one N) gets a fresh real control plane (the sandbox's Go builds, with an
+audit log of the operator's requests), a real Prometheus, and one simulated kubelet
+(bench/simkubelet.py: a Node whose pods run nothing; training pods report success at once, serving
+pods report Ready). The operator runs as a process with a ServiceAccount token of its own, so the
+audit log tells its requests apart from everyone else's. N Models (examples/iris.yaml with one
+replica, monitored for error rate, latency and accuracy) are created by four client threads; the
+clock runs from the first create until every Model's phase is Serving. After `--settle` seconds the
+steady state is measured over `--window` seconds: the operator's CPU time and resident memory
+(from /proc) and its API requests by verb and resource (from the audit log). Nothing changes in that
+window, so a Model's status should not be written at all.
+
+Drift is not among the checks: its reference is read from a serving pod's /metadata, which the
+simulated pods do not serve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from benchdocs import write_section
+from kubernetes import client, config
+from simkubelet import SimulatedKubelet
+
+from modelops_sandbox.controlplane import ControlPlane, log_tail
+from modelops_sandbox.operatorproc import OperatorProcess
+from modelops_sandbox.prometheus import PrometheusServer
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTION = "## Scale: a thousand Models on one operator"
+NAMESPACE = "scale"
+SYSTEM = "modelops-bench"
+ACCOUNT = "operator"
+USER = f"system:serviceaccount:{SYSTEM}:{ACCOUNT}"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def audit_policy(path: Path) -> Path:
+    """Metadata of every request the operator makes, once it is answered; nothing else."""
+    policy = {
+        "apiVersion": "audit.k8s.io/v1",
+        "kind": "Policy",
+        "omitStages": ["RequestReceived", "ResponseStarted"],
+        "rules": [{"level": "Metadata", "users": [USER]}, {"level": "None"}],
+    }
+    path.write_text(yaml.safe_dump(policy))
+    return path
+
+
+def model_body(name: str) -> dict[str, Any]:
+    body: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "iris.yaml").read_text())
+    body["metadata"] = {"name": name, "namespace": NAMESPACE}
+    body["spec"]["serving"]["replicas"] = 1
+    monitoring = body["spec"]["monitoring"]
+    monitoring["checks"].pop("drift")
+    monitoring["retrainOn"] = ["accuracy"]
+    return body
+
+
+def operator_kubeconfig(cp: ControlPlane) -> Path:
+    """A kubeconfig with a token of the operator's own ServiceAccount (cluster-admin)."""
+    cp.kubectl_run("create", "namespace", SYSTEM)
+    cp.kubectl_run("create", "serviceaccount", ACCOUNT, "-n", SYSTEM)
+    cp.kubectl_run(
+        "create", "clusterrolebinding", "bench-operator", "--clusterrole=cluster-admin",
+        f"--serviceaccount={SYSTEM}:{ACCOUNT}",
+    )  # fmt: skip
+    token = cp.kubectl_run("create", "token", ACCOUNT, "-n", SYSTEM, "--duration=24h").stdout
+    admin = yaml.safe_load(cp.kubeconfig.read_text())
+    admin["users"][0]["user"] = {"token": token.strip()}
+    path = cp.directory / "operator.kubeconfig"
+    path.write_text(yaml.safe_dump(admin))
+    return path
+
+
+def artifacts_claim(cp: ControlPlane) -> None:
+    """The claim every training and serving pod mounts, bound to a volume (nothing is stored)."""
+    volume = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": "scale-artifacts"},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteMany"],
+            "storageClassName": "",
+            "hostPath": {"path": str(cp.directory / "artifacts")},
+            "claimRef": {"namespace": NAMESPACE, "name": "modelops-artifacts"},
+        },
+    }
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "modelops-artifacts", "namespace": NAMESPACE},
+        "spec": {
+            "accessModes": ["ReadWriteMany"],
+            "storageClassName": "",
+            "volumeName": "scale-artifacts",
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+    manifest = cp.directory / "artifacts.json"
+    manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [volume, claim]}))
+    cp.kubectl_run("apply", "-f", str(manifest))
+
+
+@dataclass
+class Sampler:
+    """CPU seconds and resident memory of one process, from /proc."""
+
+    pid: int
+    rss: list[float] = field(default_factory=list)
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def sample(self) -> float:
+        value = self.rss_mb()
+        self.rss.append(value)
+        return value
+
+
+def audit_counts(log: Path, since: float, until: float) -> collections.Counter[str]:
+    """The operator's requests received in [since, until), as `verb resource[/subresource]`."""
+    counts: collections.Counter[str] = collections.Counter()
+    with log.open() as lines:
+        for line in lines:
+            event = json.loads(line)
+            at = datetime.datetime.fromisoformat(event["requestReceivedTimestamp"]).timestamp()
+            if not since <= at < until:
+                continue
+            ref = event.get("objectRef") or {}
+            what = ref.get("resource", event.get("requestURI", "?"))
+            if ref.get("subresource"):
+                what += "/" + ref["subresource"]
+            counts[f"{event['verb']} {what}"] += 1
+    return counts
+
+
+@contextmanager
+def operator(kind: str, kubeconfig: Path, prometheus: str, log: Path) -> Iterator[int]:
+    """Runs the operator under test; yields its pid once its liveness endpoint answers."""
+    env = {"MODELOPS_PROMETHEUS_URL": prometheus}
+    process = OperatorProcess(kubeconfig, [], log, env)
+    if kind == "baseline":
+        process.command = [sys.executable, str(ROOT / "bench" / "baseline_operator.py")]
+    process.start()
+    try:
+        process.wait_ready()
+        assert process.process is not None
+        yield process.process.pid
+    finally:
+        process.stop()
+
+
+def create_models(api_client: client.ApiClient, n: int) -> None:
+    objects = client.CustomObjectsApi(api_client)
+
+    def create(i: int) -> None:
+        objects.create_namespaced_custom_object(
+            "modelops.dev", "v1alpha1", NAMESPACE, "models", model_body(f"model-{i:04d}")
+        )
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(create, range(n)))
+
+
+def phases(api_client: client.ApiClient) -> collections.Counter[str]:
+    listed = client.CustomObjectsApi(api_client).list_namespaced_custom_object(
+        "modelops.dev", "v1alpha1", NAMESPACE, "models"
+    )
+    return collections.Counter(
+        (item.get("status") or {}).get("phase") or "-" for item in listed["items"]
+    )
+
+
+def one_run(kind: str, n: int, settle: float, window: float, timeout: float) -> dict[str, Any]:
+    say(f"== {kind}, {n} Models")
+    with ExitStack() as stack:
+        audit = Path(f"/tmp/modelops-scale-audit-{os.getpid()}.log")
+        audit.unlink(missing_ok=True)
+        stack.callback(audit.unlink, missing_ok=True)
+        policy = audit_policy(Path(f"/tmp/modelops-scale-policy-{os.getpid()}.yaml"))
+        stack.callback(policy.unlink, missing_ok=True)
+        cp = ControlPlane(
+            progress=lambda line: None,
+            apiserver_args=[
+                f"--audit-policy-file={policy}",
+                f"--audit-log-path={audit}",
+                "--audit-log-format=json",
+                "--audit-log-mode=batch",
+            ],
+        ).start()
+        stack.callback(cp.stop)
+        cp.kubectl_run("apply", "--server-side", "-f", str(ROOT / "crds"))
+        cp.kubectl_run("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        cp.kubectl_run("create", "namespace", NAMESPACE)
+        artifacts_claim(cp)
+        kubeconfig = operator_kubeconfig(cp)
+        api_client = config.new_client_from_config(str(cp.kubeconfig))
+        api_client.configuration.connection_pool_maxsize = 8
+        kubelet = SimulatedKubelet(api_client).start()
+        stack.callback(kubelet.stop)
+        prometheus = PrometheusServer(cp.kubeconfig, scrape_interval="15s", progress=lambda _: None)
+        stack.enter_context(prometheus)
+        log = cp.directory / f"{kind}.log"
+        pid = stack.enter_context(operator(kind, kubeconfig, prometheus.url, log))
+        sampler = Sampler(pid)
+
+        others = {
+            **{c.name: Sampler(c.popen.pid) for c in cp.processes},
+            "prometheus": Sampler(prometheus.pid or 0),
+            "bench (kubelet, clients)": Sampler(os.getpid()),
+        }
+        others_started = {name: s.cpu_seconds() for name, s in others.items()}
+        started, cpu_started = time.time(), sampler.cpu_seconds()
+        create_models(api_client, n)
+        created = time.time() - started
+        say(f"  {n} Models created in {created:.1f}s")
+        last = 0.0
+        while True:
+            counts = phases(api_client)
+            elapsed = time.time() - started
+            sampler.sample()
+            if counts.get("Serving", 0) == n:
+                break
+            if elapsed > timeout:
+                raise TimeoutError(
+                    f"{kind}: after {timeout}s the phases are {dict(counts)}\n"
+                    + cp.kubectl_run("get", "all", "-n", NAMESPACE, check=False).stdout[-3000:]
+                    + f"\nthe operator's log ends:\n{log_tail(log, 40)}"
+                )
+            if elapsed - last >= 10:
+                say(f"  {elapsed:5.1f}s {dict(sorted(counts.items()))}")
+                last = elapsed
+            time.sleep(0.5)
+        serving = time.time() - started
+        rollout_cpu = sampler.cpu_seconds() - cpu_started
+        components = {n: round(s.cpu_seconds() - others_started[n], 1) for n, s in others.items()}
+        say(f"  all {n} Serving after {serving:.1f}s; settling {settle:.0f}s")
+        time.sleep(settle)
+
+        say(f"  steady state: measuring for {window:.0f}s")
+        begin, cpu_before = time.time(), sampler.cpu_seconds()
+        sampler.rss.clear()
+        while time.time() - begin < window:
+            sampler.sample()
+            time.sleep(5)
+        end, cpu_after = time.time(), sampler.cpu_seconds()
+        if phases(api_client).get("Serving", 0) != n:
+            raise RuntimeError(f"{kind}: Models left Serving during the steady state; see {log}")
+        time.sleep(2)  # the audit log is written in batches
+        steady = audit_counts(audit, begin, end)
+        rollout = audit_counts(audit, started, started + serving)
+        minutes = (end - begin) / 60
+        result = {
+            "operator": kind,
+            "models": n,
+            "create_seconds": round(created, 1),
+            "serving_seconds": round(serving, 1),
+            "rollout_requests_per_model": round(sum(rollout.values()) / n, 1),
+            "rollout_cpu_seconds": round(rollout_cpu, 1),
+            "steady_requests_per_model_minute": round(sum(steady.values()) / n / minutes, 3),
+            "steady_status_writes": sum(v for k, v in steady.items() if k.endswith("/status")),
+            "steady_cpu_percent": round(100 * (cpu_after - cpu_before) / (end - begin), 1),
+            "rss_mb": round(max(sampler.rss), 1),
+            "rollout_cpu_by_component": components,
+            "steady_requests": dict(steady.most_common()),
+            "rollout_requests": dict(rollout.most_common()),
+        }
+        say("  " + json.dumps({k: v for k, v in result.items() if "requests" not in k}))
+        say(f"  steady requests: {dict(steady.most_common(8))}")
+        say(f"  CPU seconds during the rollout: {components}")
+        return result
+
+
+def ratio(ours: float, base: float) -> str:
+    return f"{ours / base:.2f}x" if base else "-"
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    rows = [
+        "| Models | operator | to Serving | requests per Model (rollout) | CPU s (rollout) "
+        "| RSS MB | steady requests / Model / min | steady CPU % | steady status writes |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        if "timeout" in r:
+            rows.append(f"| {r['models']} | {r['operator']} | not all after {r['timeout']:.0f} s |")
+            continue
+        rows.append(
+            f"| {r['models']} | {r['operator']} | {r['serving_seconds']:.1f} s "
+            f"| {r['rollout_requests_per_model']} | {r['rollout_cpu_seconds']} | {r['rss_mb']} "
+            f"| {r['steady_requests_per_model_minute']} | {r['steady_cpu_percent']} "
+            f"| {r['steady_status_writes']} |"
+        )
+    return "\n".join(rows)
+
+
+def ratios(results: list[dict[str, Any]]) -> str:
+    by = {(r["operator"], r["models"]): r for r in results}
+    rows = [
+        "| Models | to Serving | requests (rollout) | CPU (rollout) | RSS |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for n in sorted({r["models"] for r in results}):
+        ours, base = by.get(("modelops", n)), by.get(("baseline", n))
+        if ours is None or base is None or "timeout" in ours or "timeout" in base:
+            continue
+        rows.append(
+            f"| {n} | {ratio(ours['serving_seconds'], base['serving_seconds'])} "
+            f"| {ratio(ours['rollout_requests_per_model'], base['rollout_requests_per_model'])} "
+            f"| {ratio(ours['rollout_cpu_seconds'], base['rollout_cpu_seconds'])} "
+            f"| {ratio(ours['rss_mb'], base['rss_mb'])} |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="10,100,1000")
+    parser.add_argument("--operators", default="baseline,modelops")
+    parser.add_argument("--settle", type=float, default=30)
+    parser.add_argument("--window", type=float, default=180)
+    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--write-docs", type=Path)
+    args = parser.parse_args(argv)
+    results = []
+    for n in (int(x) for x in args.models.split(",")):
+        for kind in args.operators.split(","):
+            try:
+                results.append(one_run(kind, n, args.settle, args.window, args.timeout))
+            except TimeoutError as error:  # a row that says so, and the other runs still run
+                say(str(error))
+                results.append({"operator": kind, "models": n, "timeout": args.timeout})
+    print(table(results))
+    print()
+    print(ratios(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    if args.write_docs:
+        write_section(args.write_docs, SECTION, docs(results, args))
+    return 0
+
+
+def docs(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    steady = "\n".join(
+        f"- {r['operator']}, {r['models']} Models: "
+        + (", ".join(f"{k} {v}" for k, v in list(r["steady_requests"].items())[:8]) or "none")
+        for r in results
+        if "timeout" not in r
+    )
+    return f"""{SECTION}
+
+`.venv/bin/python bench/scale.py --models {args.models} --window {args.window:.0f}` on
+{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; each row is a
+fresh control plane, a real Prometheus and the simulated kubelet (bench/simkubelet.py), with the
+operator as a process of its own. "To Serving" runs from the first create until every Model's
+phase is Serving; the requests are the operator's own, from the API server's audit log; the steady
+state is {args.window:.0f} s after {args.settle:.0f} s of settling, with nothing changing.
+
+{table(results)}
+
+modelops ÷ baseline (the minimal Kopf operator of bench/baseline_operator.py):
+
+{ratios(results)}
+
+Steady-state requests in the window, by verb and resource:
+
+{steady}
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

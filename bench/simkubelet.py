@@ -1,0 +1,256 @@
+"""A simulated kubelet for the scale benchmark: one Node whose pods run nothing.
+
+The one part of a cluster that cannot exist here at scale is a thousand containers, so this
+stands in for the kubelet (as kwok does): it registers a Node with room for thousands of pods,
+renews its Lease, and reports every pod the real scheduler binds to it as if its containers ran.
+A training pod terminates at once with a successful `modelops train` result in its termination
+message (docs/runtime-contract.md); any other pod runs and is Ready. A deleted pod is removed at
+once. Everything else (API server, controllers, scheduler, operator) is real.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import itertools
+import json
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import urllib3
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from modelops_operator import api
+
+log = logging.getLogger("simkubelet")
+# Pod addresses come from a range nothing answers on (Prometheus' scrapes of them time out).
+# Not loopback: Endpoints and EndpointSlices refuse loopback addresses.
+POD_NETWORK = ipaddress.ip_network("10.244.0.0/16")
+NODE_IP = "10.243.0.1"
+
+
+def _now(micro: bool = False) -> str:
+    moment = datetime.datetime.now(datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
+
+
+def training_result(model: str, version: str) -> str:
+    """What `modelops train` writes to its termination message on success."""
+    return json.dumps(
+        {
+            "phase": api.SUCCEEDED,
+            "reason": "Trained",
+            "message": "trained (simulated)",
+            "model": model,
+            "version": version,
+            "tag": f"{model}:{version}",
+            "artifact": f"file:///models/{model}/{version}.bentomodel",
+            "metrics": {"accuracy": 0.97, "f1_macro": 0.96},
+        }
+    )
+
+
+def _container_statuses(pod: dict[str, Any], state: dict[str, Any], ready: bool) -> list[Any]:
+    return [
+        {
+            "name": c["name"],
+            "image": c.get("image", ""),
+            "imageID": "",
+            "ready": ready,
+            "started": ready,
+            "restartCount": 0,
+            "state": state,
+        }
+        for c in pod["spec"]["containers"]
+    ]
+
+
+def pod_status(pod: dict[str, Any], ip: str) -> dict[str, Any]:
+    """The status a kubelet would report once the pod's containers ran (or are running)."""
+    labels = pod["metadata"].get("labels") or {}
+    if labels.get(api.LABEL_COMPONENT) == "training":
+        message = training_result(
+            labels.get(api.LABEL_MODEL, ""), labels.get(api.LABEL_VERSION, "")
+        )
+        state = {
+            "terminated": {
+                "exitCode": 0,
+                "reason": "Completed",
+                "message": message,
+                "startedAt": _now(),
+                "finishedAt": _now(),
+            }
+        }
+        return {
+            "phase": "Succeeded",
+            "startTime": _now(),
+            "podIP": ip,
+            "conditions": [{"type": "Ready", "status": "False", "reason": "PodCompleted"}],
+            "containerStatuses": _container_statuses(pod, state, False),
+        }
+    return {
+        "phase": "Running",
+        "startTime": _now(),
+        "podIP": ip,
+        "podIPs": [{"ip": ip}],
+        "conditions": [
+            {"type": "Initialized", "status": "True", "lastTransitionTime": _now()},
+            {"type": "ContainersReady", "status": "True", "lastTransitionTime": _now()},
+            {"type": "Ready", "status": "True", "lastTransitionTime": _now()},
+        ],
+        "containerStatuses": _container_statuses(pod, {"running": {"startedAt": _now()}}, True),
+    }
+
+
+class _Restart(Exception):
+    """The watch has to start again."""
+
+
+class SimulatedKubelet:
+    """Registers `node` and runs (in name only) every pod bound to it, until `stop()`."""
+
+    def __init__(self, api_client: client.ApiClient, node: str = "sim-node", workers: int = 4):
+        self.core = client.CoreV1Api(api_client)
+        self.leases = client.CoordinationV1Api(api_client)
+        self.node, self.workers = node, workers
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="simkubelet")
+        self._handled: set[str] = set()
+        self._threads: list[threading.Thread] = []
+        self.pods_started = 0
+        self._addresses = itertools.cycle(POD_NETWORK.hosts())
+
+    def start(self) -> SimulatedKubelet:
+        self._register()
+        for target in (self._heartbeat, self._watch):
+            thread = threading.Thread(target=target, daemon=True, name=f"simkubelet-{target}")
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _register(self) -> None:
+        resources = {"cpu": "1000", "memory": "4Ti", "pods": "20000", "ephemeral-storage": "10Ti"}
+        self.core.create_node(
+            {
+                "metadata": {"name": self.node, "labels": {"kubernetes.io/hostname": self.node}},
+                "spec": {},
+            }
+        )
+        self.core.patch_node_status(
+            self.node,
+            {
+                "status": {
+                    "capacity": resources,
+                    "allocatable": resources,
+                    "addresses": [{"type": "InternalIP", "address": NODE_IP}],
+                    "conditions": [self._ready_condition()],
+                    "nodeInfo": {"kubeletVersion": "simulated", "architecture": "amd64"},
+                }
+            },
+        )
+        self.leases.create_namespaced_lease(
+            "kube-node-lease",
+            {
+                "metadata": {"name": self.node},
+                "spec": {
+                    "holderIdentity": self.node,
+                    "leaseDurationSeconds": 40,
+                    "renewTime": _now(micro=True),
+                },
+            },
+        )
+
+    def _ready_condition(self) -> dict[str, str]:
+        return {
+            "type": "Ready",
+            "status": "True",
+            "reason": "KubeletReady",
+            "message": "simulated kubelet",
+            "lastHeartbeatTime": _now(),
+            "lastTransitionTime": _now(),
+        }
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(10):
+            try:
+                self.leases.patch_namespaced_lease(
+                    self.node, "kube-node-lease", {"spec": {"renewTime": _now(micro=True)}}
+                )
+            except ApiException as error:
+                log.warning("lease of %s not renewed: %s", self.node, error.reason)
+
+    def _watch(self) -> None:
+        """Watches the pods bound to the node, reading the raw JSON lines (the client's models
+        would cost more CPU than everything else this does)."""
+        version = ""
+        while not self._stop.is_set():
+            try:
+                response = self.core.list_pod_for_all_namespaces(
+                    watch=True,
+                    field_selector=f"spec.nodeName={self.node}",
+                    resource_version=version,
+                    timeout_seconds=60,
+                    _preload_content=False,
+                )
+                buffer = b""
+                for chunk in response.stream(1 << 16):
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in filter(None, lines):
+                        event = json.loads(line)
+                        if event["type"] == "ERROR":  # typically 410: list again from now
+                            version = ""
+                            raise _Restart
+                        pod = event["object"]
+                        version = pod["metadata"]["resourceVersion"]
+                        if event["type"] != "DELETED":
+                            self._seen(pod)
+                    if self._stop.is_set():
+                        return
+            except _Restart:
+                continue
+            except (ApiException, urllib3.exceptions.HTTPError) as error:
+                if not self._stop.is_set():
+                    log.warning("pod watch broken: %s", error)
+                    self._stop.wait(1)
+
+    def _seen(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        key = f"{meta['namespace']}/{meta['name']}/{meta['uid']}"
+        if meta.get("deletionTimestamp"):
+            if key + "/deleted" not in self._handled:
+                self._handled.add(key + "/deleted")
+                self._pool.submit(self._delete, meta["namespace"], meta["name"])
+        elif (pod.get("status") or {}).get("phase", "Pending") == "Pending" and (
+            key not in self._handled
+        ):
+            self._handled.add(key)
+            self._pool.submit(self._run, pod)
+
+    def _run(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        try:
+            status = pod_status(pod, str(next(self._addresses)))
+            self.core.patch_namespaced_pod_status(
+                meta["name"], meta["namespace"], {"status": status}, _preload_content=False
+            )
+            self.pods_started += 1
+        except ApiException as error:
+            if error.status != 404:
+                log.warning("pod %s/%s not started: %s", meta["namespace"], meta["name"], error)
+
+    def _delete(self, namespace: str, name: str) -> None:
+        try:
+            self.core.delete_namespaced_pod(
+                name, namespace, grace_period_seconds=0, _preload_content=False
+            )
+        except ApiException as error:
+            if error.status != 404:
+                log.warning("pod %s/%s not removed: %s", namespace, name, error.reason)
