@@ -24,10 +24,12 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime
+import functools
 import json
 import os
 import platform
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +41,7 @@ from typing import Any
 import yaml
 from benchdocs import write_section
 from kubernetes import client, config
-from simkubelet import SimulatedKubelet
+from simkubelet import SimulatedKubelet, watch_json
 
 from modelops_sandbox.controlplane import ControlPlane, log_tail
 from modelops_sandbox.operatorproc import OperatorProcess
@@ -194,13 +196,34 @@ def create_models(api_client: client.ApiClient, n: int) -> None:
         list(pool.map(create, range(n)))
 
 
-def phases(api_client: client.ApiClient) -> collections.Counter[str]:
-    listed = client.CustomObjectsApi(api_client).list_namespaced_custom_object(
-        "modelops.dev", "v1alpha1", NAMESPACE, "models"
-    )
-    return collections.Counter(
-        (item.get("status") or {}).get("phase") or "-" for item in listed["items"]
-    )
+class Phases:
+    """Each Model's phase, from a watch: listing a thousand Models every poll would load the API
+    server more than the operator under test does."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.by_name: dict[str, str] = {}
+        self._stop = threading.Event()
+        objects = client.CustomObjectsApi(api_client)
+        lister = functools.partial(
+            objects.list_namespaced_custom_object, "modelops.dev", "v1alpha1", NAMESPACE, "models"
+        )
+        thread = threading.Thread(
+            target=watch_json, args=(lister, self._seen, self._stop), daemon=True
+        )
+        thread.start()
+
+    def _seen(self, type: str, model: dict[str, Any]) -> None:
+        name = model["metadata"]["name"]
+        if type == "DELETED":
+            self.by_name.pop(name, None)
+        else:
+            self.by_name[name] = (model.get("status") or {}).get("phase") or "-"
+
+    def counts(self) -> collections.Counter[str]:
+        return collections.Counter(self.by_name.values())
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def one_run(kind: str, n: int, settle: float, window: float, timeout: float) -> dict[str, Any]:
@@ -242,13 +265,15 @@ def one_run(kind: str, n: int, settle: float, window: float, timeout: float) -> 
             "bench (kubelet, clients)": Sampler(os.getpid()),
         }
         others_started = {name: s.cpu_seconds() for name, s in others.items()}
+        phases = Phases(api_client)
+        stack.callback(phases.stop)
         started, cpu_started = time.time(), sampler.cpu_seconds()
         create_models(api_client, n)
         created = time.time() - started
         say(f"  {n} Models created in {created:.1f}s")
         last = 0.0
         while True:
-            counts = phases(api_client)
+            counts = phases.counts()
             elapsed = time.time() - started
             sampler.sample()
             if counts.get("Serving", 0) == n:
@@ -276,7 +301,7 @@ def one_run(kind: str, n: int, settle: float, window: float, timeout: float) -> 
             sampler.sample()
             time.sleep(5)
         end, cpu_after = time.time(), sampler.cpu_seconds()
-        if phases(api_client).get("Serving", 0) != n:
+        if phases.counts().get("Serving", 0) != n:
             raise RuntimeError(f"{kind}: Models left Serving during the steady state; see {log}")
         time.sleep(2)  # the audit log is written in batches
         steady = audit_counts(audit, begin, end)

@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -109,6 +110,45 @@ class _Restart(Exception):
     """The watch has to start again."""
 
 
+def watch_json(
+    lister: Callable[..., Any],
+    handle: Callable[[str, dict[str, Any]], object],
+    stop: threading.Event,
+    **params: Any,
+) -> None:
+    """Runs a watch of `lister` until `stop`, calling `handle(type, object)` per event. It reads
+    the raw JSON lines: the client's models would cost more CPU than everything else here."""
+    version = ""
+    while not stop.is_set():
+        try:
+            response = lister(
+                watch=True,
+                resource_version=version,
+                timeout_seconds=60,
+                _preload_content=False,
+                **params,
+            )
+            buffer = b""
+            for chunk in response.stream(1 << 16):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in filter(None, lines):
+                    event = json.loads(line)
+                    if event["type"] == "ERROR":  # typically 410 Gone: start again from now
+                        version = ""
+                        raise _Restart
+                    version = event["object"]["metadata"]["resourceVersion"]
+                    handle(event["type"], event["object"])
+                if stop.is_set():
+                    return
+        except _Restart:
+            continue
+        except (ApiException, urllib3.exceptions.HTTPError) as error:
+            if not stop.is_set():
+                log.warning("watch broken: %s", error)
+                stop.wait(1)
+
+
 class SimulatedKubelet:
     """Registers `node` and runs (in name only) every pod bound to it, until `stop()`."""
 
@@ -187,39 +227,12 @@ class SimulatedKubelet:
                 log.warning("lease of %s not renewed: %s", self.node, error.reason)
 
     def _watch(self) -> None:
-        """Watches the pods bound to the node, reading the raw JSON lines (the client's models
-        would cost more CPU than everything else this does)."""
-        version = ""
-        while not self._stop.is_set():
-            try:
-                response = self.core.list_pod_for_all_namespaces(
-                    watch=True,
-                    field_selector=f"spec.nodeName={self.node}",
-                    resource_version=version,
-                    timeout_seconds=60,
-                    _preload_content=False,
-                )
-                buffer = b""
-                for chunk in response.stream(1 << 16):
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
-                    for line in filter(None, lines):
-                        event = json.loads(line)
-                        if event["type"] == "ERROR":  # typically 410: list again from now
-                            version = ""
-                            raise _Restart
-                        pod = event["object"]
-                        version = pod["metadata"]["resourceVersion"]
-                        if event["type"] != "DELETED":
-                            self._seen(pod)
-                    if self._stop.is_set():
-                        return
-            except _Restart:
-                continue
-            except (ApiException, urllib3.exceptions.HTTPError) as error:
-                if not self._stop.is_set():
-                    log.warning("pod watch broken: %s", error)
-                    self._stop.wait(1)
+        watch_json(
+            self.core.list_pod_for_all_namespaces,
+            lambda type, pod: type != "DELETED" and self._seen(pod),
+            self._stop,
+            field_selector=f"spec.nodeName={self.node}",
+        )
 
     def _seen(self, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
