@@ -25,7 +25,6 @@ from modelops_operator.kube import Kube
 from modelops_operator.settings import Settings
 from modelops_operator.versions import VersionInfo
 
-MANAGED = {api.LABEL_MANAGED_BY: api.MANAGED_BY}
 SETTINGS = Settings()
 
 
@@ -57,7 +56,7 @@ def model_created(body: kopf.Body, memo: Any, **_: Any) -> None:
     kube.create(training.build_training_job(created, SETTINGS))
 
 
-@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
+@kopf.on.event("batch", "v1", "jobs", labels=api.MANAGED)
 def job_event(body: kopf.Body, memo: Any, **_: Any) -> None:
     if not (body.get("status") or {}).get("succeeded"):
         return
@@ -83,7 +82,7 @@ def job_event(body: kopf.Body, memo: Any, **_: Any) -> None:
     kube.create(children.build_service(model))
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+@kopf.on.event("apps", "v1", "deployments", labels=api.MANAGED)
 def deployment_event(body: kopf.Body, memo: Any, **_: Any) -> None:
     status = body.get("status") or {}
     available = any(

@@ -23,6 +23,7 @@ LABEL_COMPONENT: Final = "app.kubernetes.io/component"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 LABEL_NAME: Final = "app.kubernetes.io/name"
 MANAGED_BY: Final = "modelops"
+MANAGED: Final = {LABEL_MANAGED_BY: MANAGED_BY}  # the selector of every object the operator makes
 
 # Annotations a user (or the `modelops` CLI) sets on a Model.
 ANNOTATION_RETRAIN: Final = "modelops.dev/retrain"  # any new value triggers a retrain

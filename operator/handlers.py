@@ -24,7 +24,6 @@ import kopf
 from modelops_operator import api
 from modelops_operator.reconcile import Context
 
-MANAGED = {api.LABEL_MANAGED_BY: api.MANAGED_BY}
 log = logging.getLogger("modelops.handlers")
 State = Callable[[kopf.Body], Any]
 
@@ -61,9 +60,7 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # The operator posts its own Events; Kopf's only on trouble.
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = 4
-    namespaces = _ctx(memo).settings.namespaces
-    if namespaces and not any(set("*?[!") & set(n) for n in namespaces):
-        # Exact namespaces need no discovery: the operator runs with namespaced Roles only.
+    if _ctx(memo).settings.exact_namespaces:  # the operator runs with namespaced Roles only
         settings.scanning.disabled = True
     _ctx(memo).seed()
     _ctx(memo).start_background()
@@ -121,7 +118,7 @@ def version_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     _observe(memo, "ModelVersion", type, body, (body.get("spec") or {}).get("model"), state)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
+@kopf.on.event("batch", "v1", "jobs", labels=api.MANAGED)
 def job_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     status = body.get("status") or {}
     state = (
@@ -144,13 +141,13 @@ def _serving_state(body: kopf.Body) -> Any:
     )
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+@kopf.on.event("apps", "v1", "deployments", labels=api.MANAGED)
 def deployment_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     _observe(memo, "Deployment", type, body, _model_label(body), _serving_state(body))
 
 
-@kopf.on.event("", "v1", "services", labels=MANAGED)
-@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
-@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
+@kopf.on.event("", "v1", "services", labels=api.MANAGED)
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=api.MANAGED)
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=api.MANAGED)
 def other_child_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     _observe(memo, body.get("kind", ""), type, body, _model_label(body), _serving_state(body))

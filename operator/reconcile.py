@@ -33,7 +33,7 @@ from modelops_operator.analysis.model import (
 )
 from modelops_operator.kube import Body, Kube
 from modelops_operator.monitor import Monitor, Results, Watch
-from modelops_operator.settings import Settings
+from modelops_operator.settings import Settings, is_pattern
 from modelops_operator.specs import parse_duration
 from modelops_operator.status import Observed, model_status, transitions
 from modelops_operator.store import Store
@@ -42,7 +42,6 @@ from modelops_operator.workqueue import WorkQueue
 log = logging.getLogger("modelops.reconcile")
 EventSink = Callable[[Mapping[str, Any], str, str, str], None]
 ModelKey = tuple[str, str]
-MANAGED = {api.LABEL_MANAGED_BY: api.MANAGED_BY}
 # Models reconciled in parallel: a reconcile mostly waits for the API server.
 WORKERS = 12
 # What the operator watches (handlers.py) and so keeps in its store.
@@ -108,9 +107,9 @@ class Context:
     def seed(self) -> None:
         """Fills the store with one list per watched kind, before the watches start."""
         for kind in WATCHED:
-            selector = {} if kind in ("Model", "ModelVersion") else MANAGED
+            selector = {} if kind in ("Model", "ModelVersion") else api.MANAGED
             for namespace in self.settings.namespaces or ("",):
-                pattern = bool(set("*?[!") & set(namespace))
+                pattern = is_pattern(namespace)
                 try:
                     items = self.kube.list(kind, "" if pattern else namespace, selector)
                 except ApiException as error:  # the watch will be refused the same way

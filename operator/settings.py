@@ -37,6 +37,16 @@ class Settings:
     def cluster_wide(self) -> bool:
         return not self.namespaces
 
+    @property
+    def exact_namespaces(self) -> bool:
+        """Namespaces named exactly (no glob): no discovery needed, namespaced Roles suffice."""
+        return bool(self.namespaces) and not any(map(is_pattern, self.namespaces))
+
+
+def is_pattern(namespace: str) -> bool:
+    """Whether `namespace` is a glob (as Kopf matches namespaces), not a name."""
+    return bool(set("*?[!") & set(namespace))
+
 
 class SettingsError(ValueError):
     """A setting has a value the operator cannot use."""
