@@ -379,9 +379,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--write-docs", type=Path)
+    parser.add_argument(
+        "--from-json", type=Path, help="render the tables (and docs) of an earlier run's --json"
+    )
     args = parser.parse_args(argv)
-    results = []
-    for n in (int(x) for x in args.models.split(",")):
+    results = json.loads(args.from_json.read_text()) if args.from_json else []
+    for n in () if args.from_json else (int(x) for x in args.models.split(",")):
         for kind in args.operators.split(","):
             try:
                 results.append(one_run(kind, n, args.settle, args.window, args.timeout))
@@ -398,32 +401,93 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def components(results: list[dict[str, Any]]) -> str:
+    """CPU seconds of every process during the rollout: what paces it on a small machine."""
+    rows = [r for r in results if "rollout_cpu_by_component" in r]
+    names = list(rows[0]["rollout_cpu_by_component"]) if rows else []
+    lines = [
+        "| Models | operator | operator CPU s | " + " | ".join(names) + " |",
+        "| ---: | --- | ---: |" + " ---: |" * len(names),
+    ]
+    for r in rows:
+        cpu = r["rollout_cpu_by_component"]
+        lines.append(
+            f"| {r['models']} | {r['operator']} | {r['rollout_cpu_seconds']} | "
+            + " | ".join(str(cpu.get(n, "")) for n in names)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def docs(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
-    steady = "\n".join(
-        f"- {r['operator']}, {r['models']} Models: "
-        + (", ".join(f"{k} {v}" for k, v in list(r["steady_requests"].items())[:8]) or "none")
-        for r in results
-        if "timeout" not in r
+    quiet = all(not r.get("steady_requests") for r in results if "timeout" not in r)
+    steady = (
+        "none, in every run: a Model whose state does not change costs no request."
+        if quiet
+        else "\n\n"
+        + "\n".join(
+            f"- {r['operator']}, {r['models']} Models: "
+            + (", ".join(f"{k} {v}" for k, v in list(r["steady_requests"].items())[:8]) or "none")
+            for r in results
+            if "timeout" not in r
+        )
     )
     return f"""{SECTION}
 
-`.venv/bin/python bench/scale.py --models {args.models} --window {args.window:.0f}` on
-{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; each row is a
-fresh control plane, a real Prometheus and the simulated kubelet (bench/simkubelet.py), with the
-operator as a process of its own. "To Serving" runs from the first create until every Model's
-phase is Serving; the requests are the operator's own, from the API server's audit log; the steady
-state is {args.window:.0f} s after {args.settle:.0f} s of settling, with nothing changing.
+`.venv/bin/python bench/scale.py --models {args.models} --settle {args.settle:.0f} --window
+{args.window:.0f}` on {platform.machine()}, {os.cpu_count()} cores, Python
+{platform.python_version()}; each row is a fresh control plane, a real Prometheus and the simulated
+kubelet (bench/simkubelet.py), with the operator as a process of its own. "To Serving" runs from
+the first create (the Models are created by four client threads, which is part of the time) until
+every Model's phase is Serving; the requests are the operator's own, from the API server's audit
+log; the steady state is {args.window:.0f} s after {args.settle:.0f} s of settling (longer than the
+Models' 1-minute analysis interval), with nothing changing; RSS is the largest in that window.
 
 {table(results)}
 
-modelops ÷ baseline (the minimal Kopf operator of bench/baseline_operator.py):
+modelops ÷ baseline (the minimal Kopf operator of bench/baseline_operator.py, which creates the
+same objects and sets the phase, and does nothing else):
 
 {ratios(results)}
 
-Steady-state requests in the window, by verb and resource:
+Operator requests in the steady-state window: {steady}
 
-{steady}
+CPU seconds of each process during the rollout (the machine has {os.cpu_count()} cores; every
+process of the control plane runs on it):
+
+{components(results)}
+
+{targets(results)}
 """
+
+
+def targets(results: list[dict[str, Any]]) -> str:
+    """The issue's targets for the largest run of modelops, met or not."""
+    ours = [r for r in results if r["operator"] == "modelops" and "timeout" not in r]
+    if not ours:
+        return "modelops did not bring every Model to Serving in time."
+    r = max(ours, key=lambda x: x["models"])
+    base = next(
+        (b for b in results if b["operator"] == "baseline" and b["models"] == r["models"]), None
+    )
+    baseline = (
+        f" (the baseline: {base['serving_seconds']:.0f} s)"
+        if base and "timeout" not in base
+        else ""
+    )
+    verdict = lambda ok: "met" if ok else "missed"  # noqa: E731
+    return "\n".join(
+        [
+            f"Targets at {r['models']} Models:",
+            "",
+            f"- every Model Serving in under 2 minutes: {r['serving_seconds']:.0f} s{baseline}, "
+            f"{verdict(r['serving_seconds'] < 120)};",
+            f"- steady-state operator memory under 300 MB: {r['rss_mb']:.0f} MB, "
+            f"{verdict(r['rss_mb'] < 300)};",
+            f"- no status writes when nothing changes: {r['steady_status_writes']}, "
+            f"{verdict(r['steady_status_writes'] == 0)}.",
+        ]
+    )
 
 
 if __name__ == "__main__":
