@@ -43,14 +43,17 @@ class WorkQueue:
         self.done = 0
 
     def add(self, namespace: str, name: str) -> None:
-        key = (namespace, name)
         with self._cond:
-            if key in self._running:
-                self._again.add(key)
-            elif key not in self._queued:
-                self._queued.add(key)
-                self._ready.append(key)
-                self._cond.notify()
+            self._offer((namespace, name))
+
+    def _offer(self, key: ModelKey) -> None:
+        """Queues `key` unless it is queued; one being reconciled goes again afterwards."""
+        if key in self._running:
+            self._again.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._ready.append(key)
+            self._cond.notify()
 
     def add_later(self, key: ModelKey, delay: float) -> None:
         with self._cond:
@@ -80,12 +83,7 @@ class WorkQueue:
             while not self._stop:
                 now = self.clock()
                 while self._later and self._later[0][0] <= now:
-                    _, key = heapq.heappop(self._later)
-                    if key not in self._queued and key not in self._running:
-                        self._queued.add(key)
-                        self._ready.append(key)
-                    elif key in self._running:
-                        self._again.add(key)
+                    self._offer(heapq.heappop(self._later)[1])
                 if self._ready:
                     key = self._ready.popleft()
                     self._queued.discard(key)
@@ -112,7 +110,5 @@ class WorkQueue:
                 self.done += 1
                 if key in self._again:
                     self._again.discard(key)
-                    if key not in self._queued:
-                        self._queued.add(key)
-                        self._ready.append(key)
+                    self._offer(key)
                 self._cond.notify_all()
