@@ -217,7 +217,14 @@ def _reconcile(ctx: Context, model: Body) -> Body:
     choice = versions.choose_stable(ordered, pinned, status.get("stableVersion"))
     candidate = versions.candidate(ordered, choice.version, pinned)
 
-    step = rollout.step(ctx.kube, ctx.settings, model, choice.version, candidate, results, clock)
+    failure: ApiException | None = None
+    try:
+        step = rollout.step(
+            ctx.kube, ctx.settings, model, choice.version, candidate, results, clock
+        )
+    except ApiException as error:  # the status says so; the queue retries after this pass
+        failure = error
+        step = rollout.RolloutResult(stable=choice.version, canary=status.get("canary"))
     for kind, reason, message in step.events:
         ctx.event(model, kind, reason, message)
     if step.rolled_back and candidate is not None:
@@ -234,6 +241,7 @@ def _reconcile(ctx: Context, model: Body) -> Body:
         pin_problem=choice.problem,
         canary=step.canary,
         rolled_back=step.rolled_back,
+        write_error=_api_error(failure) if failure is not None else "",
         **_monitoring_view(model, monitoring),
         **step.deployment,
     )
@@ -262,7 +270,18 @@ def _reconcile(ctx: Context, model: Body) -> Body:
             ctx.event(model, kind, reason, message)
     if analysed is not None:
         ctx.analysed[(namespace, name)] = analysed
+    if failure is not None:
+        raise failure
     return new_status
+
+
+def _api_error(error: ApiException) -> str:
+    """What the API server said, in one line: its Status message when there is one."""
+    try:
+        message = json.loads(error.body or "{}").get("message")
+    except ValueError:
+        message = None
+    return f"serving children not written: {error.status} {message or error.reason}"
 
 
 def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:

@@ -38,6 +38,7 @@ class Observed:
     drift_feature: str | None = None
     drift_limit: float | None = None
     live_accuracy: float | None = None  # from feedback, when measured on enough samples
+    write_error: str = ""  # the API server refused a serving child in this pass: why
 
 
 def _describe(v: VersionInfo) -> str:
@@ -109,6 +110,8 @@ def _progressing(o: Observed) -> tuple[str, str, str]:
 
 
 def _degraded(o: Observed) -> tuple[str, str, str]:
+    if o.write_error:
+        return "True", "WriteFailed", o.write_error
     if o.stable is not None and o.pin_problem:
         return (
             "True",

@@ -644,3 +644,23 @@ def test_a_schedule_retrains_on_time(isolated: tuple[Cluster, OwnOperator]) -> N
     # A schedule says when to train, not what: changing it trained no new version.
     assert "iris-v4" not in cluster.versions()
     assert cluster.versions().get("iris-v3", {}).get("spec", {}).get("reason") != "spec-change"
+
+
+def test_a_refused_serving_write_degrades_the_model_until_it_succeeds(cluster: Cluster) -> None:
+    """The API server refusing a child (here a quota of no Services) is in the Model's status,
+    not only in the operator's log; once the refusal goes, the retry serves."""
+    cluster.core.create_namespaced_resource_quota(
+        cluster.ns, {"metadata": {"name": "no-services"}, "spec": {"hard": {"services": "0"}}}
+    )
+    _serve_v1(cluster, iris(replicas=1))
+    degraded = eventually(
+        lambda: (c := cluster.condition("iris", "Degraded")).get("reason") == "WriteFailed" and c
+    )
+    assert degraded["status"] == "True" and "quota" in degraded["message"], degraded
+    assert cluster.model("iris")["status"]["phase"] == "Degraded"
+
+    cluster.core.delete_namespaced_resource_quota("no-services", cluster.ns)
+    eventually(lambda: cluster.core.list_namespaced_service(cluster.ns).items)
+    cluster.serve_ready("iris-stable")
+    eventually(lambda: cluster.model("iris")["status"]["phase"] == "Serving")
+    assert cluster.condition("iris", "Degraded")["status"] == "False"

@@ -414,3 +414,18 @@ def test_a_first_rollout_posts_phases_and_the_verdict_only() -> None:
     assert [(e[0], e[1]) for e in status.transitions(deploying, serving)] == [
         ("Normal", "PhaseServing")
     ]
+
+
+def test_a_refused_write_degrades_the_model() -> None:
+    v1 = v(1, api.SUCCEEDED)
+    o = status.Observed(
+        generation=1, latest=v1, trained=v1, newest=v1, stable=v1, write_error="403 quota"
+    )
+    out = status.model_status(o, {}, "T0")
+    degraded = {c["type"]: c for c in out["conditions"]}["Degraded"]
+    assert (degraded["status"], degraded["reason"], degraded["message"]) == (
+        "True",
+        "WriteFailed",
+        "403 quota",
+    )
+    assert out["phase"] == "Degraded"
