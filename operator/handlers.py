@@ -16,16 +16,12 @@ blocks deletion whenever the operator is not running.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import kopf
 
 from modelops_operator import api
 from modelops_operator.reconcile import Context
-
-log = logging.getLogger("modelops.handlers")
-State = Callable[[kopf.Body], Any]
 
 
 def _ctx(memo: Any) -> Context:
