@@ -28,6 +28,7 @@ import functools
 import json
 import os
 import platform
+import signal
 import sys
 import threading
 import time
@@ -383,6 +384,8 @@ def main(argv: list[str]) -> int:
         "--from-json", type=Path, help="render the tables (and docs) of an earlier run's --json"
     )
     args = parser.parse_args(argv)
+    # A stopped run cleans up like a finished one: SIGTERM unwinds the ExitStack of one_run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = json.loads(args.from_json.read_text()) if args.from_json else []
     for n in () if args.from_json else (int(x) for x in args.models.split(",")):
         for kind in args.operators.split(","):
