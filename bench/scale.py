@@ -73,9 +73,9 @@ def audit_policy(path: Path) -> Path:
     return path
 
 
-def model_body(name: str) -> dict[str, Any]:
+def model_template() -> dict[str, Any]:
+    """examples/iris.yaml with one replica, monitored without drift."""
     body: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "iris.yaml").read_text())
-    body["metadata"] = {"name": name, "namespace": NAMESPACE}
     body["spec"]["serving"]["replicas"] = 1
     monitoring = body["spec"]["monitoring"]
     monitoring["checks"].pop("drift")
@@ -152,20 +152,23 @@ class Sampler:
         return value
 
 
-def audit_counts(log: Path, since: float, until: float) -> collections.Counter[str]:
-    """The operator's requests received in [since, until), as `verb resource[/subresource]`."""
-    counts: collections.Counter[str] = collections.Counter()
+def audit_counts(
+    log: Path, windows: dict[str, tuple[float, float]]
+) -> dict[str, collections.Counter[str]]:
+    """The operator's requests received in each [since, until) window, as
+    `verb resource[/subresource]`; the log is read once."""
+    counts: dict[str, collections.Counter[str]] = {w: collections.Counter() for w in windows}
     with log.open() as lines:
         for line in lines:
             event = json.loads(line)
             at = datetime.datetime.fromisoformat(event["requestReceivedTimestamp"]).timestamp()
-            if not since <= at < until:
-                continue
             ref = event.get("objectRef") or {}
             what = ref.get("resource", event.get("requestURI", "?"))
             if ref.get("subresource"):
                 what += "/" + ref["subresource"]
-            counts[f"{event['verb']} {what}"] += 1
+            for window, (since, until) in windows.items():
+                if since <= at < until:
+                    counts[window][f"{event['verb']} {what}"] += 1
     return counts
 
 
@@ -187,10 +190,12 @@ def operator(kind: str, kubeconfig: Path, prometheus: str, log: Path) -> Iterato
 
 def create_models(api_client: client.ApiClient, n: int) -> None:
     objects = client.CustomObjectsApi(api_client)
+    template = model_template()
 
     def create(i: int) -> None:
+        body = {**template, "metadata": {"name": f"model-{i:04d}", "namespace": NAMESPACE}}
         objects.create_namespaced_custom_object(
-            "modelops.dev", "v1alpha1", NAMESPACE, "models", model_body(f"model-{i:04d}")
+            "modelops.dev", "v1alpha1", NAMESPACE, "models", body
         )
 
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -305,8 +310,10 @@ def one_run(kind: str, n: int, settle: float, window: float, timeout: float) -> 
         if phases.counts().get("Serving", 0) != n:
             raise RuntimeError(f"{kind}: Models left Serving during the steady state; see {log}")
         time.sleep(2)  # the audit log is written in batches
-        steady = audit_counts(audit, begin, end)
-        rollout = audit_counts(audit, started, started + serving)
+        counted = audit_counts(
+            audit, {"steady": (begin, end), "rollout": (started, started + serving)}
+        )
+        steady, rollout = counted["steady"], counted["rollout"]
         minutes = (end - begin) / 60
         result = {
             "operator": kind,

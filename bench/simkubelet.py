@@ -25,6 +25,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from modelops_operator import api
+from modelops_training.result import fit_to_limit
 
 log = logging.getLogger("simkubelet")
 # Pod addresses come from a range nothing answers on (Prometheus' scrapes of them time out).
@@ -39,8 +40,8 @@ def _now(micro: bool = False) -> str:
 
 
 def training_result(model: str, version: str) -> str:
-    """What `modelops train` writes to its termination message on success."""
-    return json.dumps(
+    """What `modelops train` writes to its termination message on success (same serialiser)."""
+    return fit_to_limit(
         {
             "phase": api.SUCCEEDED,
             "reason": "Trained",
@@ -160,7 +161,6 @@ class SimulatedKubelet:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="simkubelet")
         self._handled: set[str] = set()
         self._threads: list[threading.Thread] = []
-        self.pods_started = 0
         self._addresses = itertools.cycle(POD_NETWORK.hosts())
 
     def start(self) -> SimulatedKubelet:
@@ -254,7 +254,6 @@ class SimulatedKubelet:
             self.core.patch_namespaced_pod_status(
                 meta["name"], meta["namespace"], {"status": status}, _preload_content=False
             )
-            self.pods_started += 1
         except ApiException as error:
             if error.status != 404:
                 log.warning("pod %s/%s not started: %s", meta["namespace"], meta["name"], error)

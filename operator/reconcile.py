@@ -430,7 +430,8 @@ def _reference(ctx: Context, version: Body | None) -> Mapping[str, Any] | None:
         return dict(status["reference"])
     meta = version["metadata"]
     key = (meta["namespace"], meta["name"])
-    if time.monotonic() - ctx.reference_misses.get(key, -REFERENCE_RETRY) < REFERENCE_RETRY:
+    missed = ctx.reference_misses.get(key)
+    if missed is not None and time.monotonic() - missed < REFERENCE_RETRY:
         return None
     pods = ctx.kube.list(
         "Pod", meta["namespace"], {api.LABEL_VERSION: meta["name"], api.LABEL_COMPONENT: "serving"}
@@ -458,7 +459,7 @@ def _reference(ctx: Context, version: Body | None) -> Mapping[str, Any] | None:
             )
             ctx.reference_misses.pop(key, None)
             return dict(reference)
-        ctx.reference_misses[key] = time.monotonic()
+        ctx.reference_misses[key] = time.monotonic()  # served, but without a reference
     return None
 
 

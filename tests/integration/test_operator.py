@@ -477,23 +477,18 @@ def test_retrain_command_starts_one_manual_version(
     cluster: Cluster, control_plane: ControlPlane
 ) -> None:
     _serve_v1(cluster, iris())
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "modelops_operator.cli",
-            "retrain",
-            "iris",
-            "-n",
-            cluster.ns,
-            "--kubeconfig",
-            str(control_plane.kubeconfig),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "retrain requested" in result.stdout
+
+    def retrain(model: str) -> subprocess.CompletedProcess[str]:
+        cli = [sys.executable, "-m", "modelops_operator.cli", "retrain", model, "-n", cluster.ns]
+        return subprocess.run(
+            [*cli, "--kubeconfig", str(control_plane.kubeconfig)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    result = retrain("iris")
+    assert result.returncode == 0 and "retrain requested" in result.stdout, result.stderr
     v2 = eventually(lambda: cluster.versions().get("iris-v2"))
     assert v2["spec"]["reason"] == "manual"
     token = cluster.model("iris")["metadata"]["annotations"]["modelops.dev/retrain"]
@@ -519,22 +514,7 @@ def test_retrain_command_starts_one_manual_version(
     eventually(handled)
     assert sorted(cluster.versions()) == ["iris-v1", "iris-v2"]
 
-    missing = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "modelops_operator.cli",
-            "retrain",
-            "nosuch",
-            "-n",
-            cluster.ns,
-            "--kubeconfig",
-            str(control_plane.kubeconfig),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    missing = retrain("nosuch")
     assert missing.returncode == 1 and "not found" in missing.stderr
 
 

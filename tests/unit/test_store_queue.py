@@ -72,11 +72,9 @@ class Recording(Kube):
     def __init__(self, store: Store) -> None:
         super().__init__(None, store)  # type: ignore[arg-type]
         self.calls: list[str] = []
-        self.generation = 0
 
     def request(self, method: str, url: str, body: Any = None, **_: Any) -> dict[str, Any]:
         self.calls.append(method)
-        self.generation += 1
         return {**body, "metadata": {**body["metadata"], "generation": 1, "resourceVersion": "9"}}
 
 
