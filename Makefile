@@ -1,10 +1,6 @@
 # The two commands of the README, and the steps they are made of. Each step installs what it needs
 # and skips what is already there.
 SHELL := /bin/bash
-# The repository's top-level `operator/` folder (import name modelops_operator) would shadow the
-# standard library's `operator` for `python -m ...` run here: never put the working directory on
-# sys.path (Python 3.11's safe path).
-export PYTHONSAFEPATH := 1
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -22,12 +18,8 @@ test: lint typecheck pytest ## ruff, mypy and every test tier
 lint: venv
 	$(VENV)/bin/ruff check .
 
-# mypy names modules after their folders; a tree of links gives the folders their import names.
-TYPED := operator:modelops_operator training:modelops_training serving:modelops_serving sandbox:modelops_sandbox
 typecheck: venv
-	@mkdir -p .typecheck
-	@for p in $(TYPED); do ln -sfn "../$${p%%:*}" ".typecheck/$${p##*:}"; done
-	MYPYPATH=.typecheck $(VENV)/bin/mypy $(foreach p,$(TYPED),-p $(lastword $(subst :, ,$(p))))
+	$(VENV)/bin/mypy -p modelops_operator -p modelops_training -p modelops_serving -p modelops_sandbox
 
 pytest: venv tools
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
@@ -46,10 +38,10 @@ tools: prerequisites ## Go-built control plane, kubectl, etcd, helm, Prometheus 
 
 venv: prerequisites $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sandbox/pyproject.toml
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	$(PYTHON) -m pip install --quiet -e '.[dev]' -e ./sandbox
 	@touch $(STAMP)
 
 prerequisites:

@@ -16,7 +16,6 @@ COPY pyproject.toml README.md ./
 COPY operator/ operator/
 COPY training/ training/
 COPY serving/ serving/
-COPY sandbox/ sandbox/
 # The one distribution, from wheels wherever one exists (neither stage has a compiler, so a
 # dependency that needs one fails the build instead of slipping in); then the installers go, so
 # the run stage holds no build tools.

@@ -17,7 +17,6 @@ COPY pyproject.toml README.md ./
 COPY operator/ operator/
 COPY training/ training/
 COPY serving/ serving/
-COPY sandbox/ sandbox/
 # Wheels wherever one exists: scikit-learn, numpy, pandas and BentoML ship manylinux wheels, so no
 # compiler is needed here and none reaches the run stage. The bytecode is compiled now, because the root
 # filesystem is read-only at run time.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import importlib.metadata
+import importlib.util
 import re
 import tomllib
 from pathlib import Path
@@ -91,7 +92,7 @@ def test_every_path_a_dockerfile_copies_exists_in_the_build_context(image: str) 
         assert (REPO / source).exists(), f"{image}: COPY {source} does not exist"
         assert not _ignored(source), f"{image}: COPY {source} is excluded by .dockerignore"
     # What the distribution is built from is all there: every package folder of pyproject.
-    folders = set(PYPROJECT["tool"]["setuptools"]["package-dir"].values())
+    folders = set(PYPROJECT["tool"]["setuptools"]["packages"]["find"]["where"])
     assert folders <= {s.rstrip("/") for s in copied}
     assert PYPROJECT["project"]["readme"] in copied
 
@@ -159,9 +160,7 @@ def test_entrypoints_and_the_operators_pod_commands_exist_in_the_images() -> Non
         if command[:2] == ["bentoml", "serve"]:
             # bentoml serve MODULE:CLASS imports the class from the installed package.
             module, _, attribute = command[2].partition(":")
-            package, _, rest = module.partition(".")
-            folder = PYPROJECT["tool"]["setuptools"]["package-dir"][package]
-            source = REPO / folder / (rest.replace(".", "/") + ".py")
+            source = Path(str(importlib.util.find_spec(module).origin))
             tree = ast.parse(source.read_text())
             assert attribute in {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
     assert any(c[:2] == ["bentoml", "serve"] for c in commands)

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TOOLS_DIR = REPO / "hack" / "tools"
 VERSIONS_FILE = TOOLS_DIR / "versions.env"
 

@@ -20,8 +20,6 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "pause": ("modelops_operator.commands", "pause", "pause a Model's canary"),
     "resume": ("modelops_operator.commands", "resume", "resume a Model's paused canary"),
     "operator": ("modelops_operator.run", "main", "run the operator (Kopf) against a cluster"),
-    "logs": ("modelops_sandbox.logcmd", "main", "show a sandbox pod's container logs"),
-    "demo": ("modelops_sandbox.demo", "main", "run the loop on a local control plane (make demo)"),
 }
 
 

@@ -280,7 +280,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="modelops demo",
+        prog="python -m modelops_sandbox.demo",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -27,7 +27,7 @@ from modelops_sandbox.nodeagent import AgentProcess, start_agent_process
 from modelops_sandbox.operatorproc import OperatorProcess
 from modelops_sandbox.prometheus import PrometheusServer
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS_CLAIM = "modelops-artifacts"
 
 
