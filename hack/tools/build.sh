@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds the pinned Kubernetes components, etcd, helm and Prometheus from the Go module proxy into a
-# cache outside the repository, skipping every binary that is already there.
+# Builds the pinned Kubernetes components, containerd, etcd, helm and Prometheus from the Go module
+# proxy into a cache outside the repository, skipping every binary that is already there.
 #
-#   hack/tools/build.sh [component ...]    components: kubernetes etcd helm prometheus (default: all)
+#   hack/tools/build.sh [component ...]
+#
+# components: kubernetes containerd etcd helm prometheus (default: all)
 #
 # The cache is $MODELOPS_CACHE (default ~/.cache/modelops); each component lands in
 # tools/<component>-<version>/bin/. Versions come from versions.env, the modules from the go.mod files
@@ -38,8 +40,17 @@ kubernetes() {
     ld="$ld -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
   done
   local cmd
-  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
     build kubernetes "$v" "$cmd" "k8s.io/kubernetes/cmd/$cmd" "$ld" ""
+  done
+}
+containerd() {
+  # The graph drivers that need C libraries are left out (the node uses the overlayfs snapshotter).
+  local v=$CONTAINERD_VERSION cmd
+  local ld="-X github.com/containerd/containerd/v2/version.Version=$v"
+  for cmd in containerd containerd-shim-runc-v2 ctr; do
+    build containerd "$v" "$cmd" "github.com/containerd/containerd/v2/cmd/$cmd" "$ld" \
+      "-tags=no_btrfs,no_devmapper,no_zfs"
   done
 }
 etcd() { build etcd "$ETCD_VERSION" etcd go.etcd.io/etcd/server/v3 "" ""; }
@@ -58,10 +69,10 @@ prometheus() {
 }
 
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(kubernetes etcd helm prometheus)
+[ ${#components[@]} -gt 0 ] || components=(kubernetes containerd etcd helm prometheus)
 for c in "${components[@]}"; do
   case $c in
-    kubernetes|etcd|helm|prometheus) "$c" ;;
-    *) echo "tools: unknown component '$c' (kubernetes, etcd, helm, prometheus)" >&2; exit 2 ;;
+    kubernetes|containerd|etcd|helm|prometheus) "$c" ;;
+    *) echo "tools: unknown component '$c' (kubernetes, containerd, etcd, helm, prometheus)" >&2; exit 2 ;;
   esac
 done

@@ -22,7 +22,9 @@ new_module kubernetes modelops.dev/hack/tools/kubernetes \
   k8s.io/kubernetes/cmd/kube-apiserver \
   k8s.io/kubernetes/cmd/kube-controller-manager \
   k8s.io/kubernetes/cmd/kube-scheduler \
-  k8s.io/kubernetes/cmd/kubectl
+  k8s.io/kubernetes/cmd/kubectl \
+  k8s.io/kubernetes/cmd/kubelet \
+  k8s.io/kubernetes/cmd/kube-proxy
 # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with local paths that
 # a dependent cannot see; replace each with the published v0.<minor>.<patch> instead.
 staging_version="v0.${KUBERNETES_VERSION#v1.}"
@@ -31,6 +33,13 @@ for mod in $(awk '/=> \.\/staging\/src\//{print $1}' "$kmod"); do
   (cd "$here/kubernetes" && go mod edit -replace="$mod=$mod@$staging_version")
 done
 (cd "$here/kubernetes" && go mod edit -require="k8s.io/kubernetes@$KUBERNETES_VERSION" && go mod tidy)
+
+echo "pin: containerd $CONTAINERD_VERSION"
+new_module containerd modelops.dev/hack/tools/containerd \
+  github.com/containerd/containerd/v2/cmd/containerd \
+  github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
+  github.com/containerd/containerd/v2/cmd/ctr
+(cd "$here/containerd" && go mod edit -require="github.com/containerd/containerd/v2@$CONTAINERD_VERSION" && go mod tidy)
 
 echo "pin: etcd $ETCD_VERSION"
 new_module etcd modelops.dev/hack/tools/etcd go.etcd.io/etcd/server/v3

@@ -10,6 +10,7 @@ from modelops_sandbox import tools
 
 MODULES = {
     "kubernetes": ("k8s.io/kubernetes", "KUBERNETES_VERSION"),
+    "containerd": ("github.com/containerd/containerd/v2", "CONTAINERD_VERSION"),
     "etcd": ("go.etcd.io/etcd/server/v3", "ETCD_VERSION"),
     "helm": ("helm.sh/helm/v3", "HELM_VERSION"),
     "prometheus": ("github.com/prometheus/prometheus", "PROMETHEUS_VERSION"),
