@@ -209,6 +209,18 @@ class Kube:
         )
 
 
+def namespace_terminating(error: ApiException) -> bool:
+    """Whether the API server refused a write because its namespace is being deleted (a 403 that
+    is not an authorization decision: the cause `NamespaceTerminating`)."""
+    if error.status != 403:
+        return False
+    try:
+        causes = (json.loads(error.body or "{}").get("details") or {}).get("causes") or []
+    except (ValueError, AttributeError):
+        return False
+    return any(isinstance(c, dict) and c.get("reason") == "NamespaceTerminating" for c in causes)
+
+
 def _digest(body: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 

@@ -31,7 +31,7 @@ from modelops_operator.analysis.model import (
     TargetKey,
     summarise,
 )
-from modelops_operator.kube import Body, Kube
+from modelops_operator.kube import Body, Kube, namespace_terminating
 from modelops_operator.monitor import Monitor, Results, Watch
 from modelops_operator.settings import Settings, is_pattern
 from modelops_operator.specs import parse_duration
@@ -70,9 +70,10 @@ def kube_event_sink(kube: Kube) -> EventSink:
         try:
             kube.post_event(obj, kind, reason, message, at)
         except ApiException as error:  # an Event is worth less than the reconcile that made it
-            log.warning(
-                "event %s on %s not posted: %s", reason, obj["metadata"]["name"], error.reason
-            )
+            if not namespace_terminating(error):
+                log.warning(
+                    "event %s on %s not posted: %s", reason, obj["metadata"]["name"], error.reason
+                )
 
     def post(obj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
         poster.submit(send, obj, kind, reason, message, now())
@@ -153,7 +154,14 @@ def reconcile(ctx: Context, namespace: str, name: str) -> Body | None:
         if ctx.monitor is not None:
             ctx.monitor.watch((namespace, name), None)
         return None
-    return _reconcile(ctx, model)
+    try:
+        return _reconcile(ctx, model)
+    except ApiException as error:
+        if not namespace_terminating(error):
+            raise
+        # The namespace, and the Model with it, is being deleted: nothing to do, nothing to retry.
+        log.info("%s/%s: its namespace is being deleted; nothing to reconcile", namespace, name)
+        return None
 
 
 def _reconcile(ctx: Context, model: Body) -> Body:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 from support import eventually
 
-from modelops_operator import api
+from modelops_operator import api, kube
 from modelops_operator.kube import Kube
 from modelops_operator.reconcile import settled
 from modelops_operator.store import Store
@@ -166,3 +168,20 @@ def test_settled_keeps_the_previous_values_unless_something_moved(
     previous = {"check": "accuracy", "outcome": "Pass", "value": 0.9}
     assert (settled(previous, new) is previous) is kept
     assert settled(None, new) is new
+
+
+def test_a_write_into_a_terminating_namespace_is_told_from_an_rbac_refusal() -> None:
+    terminating = ApiException(status=403, reason="Forbidden")
+    terminating.body = json.dumps(
+        {
+            "kind": "Status",
+            "code": 403,
+            "reason": "Forbidden",
+            "details": {"causes": [{"reason": "NamespaceTerminating", "field": "metadata"}]},
+        }
+    )
+    rbac = ApiException(status=403, reason="Forbidden")
+    rbac.body = json.dumps({"kind": "Status", "code": 403, "reason": "Forbidden"})
+    assert kube.namespace_terminating(terminating)
+    assert not kube.namespace_terminating(rbac)
+    assert not kube.namespace_terminating(ApiException(status=404, reason="NotFound"))
