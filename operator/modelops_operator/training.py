@@ -203,21 +203,35 @@ def job_started(job: Mapping[str, Any]) -> bool:
     return bool(status.get("active") or status.get("ready") or status.get("startTime"))
 
 
-def termination_message(pod: Mapping[str, Any] | None) -> str | None:
-    """The training container's termination message, if it has terminated."""
+def termination(pod: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The training container's `terminated` state, if it has terminated."""
     for status in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
         if status.get("name") == api.TRAINING_CONTAINER:
             terminated = (status.get("state") or {}).get("terminated")
             if terminated:
-                return str(terminated.get("message") or "")
+                return dict(terminated)
     return None
+
+
+def termination_message(pod: Mapping[str, Any] | None) -> str | None:
+    """The training container's termination message, if it has terminated."""
+    terminated = termination(pod)
+    return None if terminated is None else str(terminated.get("message") or "")
+
+
+def memory_limit(pod: Mapping[str, Any] | None) -> str:
+    for container in ((pod or {}).get("spec") or {}).get("containers") or []:
+        if container.get("name") == api.TRAINING_CONTAINER:
+            return str(((container.get("resources") or {}).get("limits") or {}).get("memory", ""))
+    return ""
 
 
 def outcome(job: Mapping[str, Any], pod: Mapping[str, Any] | None) -> Body:
     """The version's status fields once its Job has finished.
 
     The result in the termination message decides (Succeeded, Rejected or Failed); a Job that failed
-    without one (deadline, evicted pod, crash before the result) is Failed with the Job's reason.
+    without one is Failed: `OOMKilled` when the kernel killed the container at its memory limit,
+    else with the Job's reason (deadline, evicted pod, crash before the result).
     """
     failed = _condition(job, "Failed")
     text = termination_message(pod)
@@ -240,6 +254,16 @@ def outcome(job: Mapping[str, Any], pod: Mapping[str, Any] | None) -> Body:
                 message="the training reported success but no archive",
             )
         return status
+    if (termination(pod) or {}).get("reason") == "OOMKilled":
+        limit = memory_limit(pod)
+        return {
+            "phase": api.FAILED,
+            "approved": False,
+            "reason": "OOMKilled",
+            "message": "the training ran out of memory: the kernel killed it at its limit"
+            + (f" of {limit}" if limit else "")
+            + "; raise spec.training.resources.limits.memory or train on less data",
+        }
     if failed is not None:
         reason = failed.get("reason") or "JobFailed"
         message = failed.get("message") or "the training Job failed"

@@ -188,6 +188,20 @@ def test_outcome_without_a_usable_result_is_a_failure(
     assert (got["phase"], got["approved"], got["reason"]) == ("Failed", False, reason)
 
 
+def test_a_training_killed_at_its_memory_limit_says_so() -> None:
+    the_pod = {
+        "spec": {"containers": [{"name": "train", "resources": {"limits": {"memory": "64Mi"}}}]},
+        "status": {
+            "containerStatuses": [
+                {"name": "train", "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}
+            ]
+        },
+    }
+    got = training.outcome(job("Failed"), the_pod)
+    assert (got["phase"], got["reason"]) == ("Failed", "OOMKilled")
+    assert "64Mi" in got["message"] and "limits.memory" in got["message"]
+
+
 # --- builders -------------------------------------------------------------------------------------
 
 MODEL: dict[str, Any] = {
