@@ -4,31 +4,41 @@
 # The chart (charts/modelops) runs it with `operator --liveness http://0.0.0.0:8080/healthz`.
 # Pinned base: the Python minor the project declares (pyproject: >=3.11,<3.12) at an exact patch
 # release and Debian release; pin the digest too (`python:3.11.11-slim-bookworm@sha256:...`) where
-# your registry policy asks for it.
+# your registry policy asks for it. PYTHON_IMAGE is any Debian-based image with Python 3.11 and
+# its venv module as `python` (the sandbox builds the same file on a base made locally).
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/modelops
 WORKDIR /src
-# Only what the distribution is built from (pyproject.toml maps each folder to its package).
+# The dependencies first, in a layer of their own that changes only with pyproject.toml (the same
+# steps as the runtime image's, so a builder shares the layer); wheels wherever one exists
+# (neither stage has a compiler, so a dependency that needs one fails the build instead of
+# slipping in).
 COPY pyproject.toml README.md ./
+RUN --mount=type=cache,target=/root/.cache/pip \
+    /opt/modelops/bin/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+ && /opt/modelops/bin/pip install --prefer-binary -r /tmp/requirements.txt
+# Then the distribution itself; then the installers go, so the run stage holds no build tools.
 COPY operator/ operator/
 COPY training/ training/
 COPY serving/ serving/
-# The one distribution, from wheels wherever one exists (neither stage has a compiler, so a
-# dependency that needs one fails the build instead of slipping in); then the installers go, so
-# the run stage holds no build tools.
-RUN /opt/modelops/bin/pip install --prefer-binary . \
+RUN --mount=type=cache,target=/root/.cache/pip \
+    /opt/modelops/bin/pip install --no-deps . \
  && /opt/modelops/bin/pip uninstall --yes pip setuptools wheel \
+ && /opt/modelops/bin/python -m compileall -q /opt/modelops/lib \
  && /opt/modelops/bin/modelops --help >/dev/null
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="modelops operator" \
       org.opencontainers.image.description="Kopf operator running the ML life cycle of Model resources" \
       org.opencontainers.image.licenses="Apache-2.0"
-# The base image's own pip and setuptools are build tools too.
-RUN python -m pip uninstall --yes pip setuptools wheel 2>/dev/null; rm -rf /root/.cache
+# The base image's own pip and setuptools are build tools too. A named user for uid 65532: Kopf
+# names the operator after it (getpass), which fails for a uid with no passwd entry.
+RUN python -m pip uninstall --yes pip setuptools wheel 2>/dev/null; rm -rf /root/.cache \
+ && groupadd --gid 65532 modelops \
+ && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin modelops
 COPY --from=build /opt/modelops /opt/modelops
 ENV PATH=/opt/modelops/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -1,26 +1,35 @@
 # syntax=docker/dockerfile:1
 # The runtime image: one image for both halves of a model's life, as the operator runs it
 # (docs/runtime-contract.md):
-#   training Job        command: ["modelops", "train"]  (operator/training.py)
+#   training Job        command: ["modelops", "train"]  (operator/modelops_operator/training.py)
 #   serving Deployment  command: ["bentoml", "serve", "modelops_serving.service:ModelService"]
-#                                                       (operator/children.py)
+#                                                       (operator/modelops_operator/children.py)
 #   docker build -f images/runtime.Dockerfile -t modelops/runtime:0.1.0 .
 # Runs as uid 65532 on a read-only root filesystem: the operator mounts the only writable paths
 # (/tmp, BENTOML_HOME=/home/bentoml, and the artifact claim at /models).
+# PYTHON_IMAGE is any Debian-based image with Python 3.11 and its venv module as `python`; the
+# default is the official one (the sandbox builds the same file on a base made locally).
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/modelops
 WORKDIR /src
+# The dependencies first, in a layer of their own that changes only with pyproject.toml; from
+# wheels wherever one exists: scikit-learn, numpy, pandas and BentoML ship manylinux wheels, so no
+# compiler is needed here and none reaches the run stage.
 COPY pyproject.toml README.md ./
+RUN --mount=type=cache,target=/root/.cache/pip \
+    /opt/modelops/bin/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+ && /opt/modelops/bin/pip install --prefer-binary -r /tmp/requirements.txt
+# Then the distribution itself (pyproject.toml finds each package in its folder).
 COPY operator/ operator/
 COPY training/ training/
 COPY serving/ serving/
-# Wheels wherever one exists: scikit-learn, numpy, pandas and BentoML ship manylinux wheels, so no
-# compiler is needed here and none reaches the run stage. The bytecode is compiled now, because the root
-# filesystem is read-only at run time.
-RUN /opt/modelops/bin/pip install --prefer-binary . \
+# The installers go, so the run stage holds no build tools. The bytecode is compiled now, because
+# the root filesystem is read-only at run time.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    /opt/modelops/bin/pip install --no-deps . \
  && /opt/modelops/bin/pip uninstall --yes pip setuptools wheel \
  && /opt/modelops/bin/python -m compileall -q /opt/modelops/lib \
  && /opt/modelops/bin/modelops --help >/dev/null \
@@ -30,7 +39,10 @@ FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="modelops runtime" \
       org.opencontainers.image.description="Trains (modelops train) and serves (bentoml serve) modelops models" \
       org.opencontainers.image.licenses="Apache-2.0"
+# A named user for uid 65532: programs that look the user up (getpass) find it.
 RUN python -m pip uninstall --yes pip setuptools wheel 2>/dev/null; rm -rf /root/.cache \
+ && groupadd --gid 65532 modelops \
+ && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin modelops \
  && mkdir -p /home/bentoml /models && chown 65532:65532 /home/bentoml /models
 COPY --from=build /opt/modelops /opt/modelops
 ENV PATH=/opt/modelops/bin:$PATH \
