@@ -5,12 +5,12 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Components of hack/tools that the tests and the demo start.
-TOOLS := kubernetes etcd helm prometheus
+TOOLS := kubernetes containerd etcd helm prometheus
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest unit integration e2e tools venv prerequisites
+.PHONY: demo test lint typecheck pytest unit integration e2e tools images venv prerequisites
 
-demo: venv tools ## a local control plane, the operator and an example model through the loop
+demo: venv tools images ## a local cluster with a real node, the operator's chart, the example's loop
 	$(PYTHON) -m modelops_sandbox.demo $(ARGS)
 
 test: lint typecheck pytest ## ruff, mypy and every test tier
@@ -21,20 +21,23 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy -p modelops_operator -p modelops_training -p modelops_serving -p modelops_sandbox
 
-pytest: venv tools
+pytest: venv tools images
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 unit: venv
 	$(PYTHON) -m pytest -m unit $(PYTEST_ARGS)
 
-integration: venv tools
+integration: venv tools images
 	$(PYTHON) -m pytest -m integration $(PYTEST_ARGS)
 
-e2e: venv tools
+e2e: venv tools images
 	$(PYTHON) -m pytest -m e2e $(PYTEST_ARGS)
 
-tools: prerequisites ## Go-built control plane, kubectl, etcd, helm, Prometheus (cached)
+tools: prerequisites ## Go-built Kubernetes, containerd, etcd, helm, Prometheus (cached)
 	hack/tools/build.sh $(TOOLS)
+
+images: venv ## the node's images: a Debian Python base, pause, runtime, operator (cached by content)
+	$(PYTHON) -m modelops_sandbox.images
 
 venv: prerequisites $(STAMP)
 

@@ -1,11 +1,11 @@
 """How long a bad canary lives: from its first failing scrape to its rollback, in intervals.
 
-In the sandbox (real control plane, Prometheus, operator; pods as local processes), iris serves
-iris-v1; a new training spec yields a depth-1 tree that passes training (no gate) but answers
-badly, so live accuracy from feedback fails its canary analyses. The clock starts when Prometheus
-first holds a feedback sample of the canary with a wrong answer (its first failing scrape) and
-stops when the version is RolledBack. With `threshold: 2` the floor is two analyses, one interval
-apart, the first one interval after the canary starts.
+In the sandbox (a cluster with a real node, Prometheus, the operator installed with its chart),
+iris serves iris-v1; a new training spec yields a depth-1 tree that passes training (no gate) but
+answers badly, so live accuracy from feedback fails its canary analyses. The clock starts when
+Prometheus first holds a feedback sample of the canary with a wrong answer (its first failing
+scrape) and stops when the version is RolledBack. With `threshold: 2` the floor is two analyses,
+one interval apart, the first one interval after the canary starts.
 
     .venv/bin/python bench/canary_rollback.py [--interval 5] [--runs 3] \
         [--write-docs docs/benchmarks.md]

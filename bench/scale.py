@@ -28,8 +28,10 @@ import functools
 import json
 import os
 import platform
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -44,8 +46,10 @@ from benchdocs import write_section
 from kubernetes import client, config
 from simkubelet import SimulatedKubelet, watch_json
 
-from modelops_sandbox.controlplane import ControlPlane, log_tail
+from modelops_sandbox import audit
+from modelops_sandbox.controlplane import ControlPlane
 from modelops_sandbox.operatorproc import OperatorProcess
+from modelops_sandbox.processes import log_tail
 from modelops_sandbox.prometheus import PrometheusServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,18 +63,6 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-def audit_policy(path: Path) -> Path:
-    """Metadata of every request the operator makes, once it is answered; nothing else."""
-    policy = {
-        "apiVersion": "audit.k8s.io/v1",
-        "kind": "Policy",
-        "omitStages": ["RequestReceived", "ResponseStarted"],
-        "rules": [{"level": "Metadata", "users": [USER]}, {"level": "None"}],
-    }
-    path.write_text(yaml.safe_dump(policy))
-    return path
 
 
 def model_template() -> dict[str, Any]:
@@ -158,17 +150,15 @@ def audit_counts(
     """The operator's requests received in each [since, until) window, as
     `verb resource[/subresource]`; the log is read once."""
     counts: dict[str, collections.Counter[str]] = {w: collections.Counter() for w in windows}
-    with log.open() as lines:
-        for line in lines:
-            event = json.loads(line)
-            at = datetime.datetime.fromisoformat(event["requestReceivedTimestamp"]).timestamp()
-            ref = event.get("objectRef") or {}
-            what = ref.get("resource", event.get("requestURI", "?"))
-            if ref.get("subresource"):
-                what += "/" + ref["subresource"]
-            for window, (since, until) in windows.items():
-                if since <= at < until:
-                    counts[window][f"{event['verb']} {what}"] += 1
+    for event in audit.events(log):
+        at = datetime.datetime.fromisoformat(event["requestReceivedTimestamp"]).timestamp()
+        ref = event.get("objectRef") or {}
+        what = ref.get("resource", event.get("requestURI", "?"))
+        if ref.get("subresource"):
+            what += "/" + ref["subresource"]
+        for window, (since, until) in windows.items():
+            if since <= at < until:
+                counts[window][f"{event['verb']} {what}"] += 1
     return counts
 
 
@@ -235,20 +225,10 @@ class Phases:
 def one_run(kind: str, n: int, settle: float, window: float, timeout: float) -> dict[str, Any]:
     say(f"== {kind}, {n} Models")
     with ExitStack() as stack:
-        audit = Path(f"/tmp/modelops-scale-audit-{os.getpid()}.log")
-        audit.unlink(missing_ok=True)
-        stack.callback(audit.unlink, missing_ok=True)
-        policy = audit_policy(Path(f"/tmp/modelops-scale-policy-{os.getpid()}.yaml"))
-        stack.callback(policy.unlink, missing_ok=True)
-        cp = ControlPlane(
-            progress=lambda line: None,
-            apiserver_args=[
-                f"--audit-policy-file={policy}",
-                f"--audit-log-path={audit}",
-                "--audit-log-format=json",
-                "--audit-log-mode=batch",
-            ],
-        ).start()
+        audit_dir = Path(tempfile.mkdtemp(prefix="modelops-scale-audit-"))
+        stack.callback(shutil.rmtree, audit_dir, ignore_errors=True)
+        audit_args, audit_log = audit.flags(audit_dir, users=[USER])
+        cp = ControlPlane(progress=lambda line: None, apiserver_args=audit_args).start()
         stack.callback(cp.stop)
         cp.kubectl_run("apply", "--server-side", "-f", str(ROOT / "crds"))
         cp.kubectl_run("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
@@ -311,7 +291,7 @@ def one_run(kind: str, n: int, settle: float, window: float, timeout: float) -> 
             raise RuntimeError(f"{kind}: Models left Serving during the steady state; see {log}")
         time.sleep(2)  # the audit log is written in batches
         counted = audit_counts(
-            audit, {"steady": (begin, end), "rollout": (started, started + serving)}
+            audit_log, {"steady": (begin, end), "rollout": (started, started + serving)}
         )
         steady, rollout = counted["steady"], counted["rollout"]
         minutes = (end - begin) / 60

@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
 # Checks, and installs where it can, what `make demo` and `make test` need from the machine:
-# Python 3.11 with venv, Go >= the version the tools modules name, and a few Debian packages.
+# Python 3.11 with venv, Go >= the version the tools modules name, and Debian packages: the
+# sandbox node's runc, CNI plugins, iptables/nftables and conntrack, podman and debootstrap to
+# build its images, gcc and a static libc for the pause image.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
+# command -> Debian package
+declare -A wanted=(
+  [pgrep]=procps [curl]=curl [git]=git
+  [runc]=runc [/usr/lib/cni/bridge]=containernetworking-plugins [conntrack]=conntrack
+  [iptables]=iptables [nft]=nftables [ip]=iproute2 [socat]=socat
+  [podman]=podman [debootstrap]=debootstrap [gcc]=gcc [/usr/lib/x86_64-linux-gnu/libc.a]=libc6-dev
+)
 missing_debs=()
-command -v pgrep >/dev/null || missing_debs+=(procps)
-command -v curl >/dev/null || missing_debs+=(curl)
-command -v git >/dev/null || missing_debs+=(git)
+for thing in "${!wanted[@]}"; do
+  if [[ $thing == /* ]]; then [ -e "$thing" ] && continue; else command -v "$thing" >/dev/null && continue; fi
+  missing_debs+=("${wanted[$thing]}")
+done
 if [ ${#missing_debs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "prerequisites: installing Debian packages: ${missing_debs[*]}"

@@ -1,12 +1,19 @@
-"""Shared fixtures: one real control plane per test session, a fresh namespace per test.
+"""Shared fixtures: one real control plane per test session, a fresh namespace per test, and a
+local cluster with a real node for the tests that need pods to run.
 
-Tiers are markers: `unit` (pure, seconds), `integration` (real control plane), `e2e` (sandbox).
-A test without a tier marker gets the one its folder names (tests/unit, tests/integration,
-tests/e2e).
+Tiers are markers: `unit` (pure, seconds), `integration` (real control plane), `e2e` (the real
+node). A test without a tier marker gets the one its folder names (tests/unit,
+tests/integration, tests/e2e).
+
+The session's `control_plane` has no node: the operator's integration tests write the pod
+statuses they need (a kubelet's part, as kubebuilder's envtest leaves it to the test), so that
+each outcome is exact. `node` is the other cluster: control plane, containerd, kubelet and
+kube-proxy, started on first use (one per machine) and stopped at the end of the session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,7 +21,9 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client, config
+from support import Node
 
+from modelops_sandbox.cluster import Cluster
 from modelops_sandbox.controlplane import ControlPlane
 
 TIERS = ("unit", "integration", "e2e")
@@ -42,22 +51,28 @@ def control_plane() -> Iterator[ControlPlane]:
         cp.stop()
 
 
-@pytest.fixture(scope="session")
-def kube_api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
-    """An official-client ApiClient with admin rights on the session's control plane."""
-    api = config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+@contextlib.contextmanager
+def admin_client(kubeconfig: Path) -> Iterator[client.ApiClient]:
+    api = config.new_client_from_config(config_file=str(kubeconfig))
     try:
         yield api
     finally:
         api.close()
 
 
-@pytest.fixture
-def namespace_factory(
-    kube_api: client.ApiClient, request: pytest.FixtureRequest
+@pytest.fixture(scope="session")
+def kube_api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
+    """An official-client ApiClient with admin rights on the session's control plane."""
+    with admin_client(control_plane.kubeconfig) as api:
+        yield api
+
+
+@contextlib.contextmanager
+def namespaces(
+    api: client.ApiClient, request: pytest.FixtureRequest
 ) -> Iterator[Callable[[str], str]]:
     """Creates namespaces named `<prefix><test name>-<random>`; deletes them (not waiting) after."""
-    core = client.CoreV1Api(kube_api)
+    core = client.CoreV1Api(api)
     created: list[str] = []
 
     def make(prefix: str = "") -> str:
@@ -76,6 +91,15 @@ def namespace_factory(
 
 
 @pytest.fixture
+def namespace_factory(
+    kube_api: client.ApiClient, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], str]]:
+    """Namespaces of the session's control plane (no node)."""
+    with namespaces(kube_api, request) as make:
+        yield make
+
+
+@pytest.fixture
 def namespace(namespace_factory: Callable[[str], str]) -> str:
     """A namespace of its own for one test."""
     return namespace_factory("")
@@ -89,3 +113,34 @@ def crds(control_plane: ControlPlane) -> Path:
         "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"
     )
     return REPO / "crds"
+
+
+@pytest.fixture(scope="session")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    holder = Node(tmp_path_factory.mktemp("node"))
+    try:
+        yield holder
+    finally:
+        holder.release()
+
+
+@pytest.fixture(scope="module")
+def node_cluster(node: Node) -> Cluster:
+    """The cluster with a real node, running (started if it was not)."""
+    return node.cluster()
+
+
+@pytest.fixture(scope="module")
+def node_api(node_cluster: Cluster) -> Iterator[client.ApiClient]:
+    """An official-client ApiClient with admin rights on the cluster with a real node."""
+    with admin_client(node_cluster.kubeconfig) as api:
+        yield api
+
+
+@pytest.fixture
+def node_namespace_factory(
+    node_api: client.ApiClient, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], str]]:
+    """Namespaces of the cluster with a real node."""
+    with namespaces(node_api, request) as make:
+        yield make

@@ -1,8 +1,10 @@
-"""Helpers the tests share: waiting for a condition, and acting as the kubelet where none runs.
+"""Helpers the tests share: waiting for a condition, the session's cluster with a real node, and
+acting as the kubelet on the control plane that has none.
 
-The integration tier has a real control plane but no node: where a test needs a Pod to have run,
-it writes the Pod's status exactly as a kubelet would (phase, container states, the termination
-message, readiness). Nothing else is faked.
+The operator's integration tests run on a control plane with no node: where a test needs a Pod to
+have run, it writes the Pod's status exactly as a kubelet would (phase, container states, the
+termination message, readiness), so that each outcome is exact. Nothing else is faked; the tests
+that need pods to really run use the real node (`Node`).
 """
 
 from __future__ import annotations
@@ -11,16 +13,49 @@ import datetime
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client
 
+from modelops_sandbox import audit
+from modelops_sandbox.cluster import Cluster
 from modelops_sandbox.operatorproc import OperatorProcess
 
-__all__ = ["OperatorProcess", "eventually", "finish_pod", "run_pod_ready", "training_result"]
+__all__ = [
+    "Node",
+    "OperatorProcess",
+    "eventually",
+    "finish_pod",
+    "run_pod_ready",
+    "training_result",
+]
 
 T = TypeVar("T")
+
+
+class Node:
+    """The session's cluster with a real node: `cluster()` starts it when it is not running,
+    `release()` stops it (a test that needs the machine without a node calls it; the next
+    `cluster()` starts a new one). Its API server audits the requests of every ServiceAccount
+    (`audit_log`)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._cluster: Cluster | None = None
+        self.audit_log = directory / "audit.log"
+
+    def cluster(self) -> Cluster:
+        if self._cluster is None:
+            args, self.audit_log = audit.flags(self.directory, groups=["system:serviceaccounts"])
+            self._cluster = Cluster(apiserver_args=args).start()
+        return self._cluster
+
+    def release(self) -> None:
+        if self._cluster is not None:
+            self._cluster.stop()
+            self._cluster = None
 
 
 def eventually(check: Callable[[], T], timeout: float = 60.0, every: float = 0.25) -> T:

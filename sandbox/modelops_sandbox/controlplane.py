@@ -1,9 +1,10 @@
 """A real, local Kubernetes control plane: etcd, kube-apiserver, controller-manager, scheduler.
 
 The binaries are the Go-built ones of `hack/tools` (see `modelops_sandbox.tools`). Everything
-listens on free loopback ports, lives in one temporary directory (PKI, etcd data, kubeconfigs,
-logs) and is gone after `stop()`: no process, no port, no directory. Tests start one per
-session; the sandbox and the benchmarks start one per run.
+listens on free ports of `address` (loopback unless a node's pods must reach the API server, see
+`modelops_sandbox.cluster`), lives in one temporary directory (PKI, etcd data, kubeconfigs, logs)
+and is gone after `stop()`: no process, no port, no directory. Tests start one per session; the
+sandbox and the benchmarks start one per run.
 
     with ControlPlane() as cp:
         subprocess.run([cp.kubectl, "--kubeconfig", cp.kubeconfig, "get", "ns"])
@@ -25,14 +26,12 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 from modelops_sandbox import kubeconfig, pki, tools
-from modelops_sandbox.processes import die_with_parent, stop_group
+from modelops_sandbox.processes import LOG_TAIL_LINES, Lifecycle, Process, log_tail, spawn
 
 SERVICE_CIDR = "10.0.0.0/16"  # room for thousands of Services (the scale benchmark)
 SERVICE_IP = "10.0.0.1"
-LOG_TAIL_LINES = 40
 
 
 class KubectlError(RuntimeError):
@@ -58,42 +57,26 @@ def run_kubectl(
     return result
 
 
-def free_port() -> int:
+def free_port(address: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return int(s.getsockname()[1])
 
 
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 @dataclass
-class Process:
-    """One running component, its log, and the ports it listens on."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-    ports: list[int]
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, grace: float = 10.0) -> None:
-        stop_group(self.popen, grace)
-
-
-@dataclass
-class ControlPlane:
+class ControlPlane(Lifecycle):
     """Starts and stops one control plane. `progress` receives one line per step."""
 
     progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
     keep_dir: bool = False
     startup_timeout: float = 90.0
+    # Where the API server listens and what it advertises. On loopback the `kubernetes` Service
+    # gets no endpoints (it cannot point at 127.0.0.1); on a node's bridge address it does, so
+    # in-pod clients reach the API server through it.
+    address: str = "127.0.0.1"
+    # Where its temporary directory goes (a node's run directory, so that cleaning up after a
+    # killed run removes it too); the system's temporary directory by default.
+    parent: Path | None = None
     # Extra kube-apiserver flags (the scale benchmark adds an audit log).
     apiserver_args: Sequence[str] = ()
     # Request rate of kube-controller-manager and kube-scheduler. Their defaults (20 and 50 per
@@ -106,7 +89,7 @@ class ControlPlane:
     version: str = field(init=False)
     binaries: dict[str, Path] = field(init=False)
     processes: list[Process] = field(default_factory=list, init=False)
-    _pki: pki.Pki = field(init=False)
+    pki: pki.Pki = field(init=False)
 
     @property
     def kubectl(self) -> Path:
@@ -126,7 +109,9 @@ class ControlPlane:
             "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"
         )
         self.version = tools.tool("kube-apiserver").version
-        self.directory = Path(tempfile.mkdtemp(prefix="modelops-controlplane-"))
+        if self.parent is not None:
+            self.parent.mkdir(parents=True, exist_ok=True)
+        self.directory = Path(tempfile.mkdtemp(prefix="modelops-controlplane-", dir=self.parent))
         atexit.register(self.stop)
         try:
             self._start_all()
@@ -145,7 +130,7 @@ class ControlPlane:
     def _start_all(self) -> None:
         d = self.directory
         (d / "logs").mkdir()
-        self._pki = p = pki.generate(d / "pki", SERVICE_IP)
+        self.pki = p = pki.generate(d / "pki", SERVICE_IP, (self.address,))
 
         client, peer = free_port(), free_port()
         etcd_url = f"http://127.0.0.1:{client}"
@@ -166,15 +151,26 @@ class ControlPlane:
         )
         self._wait("etcd", f"{etcd_url}/health", lambda body: '"health":"true"' in body)
 
-        port = free_port()
-        self.server = f"https://127.0.0.1:{port}"
+        port = free_port(self.address)
+        self.server = f"https://{self.address}:{port}"
+        if self.address.startswith("127."):
+            # The `kubernetes` Service cannot point at a loopback address; clients reach the API
+            # server through their kubeconfig instead.
+            endpoints = ["--endpoint-reconciler-type=none"]
+        else:
+            endpoints = [
+                f"--kubelet-client-certificate={p.kubelet_client.cert}",
+                f"--kubelet-client-key={p.kubelet_client.key}",
+                f"--kubelet-certificate-authority={p.ca.cert}",
+                "--kubelet-preferred-address-types=InternalIP",
+            ]
         self._spawn(
             "kube-apiserver",
             [port],
             [
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
                 f"--secure-port={port}",
                 f"--cert-dir={d / 'pki'}",
                 f"--tls-cert-file={p.apiserver.cert}",
@@ -186,9 +182,7 @@ class ControlPlane:
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--authorization-mode=Node,RBAC",
                 "--allow-privileged=true",
-                # The `kubernetes` Service cannot point at a loopback address; clients reach the API
-                # server through their kubeconfig instead.
-                "--endpoint-reconciler-type=none",
+                *endpoints,
                 "--profiling=false",
                 "--v=1",
                 *self.apiserver_args,
@@ -243,22 +237,14 @@ class ControlPlane:
 
     def _spawn(self, name: str, ports: list[int], args: list[str]) -> None:
         log = self.directory / "logs" / f"{name}.log"
-        with log.open("wb") as out:
-            popen = subprocess.Popen(
-                [str(self.binaries[name]), *args],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
-                cwd=self.directory,
-            )
-        self.processes.append(Process(name, popen, log, ports))
+        argv = [str(self.binaries[name]), *args]
+        self.processes.append(spawn(name, argv, log, ports, cwd=self.directory))
 
     def _ssl_context(self) -> ssl.SSLContext:
-        if not hasattr(self, "_pki"):
+        if not hasattr(self, "pki"):
             return ssl.create_default_context()
-        context = ssl.create_default_context(cafile=str(self._pki.ca.cert))
-        context.load_cert_chain(str(self._pki.admin.cert), str(self._pki.admin.key))
+        context = ssl.create_default_context(cafile=str(self.pki.ca.cert))
+        context.load_cert_chain(str(self.pki.admin.cert), str(self.pki.admin.key))
         return context
 
     def _wait(self, name: str, url: str, ready: Callable[[str], bool]) -> None:
@@ -315,14 +301,3 @@ class ControlPlane:
     def server_version(self) -> str:
         result = self.kubectl_run("version", "-o", "json")
         return str(json.loads(result.stdout)["serverVersion"]["gitVersion"])
-
-    def __enter__(self) -> ControlPlane:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

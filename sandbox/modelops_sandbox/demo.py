@@ -1,17 +1,19 @@
-"""`make demo`: the modelops loop on this machine: a real control plane, no container engine.
+"""`make demo`: the modelops loop on this machine, on a local cluster with a real node.
 
-The sandbox (control plane, node agent, Prometheus, operator) starts; `examples/iris.yaml` is
-applied with intervals shortened to seconds; the operator trains it in a Job and serves it; the demo
-sends predictions and ground-truth feedback to the serving pods, and the operator's analysis reads
-them back from Prometheus; then the inputs shift, the operator detects the drift and retrains, and
-the new version goes through its canary and is promoted; finally pinning `spec.serving.version`
-rolls back to the first version. A timeline is printed as it goes and a summary at the end;
-everything stops.
+The sandbox starts (control plane, containerd, kubelet and kube-proxy, the project's images built
+here, Prometheus, and the operator installed with its Helm chart, running in its pod);
+`examples/iris.yaml` is applied with intervals shortened to seconds; the operator trains it in a
+Job and serves it from a Deployment of the runtime image; the demo sends predictions and
+ground-truth feedback to the model's Service, and the operator's analysis reads them back from
+Prometheus; then the inputs shift, the operator detects the drift and retrains, and the new
+version goes through its canary and is promoted; finally pinning `spec.serving.version` rolls back
+to the first version. A timeline is printed as it goes and a summary at the end; everything stops.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import random
@@ -83,9 +85,11 @@ def watch_model(
 
 
 class Traffic:
-    """Prediction traffic with ground-truth feedback, in a background thread, to every ready
-    serving pod in turn (so each track gets its share of replicas, as behind the Service).
-    `shift` moves the petal measurements, as a change in the world would."""
+    """Prediction traffic with ground-truth feedback, in a background thread, to the model's
+    Service (kube-proxy spreads it over the ready pods of both tracks). Feedback carries the
+    prediction and the version that made it, so any replica scores it; one that reaches a pod of
+    the other track is counted there as `other_version` and not scored. `shift` moves the petal
+    measurements, as a change in the world would."""
 
     def __init__(
         self,
@@ -94,10 +98,11 @@ class Traffic:
         namespace: str | None = None,
         rows: int = 5,
         pause: float = 0.1,
+        burst: int = 4,
     ) -> None:
         from sklearn.datasets import load_iris
 
-        self.sandbox, self.rows, self.pause = sandbox, rows, pause
+        self.sandbox, self.rows, self.pause, self.burst = sandbox, rows, pause, burst
         self.model, self.namespace = model, namespace or sandbox.namespace
         self.data = load_iris()
         self.shift = 0.0
@@ -112,18 +117,16 @@ class Traffic:
             "failed": 0,
             "lost": 0,
         }
+        self.versions: collections.Counter[str] = collections.Counter()  # who answered
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._rng = random.Random(7)
-
-    def pods(self) -> list[dict[str, Any]]:
-        return self.sandbox.serving_pods(self.model, self.namespace)
+        self._url = ""
 
     def send(self, requests: int) -> dict[str, int]:
-        pods = self.pods()
+        self._url = self._url or self.sandbox.service_url(self.model, self.namespace)
         names = list(self.data.target_names)
-        for i in range(requests):
-            pod = pods[i % len(pods)]
+        for _ in range(requests):
             picks = self._rng.sample(range(len(self.data.data)), self.rows)
             rows = [
                 [
@@ -134,18 +137,19 @@ class Traffic:
             ]
             self.counts["requests"] += 1
             try:
-                answer = post_json(f"http://{pod['ip']}:3000/predict", {"rows": rows})
+                answer = post_json(f"{self._url}/predict", {"rows": rows})
                 self.counts["rows"] += len(rows)
+                self.versions[answer["version"]] += 1
                 if self.feedback:
                     items = [
                         {
-                            "request_id": answer["request_id"],
-                            "row": k,
+                            "prediction": prediction,
+                            "version": answer["version"],
                             "truth": names[self.data.target[r]],
                         }
-                        for k, r in enumerate(picks)
+                        for prediction, r in zip(answer["predictions"], picks, strict=True)
                     ]
-                    fed = post_json(f"http://{pod['ip']}:3000/feedback", {"items": items})
+                    fed = post_json(f"{self._url}/feedback", {"items": items})
                     self.counts["correct"] += int(fed.get("correct", 0))
                     self.counts["incorrect"] += int(fed.get("incorrect", 0))
             except urllib.error.HTTPError:
@@ -157,7 +161,7 @@ class Traffic:
     def _run(self) -> None:
         while not self._stop.wait(self.pause):
             with contextlib.suppress(Exception):
-                self.send(len(self.pods()) or 1)
+                self.send(self.burst)
 
     def start(self) -> Traffic:
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -290,15 +294,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--kubeconfig",
         type=Path,
-        help="use this existing cluster instead of a sandbox: its pods must be reachable from "
-        "here and its nodes must run the runtime image (e.g. another `make demo ARGS=--keep`)",
+        help="use this existing cluster instead of a sandbox: its Services' cluster IPs must be "
+        "reachable from here (as on one of its nodes) and its nodes must have the images",
     )
     parser.add_argument("--prometheus-url", help="with --kubeconfig: the Prometheus to read")
     parser.add_argument("--namespace", default="ml", help="namespace of the example (ml)")
     parser.add_argument(
-        "--start-operator",
+        "--install-operator",
         action="store_true",
-        help="with --kubeconfig: run the operator on this machine (else one must run there)",
+        help="with --kubeconfig: install the operator there with the chart (else one must run)",
     )
     args = parser.parse_args(argv)
     timeline = Timeline()
@@ -308,10 +312,10 @@ def main(argv: list[str] | None = None) -> int:
             progress=say,
             kubeconfig=args.kubeconfig,
             prometheus_url=args.prometheus_url,
-            start_operator=args.start_operator,
+            install_operator=args.install_operator,
         )
     else:
-        say("starting the sandbox: control plane, node agent, Prometheus, operator")
+        say("starting the sandbox: a cluster with a real node, Prometheus, the operator's chart")
         sandbox = Sandbox(namespace=args.namespace, progress=say)
     try:
         sandbox.start()
@@ -320,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         summary(sandbox, timeline)
         if args.keep:
             say(
-                f"kept running: export KUBECONFIG={sandbox.control_plane.kubeconfig}; "
+                f"kept running: export KUBECONFIG={sandbox.kubeconfig_path}; "
                 f"Prometheus at {sandbox.prometheus.url if sandbox.prometheus else '-'}; "
                 "Ctrl-C stops everything"
             )
@@ -331,8 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     except Exception as error:
         say(f"the demo failed: {error}")
-        if sandbox.operator is not None:
-            print("--- operator log (tail) ---\n" + sandbox.operator.tail(40), file=sys.stderr)
+        if sandbox.install_operator and hasattr(sandbox, "directory"):
+            print("--- operator log (tail) ---\n" + sandbox.operator_log(40), file=sys.stderr)
         return 1
     finally:
         say("stopping the sandbox")

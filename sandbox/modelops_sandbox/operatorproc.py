@@ -15,8 +15,8 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from modelops_sandbox.controlplane import free_port, log_tail
-from modelops_sandbox.processes import die_with_parent, stop_group
+from modelops_sandbox.controlplane import free_port
+from modelops_sandbox.processes import die_with_parent, log_tail, stop_group
 
 
 class OperatorProcess:

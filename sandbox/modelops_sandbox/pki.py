@@ -1,8 +1,10 @@
-"""The local control plane's PKI: one CA, the API server's serving certificate, client certificates.
+"""The local cluster's PKI: one CA, serving certificates, client certificates.
 
 Everything is generated fresh for each control plane into its own directory, so nothing outlives it.
-The CA signs both the API server's serving certificate and every client certificate (the API server
-trusts it as its client CA); the service-account key pair signs and verifies tokens.
+The CA signs the API server's serving certificate and every client certificate (the API server
+trusts it as its client CA); `issue` adds the node's certificates (the kubelet's serving and client
+certificates, kube-proxy's) to the same PKI. The service-account key pair signs and verifies
+tokens.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Pki:
     admin: KeyPair
     controller_manager: KeyPair
     scheduler: KeyPair
+    kubelet_client: KeyPair  # the API server's identity towards kubelets (logs, exec)
     service_account_key: Path
     service_account_pub: Path
 
@@ -103,8 +106,29 @@ def _issue(
     return pair
 
 
-def generate(directory: Path, service_ip: str = "10.0.0.1") -> Pki:
-    """Write a complete PKI for one control plane into `directory`."""
+def issue(
+    pki: Pki,
+    stem: str,
+    common_name: str,
+    organization: str | None = None,
+    server_ips: tuple[str, ...] = (),
+) -> KeyPair:
+    """A certificate signed by `pki`'s CA, written beside the others: a server certificate for
+    `server_ips` when given, else a client certificate for `common_name`/`organization`."""
+    ca_key = serialization.load_pem_private_key(pki.ca.key.read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    ca_cert = x509.load_pem_x509_certificate(pki.ca.cert.read_bytes())
+    sans: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in server_ips]
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if server_ips else ExtendedKeyUsageOID.CLIENT_AUTH
+    subject = _name(common_name, organization)
+    return _issue(pki.ca.cert.parent, stem, ca_key, ca_cert, subject, usage, sans or None)
+
+
+def generate(
+    directory: Path, service_ip: str = "10.0.0.1", addresses: tuple[str, ...] = ("127.0.0.1",)
+) -> Pki:
+    """Write a complete PKI for one control plane into `directory`; the API server's certificate
+    names `addresses` (where it listens) and `service_ip` (the `kubernetes` Service)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = _new_key()
     ca_subject = _name("modelops-sandbox-ca")
@@ -133,7 +157,7 @@ def generate(directory: Path, service_ip: str = "10.0.0.1") -> Pki:
 
     names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"]
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", service_ip)]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in (*addresses, service_ip)]
     server = ExtendedKeyUsageOID.SERVER_AUTH
     client = ExtendedKeyUsageOID.CLIENT_AUTH
     apiserver = _issue(
@@ -151,6 +175,14 @@ def generate(directory: Path, service_ip: str = "10.0.0.1") -> Pki:
     scheduler = _issue(
         directory, "scheduler", ca_key, ca_cert, _name("system:kube-scheduler"), client
     )
+    kubelet_client = _issue(
+        directory,
+        "apiserver-kubelet-client",
+        ca_key,
+        ca_cert,
+        _name("kube-apiserver-kubelet-client", "system:masters"),
+        client,
+    )
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     sa_private = directory / "sa.key"
@@ -161,4 +193,6 @@ def generate(directory: Path, service_ip: str = "10.0.0.1") -> Pki:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-    return Pki(ca, apiserver, admin, controller_manager, scheduler, sa_private, sa_public)
+    return Pki(
+        ca, apiserver, admin, controller_manager, scheduler, kubelet_client, sa_private, sa_public
+    )

@@ -3,7 +3,8 @@
 The binary is the Go-built one of `hack/tools` (tags `remove_all_sd,enable_kubernetes_sd`: Debian's
 package has no Kubernetes discovery). It watches the pods of the API server named by a kubeconfig
 and scrapes every Running pod that carries the scrape annotations (`scrape_config` below is the
-contract; docs/sandbox.md explains it). It listens on a free 127.0.0.1 port, keeps its config and
+contract; docs/sandbox.md explains it). It listens on a free port of `address` (127.0.0.1; the
+sandbox uses the node's bridge address, so that the operator's pod reaches it), keeps its config and
 TSDB in one temporary directory, runs in its own process group that dies with its parent, and
 leaves no process, port or directory after `stop()`.
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 import atexit
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,20 +26,13 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import yaml
 
 from modelops_sandbox import tools
-from modelops_sandbox.controlplane import (
-    LOG_TAIL_LINES,
-    Process,
-    StartupError,
-    free_port,
-    log_tail,
-)
-from modelops_sandbox.processes import die_with_parent
+from modelops_sandbox.controlplane import StartupError, free_port
+from modelops_sandbox.processes import LOG_TAIL_LINES, Lifecycle, Process, log_tail, spawn
 
 JOB_NAME = "kubernetes-pods"
 SCRAPE_ANNOTATION = "prometheus.io/scrape"
@@ -146,7 +139,7 @@ class QueryError(RuntimeError):
 
 
 @dataclass
-class PrometheusServer:
+class PrometheusServer(Lifecycle):
     """Starts and stops one Prometheus. `progress` receives one line per step."""
 
     kubeconfig: Path | str
@@ -161,13 +154,15 @@ class PrometheusServer:
     startup_timeout: float = 60.0
     keep_dir: bool = False
     progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
+    address: str = "127.0.0.1"
+    parent: Path | None = None  # where its temporary directory goes; the system's by default
     directory: Path = field(init=False)
     port: int = field(init=False)
     process: Process | None = field(default=None, init=False)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.address}:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -184,7 +179,7 @@ class PrometheusServer:
     def start(self) -> PrometheusServer:
         started = time.monotonic()
         binary = tools.ensure("prometheus")["prometheus"]
-        self.directory = Path(tempfile.mkdtemp(prefix="modelops-prometheus-"))
+        self.directory = Path(tempfile.mkdtemp(prefix="modelops-prometheus-", dir=self.parent))
         atexit.register(self.stop)
         try:
             self.write_config()
@@ -210,11 +205,11 @@ class PrometheusServer:
         return self.config_file
 
     def _spawn(self, binary: Path) -> None:
-        self.port = free_port()
+        self.port = free_port(self.address)
         args = [
             str(binary),
             f"--config.file={self.config_file}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
+            f"--web.listen-address={self.address}:{self.port}",
             f"--storage.tsdb.path={self.directory / 'data'}",
             "--storage.tsdb.retention.time=1d",
             f"--scrape.discovery-reload-interval={self.discovery_reload_interval}",
@@ -222,16 +217,7 @@ class PrometheusServer:
         ]
         if self.enable_lifecycle:
             args.append("--web.enable-lifecycle")
-        with self.log.open("wb") as out:
-            popen = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
-                cwd=self.directory,
-            )
-        self.process = Process("prometheus", popen, self.log, [self.port])
+        self.process = spawn("prometheus", args, self.log, [self.port], cwd=self.directory)
 
     def _wait_ready(self) -> None:
         """Polls /-/ready; fails early, with the log tail, if the process exits."""
@@ -308,14 +294,3 @@ class PrometheusServer:
                 pass
         except (urllib.error.URLError, OSError) as error:
             raise QueryError(f"reload: {error}") from error
-
-    def __enter__(self) -> PrometheusServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

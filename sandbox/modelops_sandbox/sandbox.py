@@ -1,12 +1,24 @@
-"""The sandbox: a whole modelops installation on one machine, with no container engine.
+"""The sandbox: a whole modelops installation on this machine, set up as a platform team would.
 
-A real control plane, the node agent that runs pods as local processes (the one simulated part:
-a kubelet's containers), a real Prometheus discovering and scraping the serving pods, and the
-operator, started in that order and stopped in reverse. The demo and the end-to-end tests use it.
+A local cluster with one real node (`Cluster`: control plane, containerd, kubelet, kube-proxy, the
+project's images built here), a real Prometheus that discovers the serving pods through the API
+server and scrapes them by pod address, and the operator installed with its Helm chart: it runs
+in its pod, from the operator image, under the chart's ServiceAccount, and reaches the API server
+through the `kubernetes` Service. Prometheus stays a process on this machine (listening on the
+node's bridge address, where the operator's pod reaches it): a cluster's Prometheus would run in
+a pod, but nothing here depends on where it runs. Started in that order, stopped in reverse. The
+demo and the end-to-end tests use it.
+
+Given a running `cluster` (the tests share one), the sandbox starts only Prometheus and the
+operator, and `stop()` removes what it added: its namespaces, the release, Prometheus. With
+`kubeconfig`, an existing cluster of any kind is used instead: nothing is started; the operator is
+installed there with the chart when `install_operator` (its nodes must have the images), and
+`prometheus_url` names the Prometheus to read metrics from.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -15,107 +27,130 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from modelops_sandbox import tools
-from modelops_sandbox.controlplane import ControlPlane, run_kubectl
-from modelops_sandbox.nodeagent import AgentProcess, start_agent_process
-from modelops_sandbox.operatorproc import OperatorProcess
+from modelops_sandbox.cluster import Cluster
+from modelops_sandbox.controlplane import KubectlError, run_kubectl
+from modelops_sandbox.network import GATEWAY
+from modelops_sandbox.processes import Lifecycle
 from modelops_sandbox.prometheus import PrometheusServer
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = tools.REPO
+CHART = REPO / "charts" / "modelops"
 ARTIFACTS_CLAIM = "modelops-artifacts"
+OPERATOR_NAMESPACE = "modelops-system"
+RELEASE = "modelops"
 
 
 @dataclass
-class ExistingCluster:
-    """A cluster the sandbox does not start, reached through its kubeconfig."""
-
-    kubeconfig: Path
-    kubectl: Path = field(default_factory=lambda: tools.ensure("kubectl")["kubectl"])
-
-    def kubectl_run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run_kubectl(self.kubectl, self.kubeconfig, *args, check=check)
-
-    def stop(self) -> None:
-        """Nothing to stop: the cluster is not ours."""
-
-
-@dataclass
-class Sandbox:
+class Sandbox(Lifecycle):
     """Starts everything; `namespace` gets the artifact-store claim the operator's pods mount.
 
-    With `kubeconfig`, an existing cluster is used instead: nothing is started but the operator
-    (when `start_operator`), and `prometheus_url` names the Prometheus to read metrics from.
+    `operator_values` are the chart's values to set (`{"operator.resyncSeconds": "3600"}`).
     """
 
     namespace: str = "ml"
     progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
     scrape_interval: str = "2s"
-    operator_env: dict[str, str] = field(default_factory=dict)
+    operator_values: Mapping[str, str] = field(default_factory=dict)
     keep_dir: bool = False
     kubeconfig: Path | None = None
     prometheus_url: str | None = None
-    start_operator: bool = True
-    control_plane: ControlPlane | ExistingCluster = field(init=False)
-    agent: AgentProcess | None = field(default=None, init=False)
+    install_operator: bool = True
+    cluster: Cluster | None = None
     prometheus: PrometheusServer | None = field(default=None, init=False)
-    operator: OperatorProcess | None = field(default=None, init=False)
     directory: Path = field(init=False)
+    _kubeconfig: Path = field(init=False)
+    _owns_cluster: bool = field(default=False, init=False)
+    _installed: bool = field(default=False, init=False)
+    _namespaces: list[str] = field(default_factory=list, init=False)
 
     def start(self) -> Sandbox:
-        self.directory = Path(tempfile.mkdtemp(prefix="modelops-sandbox-"))
         try:
             if self.kubeconfig is not None:
-                self.control_plane = ExistingCluster(self.kubeconfig)
-                self._start_existing()
+                self.progress(f"using the cluster of {self.kubeconfig}")
+                self._kubeconfig = self.kubeconfig
+                self.directory = Path(tempfile.mkdtemp(prefix="modelops-sandbox-"))
             else:
-                control_plane = ControlPlane(progress=self.progress, keep_dir=self.keep_dir)
-                self.control_plane = control_plane
-                self._start(control_plane)
+                if self.cluster is None:
+                    self.cluster = Cluster(progress=self.progress).start()
+                    self._owns_cluster = True
+                self._kubeconfig = self.cluster.kubeconfig
+                # In the node's run directory: cleaning up after a killed run removes it too.
+                self.directory = Path(
+                    tempfile.mkdtemp(prefix="modelops-sandbox-", dir=self.cluster.run_dir)
+                )
+                self.progress("starting Prometheus (Kubernetes service discovery of the pods)")
+                self.prometheus = PrometheusServer(
+                    self._kubeconfig,
+                    scrape_interval=self.scrape_interval,
+                    progress=self.progress,
+                    address=GATEWAY,
+                    parent=self.cluster.run_dir,
+                ).start()
+                self.prometheus_url = self.prometheus.url
+            if self.install_operator:
+                self.install()
+            self.create_namespace(self.namespace)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _start_existing(self) -> None:
-        self.progress(f"using the cluster of {self.kubeconfig}")
-        self.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-        self.create_namespace(self.namespace)
-        if self.start_operator:
-            self.progress("starting the operator on this machine")
-            env = {
-                **({"MODELOPS_PROMETHEUS_URL": self.prometheus_url} if self.prometheus_url else {}),
-                **self.operator_env,
-            }
-            self.operator = OperatorProcess(
-                self.control_plane.kubeconfig, [], self.directory / "operator.log", env
-            ).start()
+    def helm(self, *args: str) -> str:
+        helm = tools.ensure("helm")["helm"]
+        result = subprocess.run(
+            [str(helm), f"--kubeconfig={self._kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
+        if result.returncode != 0:
+            raise KubectlError(f"helm {' '.join(args[:2])} failed: {result.stderr.strip()}")
+        return result.stdout
 
-    def _start(self, cp: ControlPlane) -> None:
-        cp.start()
-        cp.kubectl_run("apply", "--server-side", "-f", str(REPO / "crds"))
-        cp.kubectl_run("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-        self.progress("starting the node agent (pods run as local processes)")
-        self.agent = start_agent_process(cp.kubeconfig, self.directory / "node")
-        self.progress("starting Prometheus (Kubernetes service discovery of the serving pods)")
-        self.prometheus = PrometheusServer(
-            cp.kubeconfig, scrape_interval=self.scrape_interval, progress=self.progress
-        ).start()
-        self.create_namespace(self.namespace)
-        self.progress("starting the operator")
-        env = {"MODELOPS_PROMETHEUS_URL": self.prometheus.url, **self.operator_env}
-        self.operator = OperatorProcess(
-            cp.kubeconfig, [], self.directory / "operator.log", env
-        ).start()
+    def install(self) -> None:
+        """`helm install` of the chart, as the README's users run it; waits for the operator."""
+        self.progress(
+            f"installing the operator with Helm (release {RELEASE}, {OPERATOR_NAMESPACE})"
+        )
+        started = time.monotonic()
+        # The images are on the node or nowhere: never a pull.
+        values = {"image.pullPolicy": "Never", "runtime.pullPolicy": "Never"}
+        values.update(self.operator_values)
+        if self.prometheus_url:
+            values.setdefault("prometheus.url", self.prometheus_url)
+        sets = [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+        self.helm(
+            "upgrade",
+            "--install",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--create-namespace",
+            "--wait",
+            "--timeout=5m",
+            *sets,
+        )
+        self._installed = True
+        self.progress(f"  operator running in its pod ({time.monotonic() - started:.1f}s)")
+
+    def operator_log(self, tail: int = 60) -> str:
+        """The operator pod's log (its current container)."""
+        result = self.kubectl_result(
+            "logs", "-n", OPERATOR_NAMESPACE, f"deployment/{RELEASE}", f"--tail={tail}"
+        )
+        return result.stdout + result.stderr
 
     def create_namespace(self, name: str) -> None:
-        """A namespace with the artifact-store claim (the node agent provisions it locally)."""
+        """A namespace with the artifact-store claim (the cluster's default StorageClass binds
+        it)."""
         claim = {
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
@@ -129,10 +164,20 @@ class Sandbox:
         path.write_text(json.dumps(claim))
         if not self.kubectl("get", "namespace", name, "--ignore-not-found").strip():
             self.kubectl("create", "namespace", name)
+            self._namespaces.append(name)
         self.kubectl("apply", "-f", str(path))
 
     def kubectl(self, *args: str) -> str:
-        return self.control_plane.kubectl_run(*args).stdout
+        return self.kubectl_result(*args, check=True).stdout
+
+    def kubectl_result(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        """kubectl's whole answer (exit code, stdout, stderr); with `check`, a failure raises."""
+        kubectl = tools.ensure("kubectl")["kubectl"]
+        return run_kubectl(kubectl, self._kubeconfig, *args, check=check)
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self._kubeconfig
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
         """The object as a dict; empty when it does not exist."""
@@ -141,6 +186,12 @@ class Sandbox:
         )
         result: dict[str, Any] = json.loads(out) if out.strip() else {}
         return result
+
+    def service_url(self, model: str, namespace: str | None = None) -> str:
+        """The model's Service, by cluster IP: kube-proxy spreads its requests over the ready
+        serving pods of both tracks."""
+        service = self.get("service", model, namespace)
+        return f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
 
     def serving_pods(self, model: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """Ready serving pods of `model`: name, address, track and version."""
@@ -186,28 +237,33 @@ class Sandbox:
             return list(json.loads(response.read())["data"]["result"])
 
     def stop(self) -> None:
-        """Stops the operator, Prometheus, the node agent and the control plane, in that order."""
-        if self.operator is not None:
-            self.operator.stop()
+        """Stops Prometheus and the cluster (the operator's pod with it), in that order; on a
+        cluster that is not the sandbox's, removes its namespaces and the release instead."""
+        if self.cluster is not None and not self._owns_cluster:
+            self._remove_additions()
         if self.prometheus is not None:
             self.prometheus.stop()
-        if self.agent is not None:
-            self.agent.stop()
-        if hasattr(self, "control_plane"):
-            self.control_plane.stop()
-        if not self.keep_dir:
+            self.prometheus = None
+        if self.cluster is not None and self._owns_cluster:
+            self.cluster.stop()
+            self.cluster = None
+        if hasattr(self, "directory") and not self.keep_dir:
             shutil.rmtree(self.directory, ignore_errors=True)
 
-    def __enter__(self) -> Sandbox:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _remove_additions(self) -> None:
+        """Deletes the namespaces the sandbox created (and waits: their pods go first), then
+        uninstalls the operator."""
+        for name in self._namespaces:
+            with contextlib.suppress(KubectlError):
+                self.kubectl("delete", "namespace", name, "--wait=false")
+        for name in self._namespaces:
+            with contextlib.suppress(KubectlError):
+                self.kubectl("wait", "--for=delete", f"namespace/{name}", "--timeout=120s")
+        self._namespaces.clear()
+        if self._installed:
+            with contextlib.suppress(KubectlError):
+                self.helm("uninstall", RELEASE, "--namespace", OPERATOR_NAMESPACE, "--wait")
+            self._installed = False
 
 
 def post_json(url: str, body: Any, timeout: float = 10.0) -> Any:

@@ -1,28 +1,28 @@
-"""The loop end to end in the sandbox: real training Jobs, real serving pods, real Prometheus,
-the operator's real analysis.
-
-The node agent runs every pod as a local process (the one simulated part); the operator, the
-control plane, `modelops train`, `bentoml serve` and Prometheus are the real programs.
+"""The loop end to end on the real node: the operator installed with its chart and running in its
+pod, training Jobs and serving Deployments of the runtime image, the model's Service routed by
+kube-proxy, a real Prometheus and the operator's real analysis.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support import Node
 
+from modelops_sandbox import audit
+from modelops_sandbox.cluster import Cluster
 from modelops_sandbox.demo import Traffic, demo_model
-from modelops_sandbox.sandbox import Sandbox, wait_for
+from modelops_sandbox.sandbox import OPERATOR_NAMESPACE, Sandbox, wait_for
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(scrape_interval="1s", operator_env={"MODELOPS_RESYNC_SECONDS": "3600"}) as s:
+def sandbox(node_cluster: Cluster) -> Iterator[Sandbox]:
+    values = {"operator.resyncSeconds": "3600"}
+    with Sandbox(cluster=node_cluster, scrape_interval="1s", operator_values=values) as s:
         yield s
 
 
@@ -49,7 +49,9 @@ def serving(sandbox: Sandbox, name: str) -> bool:
     )
 
 
-def test_train_serve_detect_drift_retrain_canary_promote_and_pin(sandbox: Sandbox) -> None:
+def test_train_serve_detect_drift_retrain_canary_promote_and_pin(
+    sandbox: Sandbox, node: Node
+) -> None:
     manifest = sandbox.directory / "iris.json"
     manifest.write_text(json.dumps(demo_model()))
     sandbox.kubectl("apply", "-n", sandbox.namespace, "-f", str(manifest))
@@ -73,30 +75,24 @@ def test_train_serve_detect_drift_retrain_canary_promote_and_pin(sandbox: Sandbo
             "batch.kubernetes.io/job-name=iris-v1",
         )
     )["items"][0]
-    logs = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "modelops_operator.cli",
-            "logs",
-            pod["metadata"]["name"],
-            "-n",
-            sandbox.namespace,
-            "--kubeconfig",
-            str(sandbox.control_plane.kubeconfig),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    logs = sandbox.kubectl("logs", "-n", sandbox.namespace, pod["metadata"]["name"])
     assert '"phase": "Succeeded"' in logs or '"phase":"Succeeded"' in logs, logs[-2000:]
     assert v1["artifact"] == "file:///models/iris/iris-v1.bentomodel"
     assert v1["metrics"]["accuracy"] >= 0.9 and v1["rows"]["raw"] == 150
 
-    # Serve: two real `bentoml serve` pods on their own addresses, Ready through /readyz.
+    # Serve: two `bentoml serve` pods of the runtime image, Ready through /readyz.
     wait_for(lambda: serving(sandbox, "iris-v1"), 240, "iris-v1 serving")
-    assert len(sandbox.serving_pods("iris")) == 2
+    pods = sandbox.serving_pods("iris")
+    assert len(pods) == 2
     assert condition(sandbox, "Ready")["status"] == "True"
+    # The serving pod runs as uid 65532 on a read-only root: only its mounted paths are writable.
+    write = "import sys; open(sys.argv[1], 'w').write('x')"
+    exec_in = ("exec", "-n", sandbox.namespace, pods[0]["name"], "-c", "serve", "--")
+    sandbox.kubectl(*exec_in, "python", "-c", write, "/tmp/written")
+    refused = sandbox.kubectl_result(*exec_in, "python", "-c", write, "/opt/modelops/written")
+    assert refused.returncode != 0 and "Read-only file system" in refused.stderr
+    assert sandbox.kubectl(*exec_in, "id", "-u").strip() == "65532"
 
     traffic = Traffic(sandbox).start()
     try:
@@ -128,6 +124,13 @@ def test_train_serve_detect_drift_retrain_canary_promote_and_pin(sandbox: Sandbo
             "canary pods ready",
         )
         assert tracks
+        # One Service, both tracks: kube-proxy spreads the requests over every ready pod.
+        answered = dict(traffic.versions)
+        wait_for(
+            lambda: all(traffic.versions[v] > answered.get(v, 0) for v in ("iris-v1", "iris-v2")),
+            60,
+            "answers of both versions through the Service",
+        )
         wait_for(lambda: serving(sandbox, "iris-v2"), 300, "the canary promoted")
     finally:
         traffic.stop()
@@ -151,6 +154,10 @@ def test_train_serve_detect_drift_retrain_canary_promote_and_pin(sandbox: Sandbo
     )
     for reason in ("TrainingStarted", "CanaryStarted", "Promoted", "DriftDetected"):
         assert reason in events
+
+    # The operator did all of it under its chart's ServiceAccount, refused nothing by RBAC.
+    time.sleep(2)  # the audit log is written in batches
+    assert audit.denied(node.audit_log, f"system:serviceaccount:{OPERATOR_NAMESPACE}:") == []
 
 
 def model_in(sandbox: Sandbox, namespace: str, name: str) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """The operator against the real control plane: training Jobs, versions, stable serving, status.
 
-The tests play the kubelet where none runs: they report a training Pod finished with a termination
-message, and serving Pods running and ready. Everything else is the real API server, controllers,
-garbage collector and the operator process.
+The session's control plane has no node, and the tests play the kubelet, as kubebuilder's envtest
+leaves it to a test: they report a training Pod finished with the termination message each test
+needs (succeeded, rejected by the gate, failed), and serving Pods running and ready. Everything
+else is the real API server, controllers, garbage collector and the operator process. The same
+loop with pods that really run is tests/e2e/test_loop.py, on the real node.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The sandbox's Prometheus finds pods through the real API server and scrapes what they serve.
 
-No node agent runs here, so the test acts as the kubelet: it creates a Pod, serves Prometheus text
-on a loopback address of its own, and reports that address as the pod's IP through the pods/status
-subresource. One Prometheus serves the whole module; the tests that stop one start their own.
+The session's control plane has no node, so the test acts as the kubelet: it creates a Pod, serves
+Prometheus text on a loopback address of its own, and reports that address as the pod's IP through
+the pods/status subresource. One Prometheus serves the whole module; the tests that stop one start
+their own.
 """
 
 from __future__ import annotations

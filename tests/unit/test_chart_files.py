@@ -9,10 +9,6 @@
 
 from __future__ import annotations
 
-import ast
-import fnmatch
-import importlib.metadata
-import importlib.util
 import re
 import tomllib
 from pathlib import Path
@@ -21,9 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from modelops_operator import api, children, kube, training
+from modelops_operator import kube, training
 from modelops_operator.settings import Settings
-from modelops_operator.versions import VersionInfo
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "modelops"
@@ -45,6 +40,8 @@ def test_chart_crds_are_byte_identical_copies_of_crds() -> None:
 
 
 # --- Dockerfiles -----------------------------------------------------------------------------
+# What the images contain and run is proven by running them on the sandbox's node
+# (tests/e2e/test_node.py, test_loop.py); here only the build policy a reader cannot run.
 
 
 def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -59,111 +56,19 @@ def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
     return result
 
 
-def _stages(dockerfile: Path) -> list[list[tuple[str, str]]]:
-    stages: list[list[tuple[str, str]]] = []
-    for instruction in _instructions(dockerfile):
-        if instruction[0] == "FROM":
-            stages.append([])
-        if stages:
-            stages[-1].append(instruction)
-    return stages
-
-
-def _ignored(relative: str) -> bool:
-    patterns = [
-        line.strip()
-        for line in (REPO / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    parts = relative.strip("/").split("/")
-    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    return any(fnmatch.fnmatch(p, pattern) for pattern in patterns for p in prefixes)
-
-
 @pytest.mark.parametrize("image", sorted(IMAGES))
-def test_every_path_a_dockerfile_copies_exists_in_the_build_context(image: str) -> None:
-    copied = []
-    for word, args in _instructions(IMAGES[image]):
-        if word in ("COPY", "ADD") and "--from=" not in args:
-            *sources, _destination = args.split()
-            copied += [s for s in sources if not s.startswith("--")]
-    assert copied
-    for source in copied:
-        assert (REPO / source).exists(), f"{image}: COPY {source} does not exist"
-        assert not _ignored(source), f"{image}: COPY {source} is excluded by .dockerignore"
-    # What the distribution is built from is all there: every package folder of pyproject.
-    folders = set(PYPROJECT["tool"]["setuptools"]["packages"]["find"]["where"])
-    assert folders <= {s.rstrip("/") for s in copied}
-    assert PYPROJECT["project"]["readme"] in copied
-
-
-@pytest.mark.parametrize("image", sorted(IMAGES))
-def test_images_are_multi_stage_pinned_and_non_root(image: str) -> None:
-    stages = _stages(IMAGES[image])
+def test_images_are_multi_stage_and_pin_their_base(image: str) -> None:
+    instructions = _instructions(IMAGES[image])
+    stages = [i for i, (word, _) in enumerate(instructions) if word == "FROM"]
     assert len(stages) >= 2
-    args = dict(a.split("=", 1) for w, a in _instructions(IMAGES[image]) if w == "ARG" and "=" in a)
-    base = args["PYTHON_IMAGE"]
+    args = dict(a.split("=", 1) for w, a in instructions if w == "ARG" and "=" in a)
     # Python as pyproject declares it (3.11), at an exact patch release on a named Debian.
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-(bookworm|trixie)(@sha256:[0-9a-f]{64})?", base)
-    final = stages[-1]
-    users = [a for w, a in final if w == "USER"]
-    pod_uid = training.pod_security_context()["runAsUser"]
-    assert users == [f"{pod_uid}:{pod_uid}"]  # numeric, so runAsNonRoot can verify it
-    run_steps = " ".join(a for w, a in final if w == "RUN")
+    assert re.fullmatch(
+        r"python:3\.11\.\d+-slim-(bookworm|trixie)(@sha256:[0-9a-f]{64})?", args["PYTHON_IMAGE"]
+    )
+    run_steps = " ".join(a for w, a in instructions[stages[-1] :] if w == "RUN")
     for tool in ("apt-get install", "gcc", "build-essential", "pip install"):
         assert tool not in run_steps, f"{image}: the run stage installs {tool}"
-
-
-def _command(dockerfile: Path, word: str) -> list[str]:
-    values = [a for w, a in _instructions(dockerfile) if w == word]
-    parsed = yaml.safe_load(values[-1])  # the JSON (exec) form
-    assert isinstance(parsed, list)
-    return [str(x) for x in parsed]
-
-
-def _console_script_exists(name: str) -> bool:
-    if name in PYPROJECT["project"]["scripts"]:
-        return True
-    return bool(importlib.metadata.entry_points(group="console_scripts", name=name))
-
-
-def _pod_commands() -> list[list[str]]:
-    """The commands the operator puts into the runtime image's pods (training and serving)."""
-    model = {
-        "apiVersion": api.API_VERSION,
-        "kind": "Model",
-        "metadata": {"name": "iris", "namespace": "ml", "uid": "u-1", "generation": 1},
-        "spec": {"training": {"dataset": {"uri": "builtin:iris"}}, "serving": {}},
-    }
-    version = training.build_model_version(model, "iris-v1", "initial", "sha256:" + "1" * 64)
-    version["metadata"]["uid"] = "u-2"
-    job = training.build_training_job(version, Settings())
-    info = VersionInfo(name="iris-v1", index=1, spec_hash="h", reason="initial",
-                       phase=api.SUCCEEDED, artifact="file:///models/iris/iris-v1.bentomodel")
-    deployment = children.build_deployment(model, info, children.STABLE, 1, Settings())
-    pods = [job["spec"]["template"]["spec"], deployment["spec"]["template"]["spec"]]
-    return [list(c["command"]) for pod in pods for c in pod["containers"]]
-
-
-def test_entrypoints_and_the_operators_pod_commands_exist_in_the_images() -> None:
-    assert _command(IMAGES["operator"], "ENTRYPOINT") == ["modelops"]
-    assert _command(IMAGES["operator"], "CMD") == ["operator"]
-    assert _command(IMAGES["runtime"], "ENTRYPOINT") == ["modelops"]
-    commands = _pod_commands()
-    assert ["modelops", "train"] in commands
-    for command in commands:
-        assert _console_script_exists(command[0]), command
-        if command[0] == "modelops":
-            from modelops_operator.cli import VERBS
-
-            assert command[1] in VERBS
-        if command[:2] == ["bentoml", "serve"]:
-            # bentoml serve MODULE:CLASS imports the class from the installed package.
-            module, _, attribute = command[2].partition(":")
-            source = Path(str(importlib.util.find_spec(module).origin))
-            tree = ast.parse(source.read_text())
-            assert attribute in {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
-    assert any(c[:2] == ["bentoml", "serve"] for c in commands)
 
 
 # --- the chart's defaults agree with the operator ---------------------------------------------
