@@ -1,6 +1,6 @@
 -- Argo CD health check for modelops.dev/Model (docs/operations.md, "Argo CD").
 -- Install it in argocd-cm as resource.customizations.health.modelops.dev_Model.
--- Reads only the status contract of DESIGN.md section 6: status.observedGeneration, the Ready,
+-- Reads only the status contract of docs/api.md: status.observedGeneration, the Ready,
 -- Degraded, Progressing conditions (each with reason and message) and status.phase. Argo CD runs
 -- it with gopher-lua (Lua 5.1); tests/unit/test_chart_files.py runs it with Lua 5.1 too.
 local hs = {}
