@@ -4,7 +4,7 @@
 #
 #   hack/tools/build.sh [component ...]
 #
-# components: kubernetes containerd etcd helm prometheus (default: all)
+# components: kubernetes containerd etcd helm prometheus vegeta (default: all)
 #
 # The cache is $MODELOPS_CACHE (default ~/.cache/modelops); each component lands in
 # tools/<component>-<version>/bin/. Versions come from versions.env, the modules from the go.mod files
@@ -68,11 +68,14 @@ prometheus() {
     "-tags=remove_all_sd,enable_kubernetes_sd"
 }
 
+# The benchmarks' load generator (closed-loop and fixed-rate HTTP load).
+vegeta() { build vegeta "$VEGETA_VERSION" vegeta github.com/tsenart/vegeta/v12 "" ""; }
+
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(kubernetes containerd etcd helm prometheus)
+[ ${#components[@]} -gt 0 ] || components=(kubernetes containerd etcd helm prometheus vegeta)
 for c in "${components[@]}"; do
   case $c in
-    kubernetes|containerd|etcd|helm|prometheus) "$c" ;;
-    *) echo "tools: unknown component '$c' (kubernetes, containerd, etcd, helm, prometheus)" >&2; exit 2 ;;
+    kubernetes|containerd|etcd|helm|prometheus|vegeta) "$c" ;;
+    *) echo "tools: unknown component '$c' (kubernetes, containerd, etcd, helm, prometheus, vegeta)" >&2; exit 2 ;;
   esac
 done

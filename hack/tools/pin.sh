@@ -52,4 +52,7 @@ new_module helm modelops.dev/hack/tools/helm helm.sh/helm/v3/cmd/helm
 echo "pin: prometheus $PROMETHEUS_VERSION"
 new_module prometheus modelops.dev/hack/tools/prometheus github.com/prometheus/prometheus/cmd/prometheus
 (cd "$here/prometheus" && go mod edit -require="github.com/prometheus/prometheus@$PROMETHEUS_VERSION" && go mod tidy)
+echo "pin: vegeta $VEGETA_VERSION"
+new_module vegeta modelops.dev/hack/tools/vegeta github.com/tsenart/vegeta/v12
+(cd "$here/vegeta" && go mod edit -require="github.com/tsenart/vegeta/v12@$VEGETA_VERSION" && go mod tidy)
 echo "pin: done"

@@ -30,6 +30,7 @@ BINARIES: dict[str, tuple[str, str]] = {
     "etcd": ("etcd", "ETCD_VERSION"),
     "helm": ("helm", "HELM_VERSION"),
     "prometheus": ("prometheus", "PROMETHEUS_VERSION"),
+    "vegeta": ("vegeta", "VEGETA_VERSION"),
 }
 
 

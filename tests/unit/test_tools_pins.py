@@ -14,6 +14,7 @@ MODULES = {
     "etcd": ("go.etcd.io/etcd/server/v3", "ETCD_VERSION"),
     "helm": ("helm.sh/helm/v3", "HELM_VERSION"),
     "prometheus": ("github.com/prometheus/prometheus", "PROMETHEUS_VERSION"),
+    "vegeta": ("github.com/tsenart/vegeta/v12", "VEGETA_VERSION"),
 }
 
 
