@@ -34,6 +34,7 @@ class Settings:
     nan_policy: str
     feedback_memory: int
     artifact_wait_seconds: float
+    request_timeout: int
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
@@ -95,4 +96,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         nan_policy=_choice(env, "MODELOPS_NAN_POLICY", "reject", NAN_POLICIES),
         feedback_memory=_int(env, "MODELOPS_FEEDBACK_MEMORY", 50_000, 0),
         artifact_wait_seconds=_float(env, "MODELOPS_ARTIFACT_WAIT_SECONDS", 600.0),
+        request_timeout=_int(env, "MODELOPS_REQUEST_TIMEOUT", 10, 1),
     )

@@ -7,23 +7,43 @@ live at once and ready only when the model is), then turns request bodies into a
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-from sklearn.pipeline import Pipeline
-
 from . import artifact
 from .config import Settings
 from .feedback import Memory, parse_items, score
 from .metrics import Monitor, Silent
 from .schema import ContractError, Problem, Rejected, validate_rows
+from .scoring import Scorer
 
 log = logging.getLogger("bentoml.modelops")
+
+
+# How long the event loop may be held by one request's scoring.
+INLINE_SECONDS = 0.002
+
+
+# Young-generation threshold of the garbage collector while serving (Python's default: 700).
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def settle_garbage_collection() -> None:
+    """Tunes the garbage collector for a request server, once the model is loaded.
+
+    What is loaded by then (BentoML, scikit-learn, the model) lives as long as the process: frozen,
+    no collection walks it again. Each request leaves reference cycles behind (the ASGI stack's
+    closures); with Python's default young threshold, every collection promotes the requests in
+    flight, and only a full collection frees them: under load, a pause of 100-200 ms every few
+    seconds (docs/serving.md, "Performance"). A higher threshold lets them die young.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
 
 
 class NotReady(Exception):
@@ -41,6 +61,9 @@ class Runtime:
         self.state = "loading"
         self.error = ""
         self._classes: list[str] = []
+        self.scorer: Scorer | None = None
+        # Requests of at most this many rows are scored on the event loop (service.py).
+        self.inline_rows = 0
         self._thread = threading.Thread(target=self._load, name="modelops-load", daemon=True)
 
     def start(self) -> None:
@@ -87,8 +110,11 @@ class Runtime:
             self._classes = (
                 [str(c) for c in classes] if classes is not None else list(model.classes)
             )
+            self.scorer = Scorer(model.schema, model.pipeline, model.task)
+            self.inline_rows = self.scorer.rows_within(INLINE_SECONDS)
             self.model = model
             self.error = ""
+            settle_garbage_collection()
             self.state = "ready"
             log.info(
                 "serving %s (%s, %d features)", model.tag, model.task, len(model.schema.features)
@@ -121,12 +147,11 @@ class Runtime:
             )
         except Rejected as error:
             raise self.reject("predict", error) from None
-        names = model.schema.names
-        frame = pd.DataFrame(dict(zip(names, columns, strict=True)), columns=names)
         try:
-            predictions, probabilities = self._score(model, frame)
+            assert self.scorer is not None  # set with the model
+            predictions, probabilities = self.scorer.score(columns)
         except Exception as exc:
-            raise self.reject("predict", self._unscorable(model, frame, exc)) from exc
+            raise self.reject("predict", self._unscorable(columns, exc)) from exc
         labels = predictions.tolist()
         self.monitor.record_inputs(columns)
         self.monitor.record_predictions(labels)
@@ -145,31 +170,13 @@ class Runtime:
             ]
         return out
 
-    def _score(
-        self, model: artifact.LoadedModel, frame: pd.DataFrame
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        pipeline = model.pipeline
-        wants_proba = model.task == "classification" and hasattr(pipeline, "predict_proba")
-        if wants_proba and isinstance(pipeline, Pipeline) and len(pipeline.steps) > 1:
-            # what Pipeline.predict and .predict_proba do, with the transforms run once for both
-            estimator = pipeline.steps[-1][1]
-            transformed = pipeline[:-1].transform(frame)
-            return (
-                np.asarray(estimator.predict(transformed)),
-                np.asarray(estimator.predict_proba(transformed)),
-            )
-        predictions = np.asarray(pipeline.predict(frame))
-        probabilities = np.asarray(pipeline.predict_proba(frame)) if wants_proba else None
-        return predictions, probabilities
-
-    def _unscorable(
-        self, model: artifact.LoadedModel, frame: pd.DataFrame, exc: Exception
-    ) -> Rejected:
+    def _unscorable(self, columns: list[Any], exc: Exception) -> Rejected:
         """Find the first row the pipeline refuses, to name it in a 422."""
         log.warning("the pipeline refused a batch: %s", exc)
-        for r in range(len(frame)):
+        for r in range(len(columns[0])):
             try:
-                self._score(model, frame.iloc[r : r + 1])
+                assert self.scorer is not None
+                self.scorer.score([column[r : r + 1] for column in columns])
             except Exception as row_exc:
                 message = f"row {r}: the model cannot score this row: {row_exc}"
                 return Rejected([Problem("unscorable", message, r, None)], status=422)
