@@ -1,0 +1,61 @@
+"""Every benchmark in bench/ runs, in a small size, so that none of them rots between runs.
+
+The numbers they print here mean nothing (a few seconds on a busy machine); that each one runs to
+the end, exits 0 and prints its table is what is checked. docs/benchmarks.md gives the commands
+and sizes of the real runs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import Node
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def bench(script: str, *args: str, timeout: float = 900) -> str:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        check=False,
+    )
+    assert done.returncode == 0, f"{script} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def test_training_overhead() -> None:
+    out = bench("train_overhead.py", "--rows", "2000", "--repeat", "1")
+    assert "| LogisticRegression |" in out
+
+
+def test_serving_record_cost() -> None:
+    assert "| 100 |" in bench("serving_record_cost.py", "--repeat", "20")
+
+
+def test_serving_against_its_peers() -> None:
+    out = bench("serving_peers.py", "--smoke")
+    assert "MLServer" in out and "KServe" in out and "monitored ÷ unmonitored" in out
+
+
+def test_analysis_queries() -> None:
+    assert "| 3 |" in bench("analysis_queries.py", "--models", "3", "--passes", "1")
+
+
+def test_scale() -> None:
+    out = bench(
+        "scale.py", "--models", "3", "--settle", "5", "--window", "10", "--timeout", "300"
+    )
+    assert "| 3 | modelops |" in out and "| 3 | baseline |" in out
+
+
+@pytest.mark.e2e
+def test_canary_rollback(node: Node) -> None:
+    node.release()  # the benchmark starts a sandbox of its own, and a machine runs one node
+    assert "RolledBack" in bench("canary_rollback.py", "--runs", "1", "--interval", "5")
