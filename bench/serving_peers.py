@@ -91,6 +91,16 @@ if __name__ == "__main__":
 """
 
 
+ABOUT = (
+    "One fitted scikit-learn model (`modelops train` on iris: logistic regression behind the "
+    "runtime's impute-and-scale preprocessing, the same `pipeline.pkl` for every server) served "
+    "by our runtime with monitoring on and off, by MLServer's scikit-learn runtime and by KServe's "
+    "model server, one worker each, each peer in a virtual environment of its own; every request "
+    "asks for predictions and class probabilities (bench/serving_peers.py explains the setup). "
+    "Measured in one run of:"
+)
+
+
 def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -450,12 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         SECTION,
         "",
-        "One fitted scikit-learn model (`modelops train` on iris: logistic regression behind the "
-        "runtime's impute-and-scale preprocessing, the same `pipeline.pkl` for every server) served "
-        "by our runtime with monitoring on and off, by MLServer's scikit-learn runtime and by "
-        "KServe's model server, one worker each, each peer in a virtual environment of its own; "
-        "every request asks for predictions and class probabilities (bench/serving_peers.py "
-        "explains the setup). Measured in one run of:",
+        ABOUT,
         "",
         f"`.venv/bin/python bench/serving_peers.py --rounds {args.rounds} --seconds "
         f"{args.seconds:g} --workers {args.workers} --rate {args.rate}` on {platform.machine()}, "
