@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from training_helpers import archives, iris_spec, stored_models
+from training_helpers import archives, iris_spec, staged_models
 
 pytestmark = pytest.mark.unit
 
@@ -33,7 +33,7 @@ def expect_failure(run: Any, reason: str, *words: str) -> None:
 def no_leftovers(artifacts: Path, bentoml_home: Path) -> Callable[[], None]:
     def check() -> None:
         assert archives(artifacts) == []
-        assert stored_models(bentoml_home) == []
+        assert staged_models(bentoml_home) == []
 
     return check
 
@@ -276,7 +276,7 @@ def test_save_failure_leaves_no_model_in_the_store(
     blocker.write_text("not a directory")
     run = train(write_spec(iris_spec()), artifacts_uri=(blocker / "models").as_uri())
     expect_failure(run, "SaveFailed", "iris:iris-v1")
-    assert stored_models(bentoml_home) == []
+    assert staged_models(bentoml_home) == []
     assert run.result["metrics"]["accuracy"] > 0.8  # what was known is kept
 
 
@@ -342,20 +342,20 @@ def test_interrupted_export_leaves_no_archive_and_no_model(
     no_leftovers: Callable[[], None],
     interruption: str,
 ) -> None:
-    import bentoml
+    from bentoml._internal.models.model import Model
 
     from modelops_training.result import Terminated
 
-    real_export = bentoml.models.export_model
+    real_export = Model.export
 
-    def export_then_break(tag: str, path: str, *args: Any, **kwargs: Any) -> str:
-        written = real_export(tag, path, *args, **kwargs)  # the whole temporary archive exists
+    def export_then_break(self: Model, path: str, *args: Any, **kwargs: Any) -> str:
+        written = real_export(self, path, *args, **kwargs)  # the whole temporary archive exists
         assert Path(written).is_file()
         if interruption == "sigterm":
             raise Terminated()
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(bentoml.models, "export_model", export_then_break)
+    monkeypatch.setattr(Model, "export", export_then_break)
     run = train(write_spec(iris_spec()))
     if interruption == "sigterm":
         expect_failure(run, "Terminated", "SIGTERM")

@@ -53,7 +53,7 @@ def test_console_script_trains(tmp_path: Path) -> None:
     for step in ("loaded 150 rows", "cleaned:", "fitted", "holdout metrics", "saved iris:iris-v1"):
         assert step in done.stderr
     assert not (tmp_path / "home" / "bentoml").exists()
-    assert (tmp_path / "pod-local-bentoml" / "models" / "iris").is_dir()
+    assert not list((tmp_path / "pod-local-bentoml").rglob("model.yaml"))  # nothing staged is left
 
 
 def test_console_script_fails_cleanly(tmp_path: Path) -> None:

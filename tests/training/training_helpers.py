@@ -27,12 +27,10 @@ def iris_spec(**overrides: Any) -> dict[str, Any]:
     return spec
 
 
-def stored_models(home: Path) -> list[Path]:
-    """Model directories in a BentoML store (name/version), ignoring BentoML's 'latest' files."""
-    models = home / "models"
-    if not models.exists():
-        return []
-    return [p for p in models.glob("*/*") if p.is_dir()]
+def staged_models(home: Path) -> list[Path]:
+    """BentoML models written under a training's BENTOML_HOME (each has a model.yaml): the run
+    stages its model there only until the archive is exported."""
+    return list(home.rglob("model.yaml"))
 
 
 def archives(root: Path) -> list[Path]:
@@ -45,10 +43,12 @@ def load_archive(archive: Path, home: Path) -> tuple[Any, dict[str, Any], dict[s
     the metadata and the labels."""
     import bentoml
     import joblib
+    from bentoml._internal.models.model import ModelStore
 
-    from modelops_training.packaging import PIPELINE_FILE, model_store
+    from modelops_training.packaging import PIPELINE_FILE
 
-    store = model_store(str(home))
+    (home / "models").mkdir(parents=True, exist_ok=True)
+    store = ModelStore(str(home / "models"))
     model = bentoml.models.import_model(str(archive), _model_store=store)
     stored = store.get(model.tag)
     pipeline = joblib.load(stored.path_of(PIPELINE_FILE))

@@ -1,11 +1,15 @@
-"""Packaging: save the fitted Pipeline with `bentoml.models.create` in this process's own model
-store (under BENTOML_HOME) and export it as a `.bentomodel` archive to the artifact store.
+"""Packaging: the fitted Pipeline as a BentoML model, exported as a `.bentomodel` archive to the
+artifact store.
+
+BentoML's model classes are used directly, as `bentoml.models.create` and `export_model` do
+(same archive, same model.yaml), without importing `bentoml.models`: that module brings BentoML's
+cloud client and usage tracking, about 0.4 s of every training run's fixed cost.
 
 The artifact store is named by a URI so object storage can be added as another scheme later; today
 it is `file:///dir` (in a cluster, a mounted volume). The archive goes to
 `<dir>/<model>/<version>.bentomodel`, exported under a hidden temporary name in the same directory
-and renamed into place, so a reader never sees half an archive. When anything fails after the model
-entered the store, it is deleted again: a failed run leaves no model and no archive behind.
+and renamed into place, so a reader never sees half an archive; a failed run leaves no staged model
+and no archive behind.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import tempfile
 import urllib.parse
 from dataclasses import dataclass
@@ -85,47 +90,39 @@ class ArtifactStore:
         return self.path(model, version).as_uri()
 
 
-def model_store(home: str) -> Any:
-    """BentoML's model store under `home` (passed explicitly: never BentoML's global default)."""
-    from bentoml._internal.models.model import ModelStore
-
-    directory = Path(home) / "models"
-    directory.mkdir(parents=True, exist_ok=True)
-    return ModelStore(str(directory))
-
-
 def save_and_export(
     pipeline: Any,
     *,
     tag: str,
     metadata: dict[str, Any],
     labels: dict[str, str],
-    home: str,
     store: ArtifactStore,
     model: str,
     version: str,
 ) -> str:
-    """Save the model in the local store, export it atomically, return the archive's URI."""
-    import bentoml
-    from bentoml.exceptions import NotFound
+    """Write the model (its pipeline and model.yaml) and export it atomically; the archive's URI.
 
-    models = model_store(home)
-    try:
-        models.get(tag)
-    except NotFound:
-        pass
-    else:  # a restarted container in the same pod: the pod-local store still has the last attempt
-        log.warning("replacing %s left in the local model store by an earlier attempt", tag)
-        models.delete(tag)
+    The model is staged in a temporary directory under BENTOML_HOME (the training's only writable
+    place, where cli.py points the temporary directory) and exported from there: no model store is
+    needed, since the archive is what serving imports.
+    """
+    from bentoml._internal.models.model import Model, ModelContext
 
-    saved = False
     temporary: str | None = None
+    staged: Any = None
     try:
-        with bentoml.models.create(
-            tag, metadata=metadata, labels=labels, _model_store=models
-        ) as bento_model:
-            joblib.dump(pipeline, bento_model.path_of(PIPELINE_FILE))
-        saved = True
+        staged = Model.create(
+            tag,
+            module="",
+            api_version="v1",
+            signatures={},
+            labels=labels,
+            metadata=metadata,
+            context=ModelContext(framework_name="", framework_versions={}),
+        )
+        joblib.dump(pipeline, staged.path_of(PIPELINE_FILE))
+        staged.flush()
+        staged.validate()
         final = store.path(model, version)
         final.parent.mkdir(parents=True, exist_ok=True)
         handle, prefix = tempfile.mkstemp(
@@ -134,9 +131,7 @@ def save_and_export(
         os.close(handle)
         os.unlink(prefix)
         temporary = prefix + ARCHIVE_SUFFIX  # where BentoML writes it (it appends the suffix)
-        temporary = bentoml.models.export_model(
-            tag, prefix, output_format="bentomodel", _model_store=models
-        )
+        temporary = staged.export(prefix, output_format="bentomodel")
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
         if final.exists():
@@ -146,11 +141,6 @@ def save_and_export(
         _fsync_directory(final.parent)
         return store.uri(model, version)
     except BaseException as error:  # also SIGTERM (Terminated): clean up, then go on raising
-        if saved:
-            try:
-                models.delete(tag)
-            except Exception:  # best effort; the store is pod-local anyway
-                log.warning("could not delete %s from the local store", tag)
         if isinstance(error, Exception) and not isinstance(error, TrainingError):
             raise TrainingError(
                 "SaveFailed", f"saving {tag}: {type(error).__name__}: {error}"
@@ -159,6 +149,8 @@ def save_and_export(
     finally:
         if temporary and os.path.exists(temporary):
             os.unlink(temporary)
+        if staged is not None:
+            shutil.rmtree(staged.path, ignore_errors=True)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -84,7 +84,6 @@ def _run(request: Request, known: dict[str, Any]) -> dict[str, Any]:
             "modelops.dev/approved": str(fitted.approved).lower(),
             "modelops.dev/task": fitted.task,
         },
-        home=request.bentoml_home,
         store=store,
         model=request.model,
         version=request.version,
