@@ -5,7 +5,9 @@ Jobs, and the serving children. Each keeps the object's latest body in `reconcil
 and queues the owning Model when something a reconcile acts on changed (a Model's generation or
 annotations, a version's phase, a Job's counts, a child's generation or replicas); the operator's
 own status writes, and status noise that decides nothing, queue nothing. The queue runs each
-Model's reconciles one at a time. The periodic resync and the analysis passes run in background
+Model's reconciles one at a time. The handlers are coroutines: they only take a short lock of the
+store or the queue, so Kopf runs them in its event loop instead of handing each watch event to a
+thread of its executor. The periodic resync and the analysis passes run in background
 threads of the Context.
 
 No change-detection handler (`on.create`/`on.update`) and no Kopf timer: those would have Kopf
@@ -103,19 +105,19 @@ def _model_state(body: kopf.Body) -> Any:
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.MODELS)
-def model_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+async def model_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     name = (body.get("metadata") or {}).get("name")
     _observe(memo, "Model", type, body, name, _model_state(body))
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.MODEL_VERSIONS)
-def version_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+async def version_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     state = (body.get("status") or {}).get("phase")
     _observe(memo, "ModelVersion", type, body, (body.get("spec") or {}).get("model"), state)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=api.MANAGED)
-def job_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+async def job_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     status = body.get("status") or {}
     state = (
         status.get("active"),
@@ -138,12 +140,12 @@ def _serving_state(body: kopf.Body) -> Any:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=api.MANAGED)
-def deployment_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+async def deployment_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     _observe(memo, "Deployment", type, body, _model_label(body), _serving_state(body))
 
 
 @kopf.on.event("", "v1", "services", labels=api.MANAGED)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=api.MANAGED)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=api.MANAGED)
-def other_child_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+async def other_child_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     _observe(memo, body.get("kind", ""), type, body, _model_label(body), _serving_state(body))
