@@ -35,7 +35,7 @@ from modelops_operator.kube import Body, Kube, namespace_terminating
 from modelops_operator.monitor import Monitor, Results, Watch
 from modelops_operator.settings import Settings, is_pattern
 from modelops_operator.specs import parse_duration
-from modelops_operator.status import Observed, model_status, transitions
+from modelops_operator.status import Event, Observed, fold_phase, model_status, transitions
 from modelops_operator.store import Store
 from modelops_operator.workqueue import WorkQueue
 
@@ -165,6 +165,17 @@ def reconcile(ctx: Context, namespace: str, name: str) -> Body | None:
 
 
 def _reconcile(ctx: Context, model: Body) -> Body:
+    """One pass; its Events are posted at its end (also when it fails), a phase change riding on
+    the pass's first other Normal Event."""
+    news: list[Event] = []
+    try:
+        return _pass(ctx, model, news)
+    finally:
+        for kind, reason, message in fold_phase(news):
+            ctx.event(model, kind, reason, message)
+
+
+def _pass(ctx: Context, model: Body, news: list[Event]) -> Body:
     meta, spec = model["metadata"], model["spec"]
     namespace, name = meta["namespace"], meta["name"]
     status: Mapping[str, Any] = model.get("status") or {}
@@ -198,14 +209,14 @@ def _reconcile(ctx: Context, model: Body) -> Body:
         }
         ctx.kube.patch_status("ModelVersion", namespace, old, patch)
         infos[old] = replace(infos[old], phase=api.SUPERSEDED)
-        ctx.event(model, "Normal", "TrainingSuperseded", f"{old} cancelled: the spec changed")
+        news.append(("Normal", "TrainingSuperseded", f"{old} cancelled: the spec changed"))
     if plan.create and plan.reason:
         body = training.build_model_version(model, plan.create, plan.reason, training_hash)
         created = ctx.kube.create(body) or ctx.kube.get("ModelVersion", namespace, plan.create)
         if created is not None:
             raw[plan.create] = created
             infos[plan.create] = versions.version_info(created)
-            ctx.event(model, "Normal", "TrainingStarted", f"{plan.create} created ({plan.reason})")
+            news.append(("Normal", "TrainingStarted", f"{plan.create} created ({plan.reason})"))
             if plan.reason in (api.REASON_DRIFT, api.REASON_ACCURACY):
                 monitoring["lastRetrain"] = {
                     "reason": plan.reason,
@@ -233,8 +244,7 @@ def _reconcile(ctx: Context, model: Body) -> Body:
     except ApiException as error:  # the status says so; the queue retries after this pass
         failure = error
         step = rollout.RolloutResult(stable=choice.version, canary=status.get("canary"))
-    for kind, reason, message in step.events:
-        ctx.event(model, kind, reason, message)
+    news.extend(step.events)
     if step.rolled_back and candidate is not None:
         infos[candidate.name] = replace(candidate, phase=api.ROLLED_BACK, message=step.rolled_back)
         current = [infos.get(v.name, v) for v in current]
@@ -269,13 +279,12 @@ def _reconcile(ctx: Context, model: Body) -> Body:
         new_status["lastScheduledAt"] = scheduled_at
     new_status["scheduleError"] = schedule_error
     if schedule_error and schedule_error != status.get("scheduleError"):
-        ctx.event(model, "Warning", "InvalidSchedule", schedule_error)
+        news.append(("Warning", "InvalidSchedule", schedule_error))
     if step.command_handled is not None:
         new_status["canaryCommand"] = step.command_handled
     if _changed(status, new_status):
         ctx.kube.patch_status("Model", namespace, name, new_status)
-        for kind, reason, message in transitions(status, new_status):
-            ctx.event(model, kind, reason, message)
+        news.extend(transitions(status, new_status))
     if analysed is not None:
         ctx.analysed[(namespace, name)] = analysed
     if failure is not None:
@@ -481,10 +490,11 @@ def _sync_training(ctx: Context, version: Body, info: versions.VersionInfo) -> v
     job = ctx.store.get("Job", namespace, name)
     patch: Body
     if job is None:
-        ctx.kube.create(training.build_spec_config_map(version))
+        # No status write: a version without a phase is Pending, and the Job's start (or end)
+        # writes the next one.
         ctx.kube.create(training.build_training_job(version, ctx.settings))
-        patch = {"phase": api.PENDING, "job": name, "message": "training Job created"}
-    elif training.job_finished(job):
+        return info
+    if training.job_finished(job):
         pods = ctx.kube.list("Pod", namespace, {"batch.kubernetes.io/job-name": name})
         pods.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")
         patch = training.outcome(job, pods[-1] if pods else None)

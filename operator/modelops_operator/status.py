@@ -75,7 +75,9 @@ def _trained(o: Observed) -> tuple[str, str, str]:
                     f"({latest.reason})"
                 ),
             )
-        return "False", "Training", f"{latest.name} is {latest.phase.lower()} ({latest.reason})"
+        # "training" whether its Job has started or not: the ModelVersion's phase tells the two
+        # apart, and the Model's status is not written again for the difference.
+        return "False", "Training", f"{latest.name} is training ({latest.reason})"
     if latest.phase == api.SUCCEEDED:
         return "True", "Succeeded", f"{_describe(latest)} passed its quality gates"
     detail = f"{latest.status_reason}: {latest.message}" if latest.message else latest.status_reason
@@ -94,7 +96,7 @@ def _available(o: Observed) -> tuple[str, str, str]:
 
 def _progressing(o: Observed) -> tuple[str, str, str]:
     if o.latest is not None and o.latest.in_progress:
-        return "True", "Training", f"{o.latest.name} is {o.latest.phase.lower()}"
+        return "True", "Training", f"{o.latest.name} is training"
     if o.canary is not None:
         return (
             "True",
@@ -218,11 +220,14 @@ def model_status(o: Observed, previous: Mapping[str, Any], now: str) -> dict[str
     return status
 
 
-def transitions(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+Event = tuple[str, str, str]  # (type, reason, message)
+
+
+def transitions(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Event]:
     """(type, reason, message) for each Event a status change deserves: the phase, the training
     verdict, and each condition that turned abnormal (Warnings). The other condition changes
     are in the phase Event already; at a thousand Models every Event is an API write."""
-    events: list[tuple[str, str, str]] = []
+    events: list[Event] = []
     if before.get("phase") != after.get("phase"):
         events.append(
             (
@@ -245,6 +250,24 @@ def transitions(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tup
             continue  # the phase Event says it (Ready folds the rest)
         events.append((kind, c["reason"], f"{c['type']}={c['status']}: {c['message']}"))
     return events
+
+
+def fold_phase(events: Sequence[Event]) -> list[Event]:
+    """A pass's Events with its phase change riding on its first other Normal Event.
+
+    "TrainingStarted: iris-v1 created (initial); phase none -> Training" says in one Event what
+    two said; the action's reason is the more telling one. A phase change with no other Normal
+    Event in the pass stays an Event of its own; Warnings are never folded."""
+    normal = [i for i, e in enumerate(events) if e[0] == "Normal"]
+    phase = next((i for i in normal if events[i][1].startswith("Phase")), None)
+    carrier = next((i for i in normal if i != phase), None)
+    if phase is None or carrier is None:
+        return list(events)
+    folded = list(events)
+    kind, reason, message = folded[carrier]
+    folded[carrier] = (kind, reason, f"{message}; {events[phase][2]}")
+    del folded[phase]
+    return folded
 
 
 def _first_rollout(c: Mapping[str, Any], prior: Mapping[str, Any] | None) -> bool:

@@ -162,12 +162,12 @@ SERVING = [
          "Serving: iris-v1 serves with 2/2 replicas ready"),
         (
             model(observedGeneration=2, phase="Training", conditions=[
-                cond("Ready", "False", "Training", "iris-v1 is pending (initial)"),
-                cond("Progressing", "True", "Training", "iris-v1 is pending"),
+                cond("Ready", "False", "Training", "iris-v1 is training (initial)"),
+                cond("Progressing", "True", "Training", "iris-v1 is training"),
                 cond("Degraded", "False", "AsExpected", ""),
             ]),
             "Progressing",
-            "Training: iris-v1 is pending",
+            "Training: iris-v1 is training",
         ),
         (
             model(observedGeneration=2, phase="Degraded", conditions=[

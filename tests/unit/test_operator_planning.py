@@ -430,6 +430,18 @@ def test_a_first_rollout_posts_phases_and_the_verdict_only() -> None:
     ]
 
 
+def test_a_phase_change_rides_on_the_passes_first_normal_event() -> None:
+    started = ("Normal", "TrainingStarted", "iris-v1 created (initial)")
+    phase = ("Normal", "PhaseTraining", "phase none -> Training")
+    warning = ("Warning", "InvalidSchedule", "bad cron")
+    assert status.fold_phase([phase, warning, started]) == [
+        warning,
+        ("Normal", "TrainingStarted", "iris-v1 created (initial); phase none -> Training"),
+    ]
+    assert status.fold_phase([phase, warning]) == [phase, warning]  # a Warning carries nothing
+    assert status.fold_phase([started]) == [started]
+
+
 def test_a_refused_write_degrades_the_model() -> None:
     v1 = v(1, api.SUCCEEDED)
     o = status.Observed(
