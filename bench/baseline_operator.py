@@ -1,7 +1,7 @@
 """The scale benchmark's baseline: a minimal Kopf operator that creates the same child objects.
 
 For each Model it creates what modelops creates on the way to serving (with modelops' own
-builders, so both write the same objects): the ModelVersion, the training ConfigMap and Job; when
+builders, so both write the same objects): the ModelVersion and its training Job; when
 the Job succeeds, the stable Deployment and the Service; when that Deployment is available, it
 sets the Model's phase to Serving. No planning, no status beyond the phase, no canary, no
 monitoring, no resync: what it costs is what any Kopf operator creating these objects costs, so
@@ -52,7 +52,6 @@ def model_created(body: kopf.Body, memo: Any, **_: Any) -> None:
     kube: Kube = memo.kube
     created = kube.create(version) or kube.get("ModelVersion", body["metadata"]["namespace"], name)
     assert created is not None
-    kube.create(training.build_spec_config_map(created))
     kube.create(training.build_training_job(created, SETTINGS))
 
 

@@ -23,7 +23,6 @@ Body = dict[str, Any]
 
 # kind -> (path prefix, plural)
 PATHS: dict[str, tuple[str, str]] = {
-    "ConfigMap": ("/api/v1", "configmaps"),
     "Service": ("/api/v1", "services"),
     "Pod": ("/api/v1", "pods"),
     "Deployment": ("/apis/apps/v1", "deployments"),

@@ -1,5 +1,8 @@
-"""Pure builders for a training run: the ModelVersion, its spec ConfigMap, its Job; and the
-reading of the Job's outcome into the version's status.
+"""Pure builders for a training run: the ModelVersion and its Job; and the reading of the Job's
+outcome into the version's status.
+
+The Job carries its spec.training as an annotation of its pod template, which a downward API volume
+mounts as the file `modelops train --spec` reads: no ConfigMap to write, own and collect per run.
 
 The Job runs `modelops train` from the runtime image (docs/runtime-contract.md). Its result comes
 back as the container's termination message, which the kubelet copies into the Pod's status: the
@@ -17,6 +20,8 @@ from modelops_operator.settings import Settings
 
 SPEC_MOUNT = "/etc/modelops"
 SPEC_FILE = "training.json"
+SPEC_ANNOTATION = f"{api.GROUP}/training-spec"
+SPEC_FIELD = f"metadata.annotations['{SPEC_ANNOTATION}']"  # as the downward API names it
 BENTOML_HOME = "/home/bentoml"
 TERMINATION_LOG = "/dev/termination-log"
 RESULT_KEYS = (
@@ -100,21 +105,6 @@ def build_model_version(
     }
 
 
-def build_spec_config_map(version: Mapping[str, Any]) -> Body:
-    meta = version["metadata"]
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": f"{meta['name']}-training",
-            "namespace": meta["namespace"],
-            "labels": labels(version["spec"]["model"], "training", meta["name"]),
-            "ownerReferences": [owner_reference(version)],
-        },
-        "data": {SPEC_FILE: json.dumps(version["spec"]["training"], indent=2, sort_keys=True)},
-    }
-
-
 def build_training_job(version: Mapping[str, Any], settings: Settings) -> Body:
     meta, spec = version["metadata"], version["spec"]
     name, model = meta["name"], spec["model"]
@@ -166,14 +156,29 @@ def build_training_job(version: Mapping[str, Any], settings: Settings) -> Body:
             "backoffLimit": 0,  # a training that failed fails the same way again
             "activeDeadlineSeconds": settings.training_deadline_seconds,
             "template": {
-                "metadata": {"labels": pod_labels},
+                "metadata": {
+                    "labels": pod_labels,
+                    "annotations": {
+                        SPEC_ANNOTATION: json.dumps(spec["training"], indent=2, sort_keys=True)
+                    },
+                },
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "securityContext": pod_security_context(),
                     "containers": [container],
                     "volumes": [
-                        {"name": "spec", "configMap": {"name": f"{name}-training"}},
+                        {
+                            "name": "spec",
+                            "downwardAPI": {
+                                "items": [
+                                    {
+                                        "path": SPEC_FILE,
+                                        "fieldRef": {"fieldPath": SPEC_FIELD},
+                                    }
+                                ]
+                            },
+                        },
                         {
                             "name": "artifacts",
                             "persistentVolumeClaim": {"claimName": settings.artifacts_claim},

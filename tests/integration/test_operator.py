@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -215,8 +216,12 @@ def test_iris_trains_records_and_serves(cluster: Cluster, control_plane: Control
     assert (
         volumes["bentoml-home"].empty_dir is not None and mounts["bentoml-home"] == "/home/bentoml"
     )
-    spec_map = cluster.core.read_namespaced_config_map("iris-v1-training", cluster.ns)
-    assert json.loads(spec_map.data["training.json"])["estimator"]["params"]["n_estimators"] == 100
+    spec_file = volumes["spec"].downward_api.items[0]
+    assert (spec_file.path, mounts["spec"]) == ("training.json", "/etc/modelops")
+    annotation = re.fullmatch(r"metadata\.annotations\['(.+)'\]", spec_file.field_ref.field_path)
+    assert annotation is not None
+    spec = json.loads(job.spec.template.metadata.annotations[annotation.group(1)])
+    assert spec["estimator"]["params"]["n_estimators"] == 100
 
     cluster.finish_training("iris", "iris-v1")
     eventually(lambda: cluster.version_phase("iris-v1") == "Succeeded")

@@ -80,10 +80,6 @@ them. Nothing here reads Secrets or touches RBAC.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
-# The training spec each Job mounts.
-- apiGroups: [""]
-  resources: [configmaps]
-  verbs: [create]
 # Serving children, written with server-side apply (patch; create when absent); Kopf watches them.
 # The canary Deployment is also read and removed when its canary is promoted or rolled back.
 - apiGroups: [apps]
