@@ -150,6 +150,9 @@ def watch_json(
                 stop.wait(1)
 
 
+RUN_ATTEMPTS = 5
+
+
 class SimulatedKubelet:
     """Registers `node` and runs (in name only) every pod bound to it, until `stop()`."""
 
@@ -248,15 +251,26 @@ class SimulatedKubelet:
             self._pool.submit(self._run, pod)
 
     def _run(self, pod: dict[str, Any]) -> None:
+        """Reports the pod started; retried, since no later watch event would bring it back."""
         meta = pod["metadata"]
-        try:
-            status = pod_status(pod, str(next(self._addresses)))
-            self.core.patch_namespaced_pod_status(
-                meta["name"], meta["namespace"], {"status": status}, _preload_content=False
-            )
-        except ApiException as error:
-            if error.status != 404:
-                log.warning("pod %s/%s not started: %s", meta["namespace"], meta["name"], error)
+        status = pod_status(pod, str(next(self._addresses)))
+        for attempt in range(1, RUN_ATTEMPTS + 1):
+            try:
+                self.core.patch_namespaced_pod_status(
+                    meta["name"], meta["namespace"], {"status": status}, _preload_content=False
+                )
+                return
+            except ApiException as error:
+                if error.status == 404:
+                    return
+                problem: object = error
+            except urllib3.exceptions.HTTPError as error:  # a timeout or a reset under load
+                problem = error
+            log.warning(
+                "pod %s/%s not started (attempt %d): %s",
+                meta["namespace"], meta["name"], attempt, problem,
+            )  # fmt: skip
+            self._stop.wait(attempt)
 
     def _delete(self, namespace: str, name: str) -> None:
         try:
