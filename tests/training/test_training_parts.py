@@ -12,7 +12,7 @@ import pytest
 from modelops_training import sources
 from modelops_training.cleaning import to_numbers
 from modelops_training.estimators import build
-from modelops_training.features import oversample_minority
+from modelops_training.features import MedianImputer, oversample_minority
 from modelops_training.reference import numeric_reference
 from modelops_training.result import RESULT_FILE_LIMIT, TrainingError, fit_to_limit
 from modelops_training.spec import DatasetSpec, parse_spec
@@ -131,3 +131,21 @@ def test_spec_hash_is_canonical_json() -> None:
         '"estimator":{"class":"sklearn.svm.SVC","params":{"C":0.5}}}'
     )
     assert parse_spec(raw).hash == "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@pytest.mark.parametrize("keep_empty", [False, True])
+def test_median_imputer_imputes_as_scikit_learn_does(keep_empty: bool) -> None:
+    from sklearn.impute import SimpleImputer
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(1001, 4))
+    x[rng.random(x.shape) < 0.2] = np.nan
+    x[:, 2] = np.nan  # an all-missing column
+    x[:6, 3] = [1.0, 2.0, 3.0, 4.0, np.nan, np.nan]  # an even count around the middle
+    ours = MedianImputer(strategy="median", keep_empty_features=keep_empty).fit(x)
+    theirs = SimpleImputer(strategy="median", keep_empty_features=keep_empty).fit(x)
+    np.testing.assert_array_equal(ours.statistics_, theirs.statistics_)
+    np.testing.assert_array_equal(ours.transform(x), theirs.transform(x))
+    frame = pd.DataFrame({"a": [1.0, None, 3.0], "b": ["x", "y", None]})
+    with pytest.raises(ValueError):  # not numbers: scikit-learn's own checks, unchanged
+        MedianImputer(strategy="median").fit(frame)
