@@ -1,6 +1,6 @@
 """Benchmark: the wall time of `modelops train` against a plain scikit-learn fit of the same
-estimator on the same data (synthetic classification, 100,000 rows x 20 features), measured in one
-run.
+estimator on the same data (synthetic classification, 10,000, 100,000 and 1,000,000 rows x 20
+features), measured in one run.
 
 Three timings per estimator, each the median of `--repeat` runs:
 - plain fit: `estimator.fit(X_train, y_train)` in this process (data already in memory);
@@ -9,8 +9,11 @@ Three timings per estimator, each the median of `--repeat` runs:
 - modelops train: the console script as a training Job runs it (load, clean, fingerprint, fit the
   Pipeline, evaluate, save with BentoML, export the archive).
 
-    .venv/bin/python bench/train_overhead.py [--rows 100000] [--features 20] [--repeat 3]
-        [--write-docs docs/benchmarks.md]
+    .venv/bin/python bench/train_overhead.py [--rows 10000,100000,1000000] [--features 20]
+        [--repeat 3] [--write-docs docs/benchmarks.md]
+
+The fixed cost is what `modelops train` adds to the plain script whatever the data: its time at
+the smallest size minus the script's (mostly importing pandas and BentoML, and packaging).
 
 With --write-docs the "## Training overhead" section of that file is replaced (the rest is kept).
 """
@@ -131,75 +134,84 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="modelops-bench-") as tmp:
         workdir = Path(tmp)
         run = 0
-        for class_path, params in ESTIMATORS.items():
-            fits, scripts, trains, stages = [], [], [], []
-            for _ in range(args.repeat):
-                fits.append(plain_fit(class_path, params, args.rows, args.features, args.seed))
-                scripts.append(
-                    plain_script(class_path, params, args.rows, args.features, args.seed)
+        for size in args.rows:
+            for class_path, params in ESTIMATORS.items():
+                fits, scripts, trains, stages = [], [], [], []
+                for _ in range(args.repeat):
+                    fits.append(plain_fit(class_path, params, size, args.features, args.seed))
+                    scripts.append(plain_script(class_path, params, size, args.features, args.seed))
+                    run += 1
+                    elapsed, result = modelops_train(
+                        class_path, params, size, args.features, args.seed, workdir, run
+                    )
+                    trains.append(elapsed)
+                    stages.append(result["seconds"])
+                    print(
+                        f"{size} rows, {class_path}: fit {fits[-1]:.2f}s, script "
+                        f"{scripts[-1]:.2f}s, modelops train {elapsed:.2f}s {result['seconds']}",
+                        file=sys.stderr,
+                    )
+                median_stages = {k: statistics.median(s[k] for s in stages) for k in stages[0]}
+                rows.append(
+                    {
+                        "rows": size,
+                        "estimator": class_path.rsplit(".", 1)[1],
+                        "fit": statistics.median(fits),
+                        "script": statistics.median(scripts),
+                        "train": statistics.median(trains),
+                        "stages": median_stages,
+                    }
                 )
-                run += 1
-                elapsed, result = modelops_train(
-                    class_path, params, args.rows, args.features, args.seed, workdir, run
-                )
-                trains.append(elapsed)
-                stages.append(result["seconds"])
-                print(
-                    f"{class_path}: fit {fits[-1]:.2f}s, script {scripts[-1]:.2f}s, "
-                    f"modelops train {elapsed:.2f}s {result['seconds']}",
-                    file=sys.stderr,
-                )
-            median_stages = {key: statistics.median(s[key] for s in stages) for key in stages[0]}
-            rows.append(
-                {
-                    "estimator": class_path.rsplit(".", 1)[1],
-                    "fit": statistics.median(fits),
-                    "script": statistics.median(scripts),
-                    "train": statistics.median(trains),
-                    "stages": median_stages,
-                }
-            )
     return rows
 
 
 def render(args: argparse.Namespace, rows: list[dict[str, Any]], load: str) -> str:
     command = (
-        f".venv/bin/python bench/train_overhead.py --rows {args.rows} --features {args.features} "
+        f".venv/bin/python bench/train_overhead.py --rows {','.join(map(str, args.rows))} "
+        f"--features {args.features} "
         f"--repeat {args.repeat} --write-docs docs/benchmarks.md"
     )
     lines = [
         SECTION,
         "",
         "`modelops train` against a plain scikit-learn fit of the same estimator on the same data: "
-        f"synthetic classification, {args.rows:,} rows x {args.features} features, 80/20 holdout; "
+        f"synthetic classification, {args.features} features, 80/20 holdout; "
         f"median of {args.repeat} runs each, all measured in one run of:",
         "",
         "```",
         command,
         "```",
         "",
-        "| estimator | plain fit (s) | plain script (s) | modelops train (s) | "
-        "train / fit | train / script |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| rows | estimator | plain fit (s) | plain script (s) | modelops train (s) | "
+        "train / fit | train / script | train - script (s) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         lines.append(
-            f"| {row['estimator']} | {row['fit']:.2f} | {row['script']:.2f} | {row['train']:.2f} "
-            f"| {row['train'] / row['fit']:.1f}x | {row['train'] / row['script']:.2f}x |"
+            f"| {row['rows']:,} | {row['estimator']} | {row['fit']:.2f} | {row['script']:.2f} "
+            f"| {row['train']:.2f} | {row['train'] / row['fit']:.1f}x "
+            f"| {row['train'] / row['script']:.2f}x | {row['train'] - row['script']:.2f} |"
         )
+    smallest = [row for row in rows if row["rows"] == min(args.rows)]
+    fixed = statistics.median(row["train"] - row["script"] for row in smallest)
+    lines += [
+        "",
+        f"The fixed cost, `modelops train` minus the plain script at {min(args.rows):,} rows "
+        f"(median over the estimators): **{fixed:.2f} s**.",
+    ]
     lines += [
         "",
         "Where `modelops train`'s time goes (median seconds, from its result's `seconds`; the rest "
         "of the wall time is starting Python and importing scikit-learn, pandas and BentoML):",
         "",
-        "| estimator | load | clean | fit | evaluate | package | total in process |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| rows | estimator | load | clean | fit | evaluate | package | total in process |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         s = row["stages"]
         lines.append(
-            f"| {row['estimator']} | {s['load']:.2f} | {s['clean']:.2f} | {s['fit']:.2f} | "
-            f"{s['evaluate']:.2f} | {s['package']:.2f} | {s['total']:.2f} |"
+            f"| {row['rows']:,} | {row['estimator']} | {s['load']:.2f} | {s['clean']:.2f} "
+            f"| {s['fit']:.2f} | {s['evaluate']:.2f} | {s['package']:.2f} | {s['total']:.2f} |"
         )
     lines += [
         "",
@@ -217,7 +229,12 @@ def render(args: argparse.Namespace, rows: list[dict[str, Any]], load: str) -> s
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--rows", type=int, default=100_000)
+    p.add_argument(
+        "--rows",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[10_000, 100_000, 1_000_000],
+        help="comma-separated data sizes (default 10000,100000,1000000)",
+    )
     p.add_argument("--features", type=int, default=20)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--repeat", type=int, default=3)
