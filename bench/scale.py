@@ -409,6 +409,22 @@ def components(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def requests(results: list[dict[str, Any]]) -> str:
+    """The rollout's requests per Model by verb and resource, at the largest N of each operator
+    (Events posted after the last Model reached Serving are not in the window)."""
+    largest = max((r["models"] for r in results if "rollout_requests" in r), default=0)
+    rows = [r for r in results if r["models"] == largest and "rollout_requests" in r]
+    kinds = sorted({k for r in rows for k in r["rollout_requests"]})
+    lines = [
+        "| operator | " + " | ".join(kinds) + " |",
+        "| --- |" + " ---: |" * len(kinds),
+    ]
+    for r in rows:
+        per_model = [r["rollout_requests"].get(k, 0) / r["models"] for k in kinds]
+        lines.append(f"| {r['operator']} | " + " | ".join(f"{v:.2f}" for v in per_model) + " |")
+    return "\n".join(lines)
+
+
 def docs(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     quiet = all(not r.get("steady_requests") for r in results if "timeout" not in r)
     steady = (
@@ -439,6 +455,10 @@ modelops ÷ baseline (the minimal Kopf operator of bench/baseline_operator.py, w
 same objects and sets the phase, and does nothing else):
 
 {ratios(results)}
+
+Where the requests go, per Model, at the largest run:
+
+{requests(results)}
 
 Operator requests in the steady-state window: {steady}
 
