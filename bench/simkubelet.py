@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -162,7 +163,7 @@ class SimulatedKubelet:
         self.node, self.workers = node, workers
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="simkubelet")
-        self._handled: set[str] = set()
+        self._handled: dict[str, float] = {}  # pod key -> when its start was asked for
         self._threads: list[threading.Thread] = []
         self._addresses = itertools.cycle(POD_NETWORK.hosts())
 
@@ -221,13 +222,32 @@ class SimulatedKubelet:
         }
 
     def _heartbeat(self) -> None:
-        while not self._stop.wait(10):
+        """Renews the node's lease every 10 s and, every 30 s, starts the pods bound to the node
+        that are still Pending: a pod whose start was lost under load (a watch event or a request
+        that never arrived) is started then, as a real kubelet's resync would."""
+        for tick in itertools.count(1):
+            if self._stop.wait(10):
+                return
             try:
                 self.leases.patch_namespaced_lease(
                     self.node, "kube-node-lease", {"spec": {"renewTime": _now(micro=True)}}
                 )
-            except ApiException as error:
-                log.warning("lease of %s not renewed: %s", self.node, error.reason)
+                if tick % 3 == 0:
+                    self._start_pending()
+            except (ApiException, urllib3.exceptions.HTTPError) as error:
+                log.warning("heartbeat of %s: %s", self.node, error)
+
+    def _start_pending(self) -> None:
+        pending = self.core.list_pod_for_all_namespaces(
+            field_selector=f"spec.nodeName={self.node},status.phase=Pending",
+            _preload_content=False,
+        )
+        for pod in json.loads(pending.data)["items"]:
+            meta = pod["metadata"]
+            asked = self._handled.get(f"{meta['namespace']}/{meta['name']}/{meta['uid']}")
+            if meta.get("deletionTimestamp") or (asked and time.monotonic() - asked < 30):
+                continue  # being deleted, or its start may still be on its way
+            self._pool.submit(self._run, pod)
 
     def _watch(self) -> None:
         watch_json(
@@ -242,12 +262,12 @@ class SimulatedKubelet:
         key = f"{meta['namespace']}/{meta['name']}/{meta['uid']}"
         if meta.get("deletionTimestamp"):
             if key + "/deleted" not in self._handled:
-                self._handled.add(key + "/deleted")
+                self._handled[key + "/deleted"] = time.monotonic()
                 self._pool.submit(self._delete, meta["namespace"], meta["name"])
         elif (pod.get("status") or {}).get("phase", "Pending") == "Pending" and (
             key not in self._handled
         ):
-            self._handled.add(key)
+            self._handled[key] = time.monotonic()
             self._pool.submit(self._run, pod)
 
     def _run(self, pod: dict[str, Any]) -> None:
