@@ -409,11 +409,20 @@ def components(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+OPERATORS = {"baseline", "modelops"}
+
+
+def compared(results: list[dict[str, Any]]) -> int:
+    """The largest N that both operators ran (else the largest N): where they are compared."""
+    sizes = {r["models"] for r in results if "timeout" not in r}
+    both = [n for n in sizes if {r["operator"] for r in results if r["models"] == n} >= OPERATORS]
+    return max(both or sizes, default=0)
+
+
 def requests(results: list[dict[str, Any]]) -> str:
-    """The rollout's requests per Model by verb and resource, at the largest N of each operator
+    """The rollout's requests per Model by verb and resource where the operators are compared
     (Events posted after the last Model reached Serving are not in the window)."""
-    largest = max((r["models"] for r in results if "rollout_requests" in r), default=0)
-    rows = [r for r in results if r["models"] == largest and "rollout_requests" in r]
+    rows = [r for r in results if r["models"] == compared(results) and "rollout_requests" in r]
     kinds = sorted({k for r in rows for k in r["rollout_requests"]})
     lines = [
         "| operator | " + " | ".join(kinds) + " |",
@@ -456,7 +465,7 @@ same objects and sets the phase, and does nothing else):
 
 {ratios(results)}
 
-Where the requests go, per Model, at the largest run:
+Where the requests go, per Model, at {compared(results)} Models:
 
 {requests(results)}
 
@@ -472,11 +481,15 @@ process of the control plane runs on it):
 
 
 def targets(results: list[dict[str, Any]]) -> str:
-    """The issue's targets for the largest run of modelops, met or not."""
-    ours = [r for r in results if r["operator"] == "modelops" and "timeout" not in r]
+    """The targets (set for a thousand Models) where the operators are compared, met or not."""
+    ours = [
+        r
+        for r in results
+        if r["operator"] == "modelops" and "timeout" not in r and r["models"] == compared(results)
+    ]
     if not ours:
         return "modelops did not bring every Model to Serving in time."
-    r = max(ours, key=lambda x: x["models"])
+    r = ours[0]
     base = next(
         (b for b in results if b["operator"] == "baseline" and b["models"] == r["models"]), None
     )
