@@ -422,7 +422,8 @@ def compared(results: list[dict[str, Any]]) -> int:
 def requests(results: list[dict[str, Any]]) -> str:
     """The rollout's requests per Model by verb and resource where the operators are compared
     (Events posted after the last Model reached Serving are not in the window)."""
-    rows = [r for r in results if r["models"] == compared(results) and "rollout_requests" in r]
+    size = compared(results)
+    rows = [r for r in results if r["models"] == size and "rollout_requests" in r]
     kinds = sorted({k for r in rows for k in r["rollout_requests"]})
     lines = [
         "| operator | " + " | ".join(kinds) + " |",
@@ -482,10 +483,11 @@ process of the control plane runs on it):
 
 def targets(results: list[dict[str, Any]]) -> str:
     """The targets (set for a thousand Models) where the operators are compared, met or not."""
+    size = compared(results)
     ours = [
         r
         for r in results
-        if r["operator"] == "modelops" and "timeout" not in r and r["models"] == compared(results)
+        if r["operator"] == "modelops" and "timeout" not in r and r["models"] == size
     ]
     if not ours:
         return "modelops did not bring every Model to Serving in time."
