@@ -84,6 +84,17 @@ def check_home_apart(home: Path, archive: Path) -> None:
         )
 
 
+def model_store(home: Path) -> Any:
+    """The model store under `home`.
+
+    Named explicitly rather than taken from BentoML's configuration, which binds its home once, at
+    the first import of `bentoml` in the process, whatever BENTOML_HOME says later.
+    """
+    from bentoml._internal.models.model import ModelStore
+
+    return ModelStore(home / "models")
+
+
 def import_archive(archive: Path, home: Path) -> str:
     """Import the archive into the store under `home` once; return the model's tag."""
     import bentoml
@@ -100,7 +111,7 @@ def import_archive(archive: Path, home: Path) -> str:
             if not archive.is_file():
                 raise ArtifactMissing(f"archive {archive} does not exist")
             try:
-                model = bentoml.models.import_model(str(archive))
+                model = bentoml.models.import_model(str(archive), _model_store=model_store(home))
             except BentoMLException as exc:
                 raise ArtifactError(f"cannot import {archive}: {exc}") from exc
             except (OSError, ValueError) as exc:
@@ -112,11 +123,11 @@ def import_archive(archive: Path, home: Path) -> str:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def read_model(tag: str, expected_model: str, expected_version: str) -> LoadedModel:
-    """Load the pipeline and check the metadata against the contract."""
+def read_model(tag: str, home: Path, expected_model: str, expected_version: str) -> LoadedModel:
+    """Load the pipeline from the store under `home` and check the metadata against the contract."""
     import bentoml
 
-    stored = bentoml.models.get(tag)
+    stored = bentoml.models.get(tag, _model_store=model_store(home))
     meta = dict(stored.info.metadata)
     name, version = str(stored.tag.name), str(stored.tag.version)
     if expected_model and expected_model != name:
@@ -170,4 +181,4 @@ def load(
             if on_wait is not None:
                 on_wait(str(exc))
             time.sleep(poll_seconds)
-    return read_model(tag, expected_model, expected_version)
+    return read_model(tag, home, expected_model, expected_version)

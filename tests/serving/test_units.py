@@ -194,3 +194,21 @@ def test_artifact_uris_and_home_placement(tmp_path: Path) -> None:
     for home in (tmp_path / "models" / "iris", tmp_path / "models" / "iris" / "h", tmp_path):
         with pytest.raises(ArtifactError, match="overlaps"):
             check_home_apart(home, archive)
+
+
+def test_the_archive_lands_in_the_home_it_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from serving_models import iris_classifier
+
+    from modelops_serving import artifact
+
+    built = iris_classifier(tmp_path / "build")
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "first"))
+    BentoMLContainer.model_store.get()  # binds BentoML's own store, if nothing did before
+    home = tmp_path / "given"
+    monkeypatch.setenv("BENTOML_HOME", str(home))
+    loaded = artifact.load(str(built.archive), "iris", "iris-v1", wait_seconds=0)
+    assert loaded.version == "iris-v1"
+    assert (home / "models" / "iris" / "iris-v1" / "pipeline.pkl").is_file()
