@@ -8,18 +8,23 @@ STAMP := $(VENV)/.installed
 TOOLS := kubernetes containerd etcd helm prometheus vegeta
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest unit integration e2e tools images venv prerequisites
+.PHONY: demo test api lint typecheck pytest unit integration e2e tools images venv prerequisites
 
 demo: venv tools images ## a local cluster with a real node, the operator's chart, the example's loop
 	$(PYTHON) -m modelops_sandbox.demo $(ARGS)
 
-test: lint typecheck pytest ## ruff, mypy and every test tier
+test: lint typecheck pytest ## ruff, import contracts, mypy and every test tier
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(PYTHON) -m modelops_api --check
+
+api: venv ## write the CRDs and the API tables of docs/api.md from api/modelops_api/spec.py
+	$(PYTHON) -m modelops_api
 
 typecheck: venv
-	$(VENV)/bin/mypy -p modelops_operator -p modelops_training -p modelops_serving -p modelops_sandbox
+	$(VENV)/bin/mypy -p modelops_api -p modelops_operator -p modelops_training -p modelops_serving -p modelops_sandbox
 
 pytest: venv tools images
 	$(PYTHON) -m pytest $(PYTEST_ARGS)

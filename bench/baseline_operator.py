@@ -20,7 +20,8 @@ from typing import Any
 import kopf
 from kubernetes import config
 
-from modelops_operator import api, children, specs, training
+from modelops_api import contract
+from modelops_operator import children, specs, training
 from modelops_operator.kube import Kube
 from modelops_operator.settings import Settings
 from modelops_operator.versions import VersionInfo
@@ -31,7 +32,7 @@ SETTINGS = Settings()
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     """The same Kopf storage settings as modelops (annotations, no status field)."""
-    prefix = f"kopf.{api.GROUP}"
+    prefix = f"kopf.{contract.GROUP}"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=prefix, key="last-handled-configuration"
@@ -42,12 +43,12 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     memo.done = set()
 
 
-@kopf.on.create(api.GROUP, api.VERSION, api.MODELS)
+@kopf.on.create(contract.GROUP, contract.VERSION, contract.MODELS)
 def model_created(body: kopf.Body, memo: Any, **_: Any) -> None:
     model = {k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")}
     name = f"{body['metadata']['name']}-v1"
     version = training.build_model_version(
-        model, name, api.REASON_INITIAL, specs.training_hash(model["spec"]["training"])
+        model, name, contract.REASON_INITIAL, specs.training_hash(model["spec"]["training"])
     )
     kube: Kube = memo.kube
     created = kube.create(version) or kube.get("ModelVersion", body["metadata"]["namespace"], name)
@@ -55,12 +56,12 @@ def model_created(body: kopf.Body, memo: Any, **_: Any) -> None:
     kube.create(training.build_training_job(created, SETTINGS))
 
 
-@kopf.on.event("batch", "v1", "jobs", labels=api.MANAGED)
+@kopf.on.event("batch", "v1", "jobs", labels=contract.MANAGED)
 def job_event(body: kopf.Body, memo: Any, **_: Any) -> None:
     if not (body.get("status") or {}).get("succeeded"):
         return
     meta = body["metadata"]
-    model_name, version = meta["labels"][api.LABEL_MODEL], meta["name"]
+    model_name, version = meta["labels"][contract.LABEL_MODEL], meta["name"]
     if ("job", meta["namespace"], version) in memo.done:
         return
     memo.done.add(("job", meta["namespace"], version))
@@ -72,8 +73,8 @@ def job_event(body: kopf.Body, memo: Any, **_: Any) -> None:
         name=version,
         index=1,
         spec_hash="",
-        reason=api.REASON_INITIAL,
-        phase=api.SUCCEEDED,
+        reason=contract.REASON_INITIAL,
+        phase=contract.SUCCEEDED,
         artifact=f"file:///models/{model_name}/{version}.bentomodel",
     )
     replicas = children.stable_replicas(model)
@@ -81,7 +82,7 @@ def job_event(body: kopf.Body, memo: Any, **_: Any) -> None:
     kube.create(children.build_service(model))
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=api.MANAGED)
+@kopf.on.event("apps", "v1", "deployments", labels=contract.MANAGED)
 def deployment_event(body: kopf.Body, memo: Any, **_: Any) -> None:
     status = body.get("status") or {}
     available = any(
@@ -89,11 +90,11 @@ def deployment_event(body: kopf.Body, memo: Any, **_: Any) -> None:
         for c in status.get("conditions") or []
     )
     meta = body["metadata"]
-    model = meta["labels"][api.LABEL_MODEL]
+    model = meta["labels"][contract.LABEL_MODEL]
     if not available or ("model", meta["namespace"], model) in memo.done:
         return
     memo.done.add(("model", meta["namespace"], model))
-    memo.kube.patch_status("Model", meta["namespace"], model, {"phase": api.PHASE_SERVING})
+    memo.kube.patch_status("Model", meta["namespace"], model, {"phase": contract.PHASE_SERVING})
 
 
 def main(argv: list[str]) -> int:

@@ -25,7 +25,7 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from modelops_operator import api
+from modelops_api import contract
 from modelops_training.result import fit_to_limit
 
 log = logging.getLogger("simkubelet")
@@ -44,7 +44,7 @@ def training_result(model: str, version: str) -> str:
     """What `modelops train` writes to its termination message on success (same serialiser)."""
     return fit_to_limit(
         {
-            "phase": api.SUCCEEDED,
+            "phase": contract.SUCCEEDED,
             "reason": "Trained",
             "message": "trained (simulated)",
             "model": model,
@@ -74,9 +74,9 @@ def _container_statuses(pod: dict[str, Any], state: dict[str, Any], ready: bool)
 def pod_status(pod: dict[str, Any], ip: str) -> dict[str, Any]:
     """The status a kubelet would report once the pod's containers ran (or are running)."""
     labels = pod["metadata"].get("labels") or {}
-    if labels.get(api.LABEL_COMPONENT) == "training":
+    if labels.get(contract.LABEL_COMPONENT) == "training":
         message = training_result(
-            labels.get(api.LABEL_MODEL, ""), labels.get(api.LABEL_VERSION, "")
+            labels.get(contract.LABEL_MODEL, ""), labels.get(contract.LABEL_VERSION, "")
         )
         state = {
             "terminated": {

@@ -23,6 +23,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/modelops/bin/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
  && /opt/modelops/bin/pip install --prefer-binary -r /tmp/requirements.txt
 # Then the distribution itself (pyproject.toml finds each package in its folder).
+COPY api/ api/
 COPY operator/ operator/
 COPY training/ training/
 COPY serving/ serving/

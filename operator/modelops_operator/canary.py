@@ -22,17 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from modelops_api.spec import CanarySpec
+
 Action = Literal["wait", "advance", "promote", "rollback", "hold"]
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
-
-
-@dataclass(frozen=True)
-class CanarySpec:
-    steps: tuple[int, ...] = (10, 50)
-    interval: float = 60.0
-    threshold: int = 2
-    progress_deadline: float = 900.0
-    on_deadline: Literal["rollback", "hold"] = "rollback"
 
 
 @dataclass(frozen=True)
@@ -148,7 +141,7 @@ def decide(
                 f"{current['version']} advanced to step {step + 1}/"
                 f"{len(spec.steps)} ({weight}% of traffic)",
             )
-    if now - float(current["stepStartedAt"]) >= spec.progress_deadline:
+    if now - float(current["stepStartedAt"]) >= spec.progress_deadline_seconds:
         inconclusive = (current.get("lastAnalysis") or {}).get("reasons") or {}
         why = "; ".join(f"{k}: {v}" for k, v in sorted(inconclusive.items())) or "no analysis"
         if spec.on_deadline == "rollback":
@@ -156,13 +149,13 @@ def decide(
                 "rollback",
                 current,
                 "ProgressDeadlineExceeded",
-                f"no progress for {spec.progress_deadline:.0f}s ({why})",
+                f"no progress for {spec.progress_deadline} ({why})",
             )
         return Decision(
             "hold",
             current,
             "ProgressDeadlineExceeded",
-            f"holding: no progress for {spec.progress_deadline:.0f}s ({why})",
+            f"holding: no progress for {spec.progress_deadline} ({why})",
         )
     if (
         analysis is not None
@@ -181,4 +174,4 @@ def decide(
 
 def _due(status: Mapping[str, Any], spec: CanarySpec, now: float) -> bool:
     last = status.get("lastAnalysisAt")
-    return last is None or now - float(last) >= spec.interval
+    return last is None or now - float(last) >= spec.interval_seconds

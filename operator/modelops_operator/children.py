@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from modelops_operator import api
+from modelops_api import contract
+from modelops_api.spec import ServingSpec
 from modelops_operator.settings import Settings
 from modelops_operator.training import (
     BENTOML_HOME,
@@ -35,7 +36,7 @@ def deployment_name(model: str, track: str) -> str:
 
 def service_labels(model: str) -> dict[str, str]:
     """The labels the Service selects: every serving pod of the model, whatever its track."""
-    return {api.LABEL_MODEL: model, api.LABEL_COMPONENT: "serving"}
+    return {contract.LABEL_MODEL: model, contract.LABEL_COMPONENT: "serving"}
 
 
 def _meta(model: Mapping[str, Any], name: str, extra: Mapping[str, str]) -> Body:
@@ -50,6 +51,7 @@ def _meta(model: Mapping[str, Any], name: str, extra: Mapping[str, str]) -> Body
 
 def build_deployment(
     model: Mapping[str, Any],
+    serving: ServingSpec,
     version: VersionInfo,
     track: str,
     replicas: int | None,
@@ -57,15 +59,14 @@ def build_deployment(
 ) -> Body:
     """The Deployment serving `version` on `track`; `replicas` None leaves them to the HPA."""
     name = model["metadata"]["name"]
-    serving = model["spec"].get("serving") or {}
-    selector = {**service_labels(name), api.LABEL_TRACK: track}
-    pod_labels = {**labels(name, "serving", version.name), api.LABEL_TRACK: track}
+    selector = {**service_labels(name), contract.LABEL_TRACK: track}
+    pod_labels = {**labels(name, "serving", version.name), contract.LABEL_TRACK: track}
     container: Body = {
-        "name": api.SERVING_CONTAINER,
+        "name": contract.SERVING_CONTAINER,
         "image": settings.runtime_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["bentoml", "serve", "modelops_serving.service:ModelService"],
-        "args": ["--port", str(api.SERVING_PORT)],
+        "args": ["--port", str(contract.SERVING_PORT)],
         "env": [
             {"name": "MODELOPS_ARTIFACT", "value": version.artifact},
             {"name": "MODELOPS_MODEL", "value": name},
@@ -75,7 +76,7 @@ def build_deployment(
             {"name": "BENTOML_HOME", "value": BENTOML_HOME},
             {"name": "HOME", "value": "/tmp"},
         ],
-        "ports": [{"name": "http", "containerPort": api.SERVING_PORT, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": contract.SERVING_PORT, "protocol": "TCP"}],
         "readinessProbe": {
             "httpGet": {"path": "/readyz", "port": "http"},
             "periodSeconds": 5,
@@ -103,8 +104,8 @@ def build_deployment(
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
-    if serving.get("resources"):
-        container["resources"] = serving["resources"]
+    if serving.resources:
+        container["resources"] = serving.resources
     spec: Body = {
         "selector": {"matchLabels": selector},
         "template": {
@@ -112,7 +113,7 @@ def build_deployment(
                 "labels": pod_labels,
                 "annotations": {
                     "prometheus.io/scrape": "true",
-                    "prometheus.io/port": str(api.SERVING_PORT),
+                    "prometheus.io/port": str(contract.SERVING_PORT),
                     "prometheus.io/path": "/metrics",
                 },
             },
@@ -142,7 +143,7 @@ def build_deployment(
         "metadata": _meta(
             model,
             deployment_name(name, track),
-            {api.LABEL_TRACK: track, api.LABEL_VERSION: version.name},
+            {contract.LABEL_TRACK: track, contract.LABEL_VERSION: version.name},
         ),
         "spec": spec,
     }
@@ -161,10 +162,10 @@ def build_service(model: Mapping[str, Any]) -> Body:
     }
 
 
-def build_autoscaler(model: Mapping[str, Any]) -> Body | None:
+def build_autoscaler(model: Mapping[str, Any], serving: ServingSpec) -> Body | None:
     """An HPA for the stable Deployment when `spec.serving.autoscaling` is set."""
-    autoscaling = (model["spec"].get("serving") or {}).get("autoscaling")
-    if not autoscaling:
+    autoscaling = serving.autoscaling
+    if autoscaling is None:
         return None
     name = model["metadata"]["name"]
     return {
@@ -177,8 +178,8 @@ def build_autoscaler(model: Mapping[str, Any]) -> Body | None:
                 "kind": "Deployment",
                 "name": deployment_name(name, STABLE),
             },
-            "minReplicas": autoscaling.get("minReplicas", 1),
-            "maxReplicas": autoscaling["maxReplicas"],
+            "minReplicas": autoscaling.min_replicas,
+            "maxReplicas": autoscaling.max_replicas,
             "metrics": [
                 {
                     "type": "Resource",
@@ -186,7 +187,7 @@ def build_autoscaler(model: Mapping[str, Any]) -> Body | None:
                         "name": "cpu",
                         "target": {
                             "type": "Utilization",
-                            "averageUtilization": autoscaling.get("targetCPUUtilization", 70),
+                            "averageUtilization": autoscaling.target_cpu_utilization,
                         },
                     },
                 }
@@ -195,20 +196,19 @@ def build_autoscaler(model: Mapping[str, Any]) -> Body | None:
     }
 
 
-def stable_replicas(model: Mapping[str, Any]) -> int | None:
+def stable_replicas(serving: ServingSpec) -> int | None:
     """The stable Deployment's replicas; None when an HPA owns the count."""
-    serving = model["spec"].get("serving") or {}
-    if serving.get("autoscaling"):
-        return None
-    return int(serving.get("replicas", 1))
+    return None if serving.autoscaling is not None else serving.replicas
 
 
-def build_disruption_budget(model: Mapping[str, Any]) -> Body | None:
+def least_replicas(serving: ServingSpec) -> int:
+    """The fewest stable pods the spec allows: the HPA's minimum, or the fixed count."""
+    return serving.autoscaling.min_replicas if serving.autoscaling else serving.replicas
+
+
+def build_disruption_budget(model: Mapping[str, Any], serving: ServingSpec) -> Body | None:
     """A PDB that keeps serving through voluntary disruptions, when there is more than one pod."""
-    serving = model["spec"].get("serving") or {}
-    autoscaling = serving.get("autoscaling") or {}
-    least = autoscaling.get("minReplicas", 1) if autoscaling else serving.get("replicas", 1)
-    if least <= 1:
+    if least_replicas(serving) <= 1:
         return None
     name = model["metadata"]["name"]
     return {

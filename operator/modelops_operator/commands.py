@@ -17,7 +17,7 @@ from collections.abc import Callable
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from modelops_operator import api
+from modelops_api import contract
 
 
 def _parser(verb: str, text: str) -> argparse.ArgumentParser:
@@ -48,7 +48,7 @@ def _annotate(verb: str, text: str, key: str, value: str | None, argv: list[str]
     patch = {"metadata": {"annotations": {key: annotation}}}
     try:
         client.CustomObjectsApi().patch_namespaced_custom_object(
-            api.GROUP, api.VERSION, namespace, api.MODELS, args.name, patch
+            contract.GROUP, contract.VERSION, namespace, contract.MODELS, args.name, patch
         )
     except ApiException as error:
         what = "not found" if error.status == 404 else f"refused ({error.status} {error.reason})"
@@ -60,7 +60,7 @@ def _annotate(verb: str, text: str, key: str, value: str | None, argv: list[str]
 
 def retrain(argv: list[str]) -> int:
     text = "Train a new version of a Model now (reason: manual)."
-    return _annotate("retrain", text, api.ANNOTATION_RETRAIN, None, argv)
+    return _annotate("retrain", text, contract.ANNOTATION_RETRAIN, None, argv)
 
 
 def canary(verb: str) -> Callable[[list[str]], int]:
@@ -72,7 +72,7 @@ def canary(verb: str) -> Callable[[list[str]], int]:
     }
 
     def run(argv: list[str]) -> int:
-        return _annotate(verb, texts[verb], api.ANNOTATION_CANARY, verb, argv)
+        return _annotate(verb, texts[verb], contract.ANNOTATION_CANARY, verb, argv)
 
     return run
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import kopf
 
-from modelops_operator import api
+from modelops_api import contract
 from modelops_operator.reconcile import Context
 
 
@@ -53,7 +53,7 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     """Seeds the store before the watches start, then starts the queue and the background loops."""
     settings.persistence.diffbase_storage = NoEssence()
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix=f"kopf.{api.GROUP}"
+        prefix=f"kopf.{contract.GROUP}"
     )
     # The operator posts its own Events; Kopf's only on trouble.
     settings.posting.level = logging.WARNING
@@ -91,7 +91,7 @@ def _observe(
 
 
 def _model_label(body: kopf.Body) -> str | None:
-    value = ((body.get("metadata") or {}).get("labels") or {}).get(api.LABEL_MODEL)
+    value = ((body.get("metadata") or {}).get("labels") or {}).get(contract.LABEL_MODEL)
     return str(value) if value else None
 
 
@@ -99,24 +99,26 @@ def _model_state(body: kopf.Body) -> Any:
     """The spec (by generation), the user's annotations (retrain, canary commands), deletion."""
     meta = body.get("metadata") or {}
     annotations = {
-        k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(f"{api.GROUP}/")
+        k: v
+        for k, v in (meta.get("annotations") or {}).items()
+        if k.startswith(f"{contract.GROUP}/")
     }
     return meta.get("generation"), tuple(sorted(annotations.items())), meta.get("deletionTimestamp")
 
 
-@kopf.on.event(api.GROUP, api.VERSION, api.MODELS)
+@kopf.on.event(contract.GROUP, contract.VERSION, contract.MODELS)
 async def model_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     name = (body.get("metadata") or {}).get("name")
     _observe(memo, "Model", type, body, name, _model_state(body))
 
 
-@kopf.on.event(api.GROUP, api.VERSION, api.MODEL_VERSIONS)
+@kopf.on.event(contract.GROUP, contract.VERSION, contract.MODEL_VERSIONS)
 async def version_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     state = (body.get("status") or {}).get("phase")
     _observe(memo, "ModelVersion", type, body, (body.get("spec") or {}).get("model"), state)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels=api.MANAGED)
+@kopf.on.event("batch", "v1", "jobs", labels=contract.MANAGED)
 async def job_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     status = body.get("status") or {}
     state = (
@@ -139,13 +141,13 @@ def _serving_state(body: kopf.Body) -> Any:
     )
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=api.MANAGED)
+@kopf.on.event("apps", "v1", "deployments", labels=contract.MANAGED)
 async def deployment_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     _observe(memo, "Deployment", type, body, _model_label(body), _serving_state(body))
 
 
-@kopf.on.event("", "v1", "services", labels=api.MANAGED)
-@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=api.MANAGED)
-@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=api.MANAGED)
+@kopf.on.event("", "v1", "services", labels=contract.MANAGED)
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=contract.MANAGED)
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=contract.MANAGED)
 async def other_child_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     _observe(memo, body.get("kind", ""), type, body, _model_label(body), _serving_state(body))

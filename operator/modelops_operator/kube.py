@@ -16,7 +16,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from modelops_operator import api
+from modelops_api import contract
 from modelops_operator.store import Store
 
 Body = dict[str, Any]
@@ -29,8 +29,8 @@ PATHS: dict[str, tuple[str, str]] = {
     "Job": ("/apis/batch/v1", "jobs"),
     "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
-    "Model": (f"/apis/{api.API_VERSION}", api.MODELS),
-    "ModelVersion": (f"/apis/{api.API_VERSION}", api.MODEL_VERSIONS),
+    "Model": (f"/apis/{contract.API_VERSION}", contract.MODELS),
+    "ModelVersion": (f"/apis/{contract.API_VERSION}", contract.MODEL_VERSIONS),
 }
 
 
@@ -95,7 +95,7 @@ class Kube:
             "PATCH",
             path(body["kind"], meta["namespace"], meta["name"]),
             body=dict(body),
-            query=[("fieldManager", api.FIELD_MANAGER), ("force", "true")],
+            query=[("fieldManager", contract.FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
         key = (body["kind"], meta["namespace"], meta["name"])
@@ -120,7 +120,7 @@ class Kube:
                 "POST",
                 path(body["kind"], meta["namespace"]),
                 body=dict(body),
-                query=[("fieldManager", api.FIELD_MANAGER)],
+                query=[("fieldManager", contract.FIELD_MANAGER)],
             )
             return self._keep(body["kind"], answer)
         except ApiException as error:
@@ -198,9 +198,9 @@ class Kube:
                 "type": kind,
                 "reason": reason,
                 "message": message[:1024],
-                "source": {"component": api.FIELD_MANAGER},
-                "reportingComponent": api.FIELD_MANAGER,
-                "reportingInstance": api.FIELD_MANAGER,
+                "source": {"component": contract.FIELD_MANAGER},
+                "reportingComponent": contract.FIELD_MANAGER,
+                "reportingInstance": contract.FIELD_MANAGER,
                 "firstTimestamp": now,
                 "lastTimestamp": now,
                 "count": 1,

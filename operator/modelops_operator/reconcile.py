@@ -22,7 +22,9 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from modelops_operator import api, children, retraining, rollout, specs, training, versions
+from modelops_api import contract
+from modelops_api.spec import ModelSpec, MonitoringSpec, SpecError, parse
+from modelops_operator import children, retraining, rollout, specs, training, versions
 from modelops_operator.analysis.model import (
     DRIFT,
     CheckResult,
@@ -34,7 +36,6 @@ from modelops_operator.analysis.model import (
 from modelops_operator.kube import Body, Kube, namespace_terminating
 from modelops_operator.monitor import Monitor, Results, Watch
 from modelops_operator.settings import Settings, is_pattern
-from modelops_operator.specs import parse_duration
 from modelops_operator.status import Event, Observed, fold_phase, model_status, transitions
 from modelops_operator.store import Store
 from modelops_operator.workqueue import WorkQueue
@@ -108,7 +109,7 @@ class Context:
     def seed(self) -> None:
         """Fills the store with one list per watched kind, before the watches start."""
         for kind in WATCHED:
-            selector = {} if kind in ("Model", "ModelVersion") else api.MANAGED
+            selector = {} if kind in ("Model", "ModelVersion") else contract.MANAGED
             for namespace in self.settings.namespaces or ("",):
                 pattern = is_pattern(namespace)
                 try:
@@ -176,39 +177,43 @@ def _reconcile(ctx: Context, model: Body) -> Body:
 
 
 def _pass(ctx: Context, model: Body, news: list[Event]) -> Body:
-    meta, spec = model["metadata"], model["spec"]
+    meta = model["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     status: Mapping[str, Any] = model.get("status") or {}
+    try:
+        spec = parse(ModelSpec, model["spec"], "spec")
+    except SpecError as error:
+        return _invalid_spec(ctx, model, str(error), news)
     clock = time.time()
-    training_hash = specs.training_hash(spec["training"])
+    training_hash = specs.training_hash(model["spec"]["training"])
     raw = {v["metadata"]["name"]: v for v in ctx.store.owned("ModelVersion", namespace, name)}
     infos = {n: versions.version_info(v) for n, v in raw.items()}
     results = ctx.monitor.results((namespace, name)) if ctx.monitor is not None else None
 
-    monitoring = _monitoring(ctx, model, status, results, clock)
+    monitoring = _monitoring(ctx, model, spec.monitoring, status, results, clock)
     trigger = monitoring.pop("trigger", None)
     analysed = monitoring.pop("analysed", None)
-    scheduled_at, schedule_error = _schedule(spec["training"], meta, status, clock)
+    scheduled_at, schedule_error = _schedule(spec.training.schedule, meta, status, clock)
     if trigger is None and scheduled_at is not None:
-        trigger = api.REASON_SCHEDULE
+        trigger = contract.REASON_SCHEDULE
     plan = versions.plan_training(
         name,
         training_hash,
         list(infos.values()),
-        (meta.get("annotations") or {}).get(api.ANNOTATION_RETRAIN),
+        (meta.get("annotations") or {}).get(contract.ANNOTATION_RETRAIN),
         status.get("retrainToken"),
         None if status.get("canary") else trigger,  # a canary finishes before the next retrain
     )
     for old in plan.supersede:
         ctx.kube.delete("Job", namespace, old)
         patch = {
-            "phase": api.SUPERSEDED,
+            "phase": contract.SUPERSEDED,
             "reason": "Superseded",
             "message": "a newer training spec replaced this one",
             "finishedAt": now(),
         }
         ctx.kube.patch_status("ModelVersion", namespace, old, patch)
-        infos[old] = replace(infos[old], phase=api.SUPERSEDED)
+        infos[old] = replace(infos[old], phase=contract.SUPERSEDED)
         news.append(("Normal", "TrainingSuperseded", f"{old} cancelled: the spec changed"))
     if plan.create and plan.reason:
         body = training.build_model_version(model, plan.create, plan.reason, training_hash)
@@ -217,38 +222,45 @@ def _pass(ctx: Context, model: Body, news: list[Event]) -> Body:
             raw[plan.create] = created
             infos[plan.create] = versions.version_info(created)
             news.append(("Normal", "TrainingStarted", f"{plan.create} created ({plan.reason})"))
-            if plan.reason in (api.REASON_DRIFT, api.REASON_ACCURACY):
+            if plan.reason in (contract.REASON_DRIFT, contract.REASON_ACCURACY):
                 monitoring["lastRetrain"] = {
                     "reason": plan.reason,
                     "at": clock,
                     "version": plan.create,
                 }
-                monitoring["breaches"] = {}
+                monitoring["breaches"] = None  # null: a merge patch of {} would keep the counts
 
     for vname, info in list(infos.items()):
         if info.in_progress:
             infos[vname] = _sync_training(ctx, raw[vname], info)
 
     ordered = versions.sort_versions(infos.values())
-    current = [v for v in ordered if v.spec_hash == training_hash and v.phase != api.SUPERSEDED]
-    approved = [v for v in current if v.phase == api.SUCCEEDED]
-    pinned = (spec.get("serving") or {}).get("version") or ""
+    current = [
+        v for v in ordered if v.spec_hash == training_hash and v.phase != contract.SUPERSEDED
+    ]
+    approved = [v for v in current if v.phase == contract.SUCCEEDED]
+    pinned = spec.serving.pinned
     choice = versions.choose_stable(ordered, pinned, status.get("stableVersion"))
     candidate = versions.candidate(ordered, choice.version, pinned)
 
     failure: ApiException | None = None
     try:
         step = rollout.step(
-            ctx.kube, ctx.settings, model, choice.version, candidate, results, clock
+            ctx.kube, ctx.settings, model, spec.serving, choice.version, candidate, results, clock
         )
     except ApiException as error:  # the status says so; the queue retries after this pass
         failure = error
         step = rollout.RolloutResult(stable=choice.version, canary=status.get("canary"))
     news.extend(step.events)
     if step.rolled_back and candidate is not None:
-        infos[candidate.name] = replace(candidate, phase=api.ROLLED_BACK, message=step.rolled_back)
+        infos[candidate.name] = replace(
+            candidate,
+            phase=contract.ROLLED_BACK,
+            status_reason=step.rolled_back_reason,
+            message=step.rolled_back,
+        )
         current = [infos.get(v.name, v) for v in current]
-    _watch(ctx, model, raw, step)
+    _watch(ctx, model, spec, raw, step)
 
     observed = Observed(
         generation=meta.get("generation", 0),
@@ -260,7 +272,7 @@ def _pass(ctx: Context, model: Body, news: list[Event]) -> Body:
         canary=step.canary,
         rolled_back=step.rolled_back,
         write_error=_api_error(failure) if failure is not None else "",
-        **_monitoring_view(model, monitoring),
+        **_monitoring_view(spec.monitoring, monitoring),
         **step.deployment,
     )
     keep = [
@@ -305,15 +317,35 @@ def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
     return any(before.get(k) != v for k, v in after.items())
 
 
+def _invalid_spec(ctx: Context, model: Body, error: str, news: list[Event]) -> Body:
+    """The status of a Model whose spec breaks the API: nothing is changed, the status says why.
+
+    Only a CRD older than the operator lets such a spec in; what serves keeps serving."""
+    meta, status = model["metadata"], model.get("status") or {}
+    stable = ctx.store.get("ModelVersion", meta["namespace"], status.get("stableVersion") or "")
+    observed = Observed(
+        generation=meta.get("generation", 0),
+        latest=None,
+        trained=None,
+        newest=None,
+        stable=versions.version_info(stable) if stable is not None else None,
+        spec_error=error,
+    )
+    new_status = model_status(observed, status, now())
+    if _changed(status, new_status):
+        ctx.kube.patch_status("Model", meta["namespace"], meta["name"], new_status)
+        news.extend(transitions(status, new_status))
+    return new_status
+
+
 def _schedule(
-    training_spec: Mapping[str, Any],
+    expression: str | None,
     meta: Mapping[str, Any],
     status: Mapping[str, Any],
     clock: float,
 ) -> tuple[float | None, str | None]:
     """When `spec.training.schedule` fired since it was last handled (or since the Model was
     created), and the schedule's error, if it is not a cron expression."""
-    expression = training_spec.get("schedule")
     if not expression:
         return None, None
     created = datetime.datetime.fromisoformat(
@@ -327,7 +359,12 @@ def _schedule(
 
 
 def _monitoring(
-    ctx: Context, model: Body, status: Mapping[str, Any], results: Results | None, clock: float
+    ctx: Context,
+    model: Body,
+    spec: MonitoringSpec,
+    status: Mapping[str, Any],
+    results: Results | None,
+    clock: float,
 ) -> dict[str, Any]:
     """The stable version's monitoring state, advanced by a new analysis if there is one; a
     `trigger` key names the check that calls for a retrain now, an `analysed` key the time of the
@@ -346,8 +383,7 @@ def _monitoring(
     if results.at <= ctx.analysed.get((meta["namespace"], meta["name"]), 0.0):
         return state
     checks: list[CheckResult] = results.by_track.get(children.STABLE, [])
-    spec = model["spec"].get("monitoring") or {}
-    watched = list(spec.get("retrainOn") or [])
+    watched = list(spec.retrain_on)
     same_version = state.get("version") == stable
     state["analysed"] = results.at
     state["version"] = stable
@@ -360,9 +396,9 @@ def _monitoring(
     last = (state.get("lastRetrain") or {}).get("at")
     trigger = retraining.retrain_reason(
         state["breaches"],
-        int(spec.get("consecutive", 2)),
+        spec.consecutive,
         float(last) if last is not None else None,
-        parse_duration(spec.get("cooldown", "1h")),
+        spec.cooldown_seconds,
         clock,
     )
     if trigger is not None:
@@ -391,15 +427,15 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _monitoring_view(model: Body, monitoring: Mapping[str, Any]) -> dict[str, Any]:
+def _monitoring_view(spec: MonitoringSpec, monitoring: Mapping[str, Any]) -> dict[str, Any]:
     """Drift and live accuracy of the stable version, as the status shows them."""
     view: dict[str, Any] = {}
-    checks = (model["spec"].get("monitoring") or {}).get("checks") or {}
+    drift = spec.checks.drift
     for check in monitoring.get("checks") or []:
         conclusive = check.get("outcome") != str(Outcome.INCONCLUSIVE)
-        if check.get("check") == DRIFT and conclusive and "value" in check:
+        if check.get("check") == DRIFT and conclusive and "value" in check and drift is not None:
             view["drift"] = float(check["value"])
-            view["drift_limit"] = float(checks.get("drift", {}).get("psi", {}).get("max", 0.2))
+            view["drift_limit"] = drift.psi.max
             view["drift_feature"] = ((monitoring.get("summary") or {}).get("drift") or {}).get(
                 "feature"
             )
@@ -408,13 +444,15 @@ def _monitoring_view(model: Body, monitoring: Mapping[str, Any]) -> dict[str, An
     return view
 
 
-def _watch(ctx: Context, model: Body, raw: Mapping[str, Body], step: rollout.RolloutResult) -> None:
+def _watch(
+    ctx: Context, model: Body, spec: ModelSpec, raw: Mapping[str, Body], step: rollout.RolloutResult
+) -> None:
     """Tells the analysis loop what this Model wants analysed now."""
     if ctx.monitor is None:
         return
-    meta, spec = model["metadata"], model["spec"]
+    meta = model["metadata"]
     key = (meta["namespace"], meta["name"])
-    checks = (spec.get("monitoring") or {}).get("checks") or {}
+    checks = spec.monitoring.checks.wire()
     targets = []
     tracks = [
         (children.STABLE, step.stable.name if step.stable else None),
@@ -430,9 +468,9 @@ def _watch(ctx: Context, model: Body, raw: Mapping[str, Body], step: rollout.Rol
         )
         reference = _reference(ctx, raw.get(version)) if DRIFT in wanted else None
         targets.append(Target(TargetKey(key[0], key[1], version, track), wanted, reference))
-    interval = parse_duration((spec.get("monitoring") or {}).get("interval", "1m"))
+    interval = spec.monitoring.interval_seconds
     if step.canary is not None:
-        interval = rollout.canary_spec(model).interval
+        interval = spec.serving.canary.interval_seconds
     ctx.monitor.watch(key, Watch(tuple(targets), interval))
 
 
@@ -451,7 +489,9 @@ def _reference(ctx: Context, version: Body | None) -> Mapping[str, Any] | None:
     if missed is not None and time.monotonic() - missed < REFERENCE_RETRY:
         return None
     pods = ctx.kube.list(
-        "Pod", meta["namespace"], {api.LABEL_VERSION: meta["name"], api.LABEL_COMPONENT: "serving"}
+        "Pod",
+        meta["namespace"],
+        {contract.LABEL_VERSION: meta["name"], contract.LABEL_COMPONENT: "serving"},
     )
     for pod in pods:
         ready = any(
@@ -461,7 +501,7 @@ def _reference(ctx: Context, version: Body | None) -> Mapping[str, Any] | None:
         if not ready:
             continue
         address = (pod.get("status") or {}).get("podIP")
-        url = f"http://{address}:{api.SERVING_PORT}/metadata"
+        url = f"http://{address}:{contract.SERVING_PORT}/metadata"
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 metadata = json.loads(response.read())
@@ -501,7 +541,7 @@ def _sync_training(ctx: Context, version: Body, info: versions.VersionInfo) -> v
         patch["finishedAt"] = now()
     elif training.job_started(job):
         patch = {
-            "phase": api.TRAINING,
+            "phase": contract.TRAINING,
             "job": name,
             "message": "training",
             "startedAt": (job.get("status") or {}).get("startTime") or now(),

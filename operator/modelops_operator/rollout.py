@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelops_operator import api, canary, children
+from modelops_api import contract
+from modelops_api.spec import ServingSpec
+from modelops_operator import canary, children
 from modelops_operator.analysis.model import Outcome
 from modelops_operator.kube import Body, Kube
 from modelops_operator.monitor import Results
 from modelops_operator.settings import Settings
-from modelops_operator.specs import parse_duration
 from modelops_operator.versions import VersionInfo
 
 log = logging.getLogger("modelops.rollout")
@@ -30,22 +31,11 @@ class RolloutResult:
 
     stable: VersionInfo | None
     canary: dict[str, Any] | None = None
-    rolled_back: str = ""
+    rolled_back: str = ""  # why the canary was rolled back in this step
+    rolled_back_reason: str = ""
     deployment: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[str, str, str]] = field(default_factory=list)
     command_handled: str | None = None
-
-
-def canary_spec(model: Mapping[str, Any]) -> canary.CanarySpec:
-    spec = (model["spec"].get("serving") or {}).get("canary") or {}
-    defaults = canary.CanarySpec()
-    return canary.CanarySpec(
-        steps=tuple(spec.get("steps") or defaults.steps),
-        interval=parse_duration(spec.get("interval", "1m")),
-        threshold=int(spec.get("threshold", defaults.threshold)),
-        progress_deadline=parse_duration(spec.get("progressDeadline", "15m")),
-        on_deadline=spec.get("onDeadline", defaults.on_deadline),
-    )
 
 
 def canary_analysis(results: Results | None, status: Mapping[str, Any]) -> canary.Analysis | None:
@@ -63,17 +53,18 @@ def canary_analysis(results: Results | None, status: Mapping[str, Any]) -> canar
 
 def command(model: Mapping[str, Any], handled: str | None) -> tuple[str | None, str | None]:
     """A new canary command from the annotation (`promote/<token>` ...): (verb, value)."""
-    value = (model["metadata"].get("annotations") or {}).get(api.ANNOTATION_CANARY)
+    value = (model["metadata"].get("annotations") or {}).get(contract.ANNOTATION_CANARY)
     if not value or value == handled:
         return None, None
     verb = value.split("/", 1)[0]
-    return (verb if verb in api.CANARY_COMMANDS else None), value
+    return (verb if verb in contract.CANARY_COMMANDS else None), value
 
 
 def step(
     kube: Kube,
     settings: Settings,
     model: Body,
+    serving: ServingSpec,
     stable: VersionInfo | None,
     candidate: VersionInfo | None,
     results: Results | None,
@@ -97,8 +88,8 @@ def step(
             )
         _remove_canary(kube, namespace, name)
     else:
-        spec = canary_spec(model)
-        base = children.stable_replicas(model) or _hpa_min(model)
+        spec = serving.canary
+        base = children.least_replicas(serving)
         if current is None or current.get("version") != candidate.name:
             if current is not None:
                 out.events.append(
@@ -129,12 +120,12 @@ def step(
                 namespace,
                 candidate.name,
                 {
-                    "phase": api.ROLLED_BACK,
+                    "phase": contract.ROLLED_BACK,
                     "reason": decision.reason,
                     "message": decision.message,
                 },
             )
-            out.rolled_back = decision.message
+            out.rolled_back, out.rolled_back_reason = decision.message, decision.reason
             current = None
             _remove_canary(kube, namespace, name)
         else:
@@ -142,19 +133,14 @@ def step(
                 out.events.append(("Normal", "CanaryAdvanced", decision.message))
             kube.ensure(
                 children.build_deployment(
-                    model, candidate, children.CANARY, int(current["replicas"]), settings
+                    model, serving, candidate, children.CANARY, int(current["replicas"]), settings
                 )
             )
     out.canary = current
 
     if out.stable is not None:
-        out.deployment = _serve_stable(kube, settings, model, out.stable)
+        out.deployment = _serve_stable(kube, settings, model, serving, out.stable)
     return out
-
-
-def _hpa_min(model: Mapping[str, Any]) -> int:
-    autoscaling = (model["spec"].get("serving") or {}).get("autoscaling") or {}
-    return int(autoscaling.get("minReplicas", 1))
 
 
 def _remove_canary(kube: Kube, namespace: str, model: str) -> None:
@@ -163,19 +149,19 @@ def _remove_canary(kube: Kube, namespace: str, model: str) -> None:
 
 
 def _serve_stable(
-    kube: Kube, settings: Settings, model: Body, stable: VersionInfo
+    kube: Kube, settings: Settings, model: Body, serving: ServingSpec, stable: VersionInfo
 ) -> dict[str, Any]:
     """Applies the stable children; removes the optional ones no longer wanted."""
     namespace, name = model["metadata"]["namespace"], model["metadata"]["name"]
     deployment = kube.ensure(
         children.build_deployment(
-            model, stable, children.STABLE, children.stable_replicas(model), settings
+            model, serving, stable, children.STABLE, children.stable_replicas(serving), settings
         )
     )
     kube.ensure(children.build_service(model))
     for kind, body in (
-        ("HorizontalPodAutoscaler", children.build_autoscaler(model)),
-        ("PodDisruptionBudget", children.build_disruption_budget(model)),
+        ("HorizontalPodAutoscaler", children.build_autoscaler(model, serving)),
+        ("PodDisruptionBudget", children.build_disruption_budget(model, serving)),
     ):
         if body is not None:
             kube.ensure(body)

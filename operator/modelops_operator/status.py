@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from modelops_operator import api
+from modelops_api import contract
 from modelops_operator.versions import VersionInfo
 
 Condition = dict[str, Any]
@@ -39,6 +39,7 @@ class Observed:
     drift_limit: float | None = None
     live_accuracy: float | None = None  # from feedback, when measured on enough samples
     write_error: str = ""  # the API server refused a serving child in this pass: why
+    spec_error: str = ""  # the spec breaks the API (only a CRD older than the operator lets it in)
 
 
 def _describe(v: VersionInfo) -> str:
@@ -51,14 +52,14 @@ def _describe(v: VersionInfo) -> str:
 
 
 def _failure_reason(v: VersionInfo) -> str:
-    if v.phase == api.REJECTED:
+    if v.phase == contract.REJECTED:
         return "QualityGateMissed"
-    if v.phase == api.ROLLED_BACK:
+    if v.phase == contract.ROLLED_BACK:
         return "RolledBack"
     return "TrainingFailed"
 
 
-BAD_ENDINGS = (api.FAILED, api.REJECTED, api.ROLLED_BACK)
+BAD_ENDINGS = (contract.FAILED, contract.REJECTED, contract.ROLLED_BACK)
 
 
 def _trained(o: Observed) -> tuple[str, str, str]:
@@ -78,7 +79,7 @@ def _trained(o: Observed) -> tuple[str, str, str]:
         # "training" whether its Job has started or not: the ModelVersion's phase tells the two
         # apart, and the Model's status is not written again for the difference.
         return "False", "Training", f"{latest.name} is training ({latest.reason})"
-    if latest.phase == api.SUCCEEDED:
+    if latest.phase == contract.SUCCEEDED:
         return "True", "Succeeded", f"{_describe(latest)} passed its quality gates"
     detail = f"{latest.status_reason}: {latest.message}" if latest.message else latest.status_reason
     return "False", _failure_reason(latest), f"{latest.name} {latest.phase.lower()}: {detail}"
@@ -112,6 +113,8 @@ def _progressing(o: Observed) -> tuple[str, str, str]:
 
 
 def _degraded(o: Observed) -> tuple[str, str, str]:
+    if o.spec_error:
+        return "True", "InvalidSpec", o.spec_error
     if o.write_error:
         return "True", "WriteFailed", o.write_error
     if o.stable is not None and o.pin_problem:
@@ -143,30 +146,32 @@ def _drifted(o: Observed) -> tuple[str, str, str]:
 
 
 def _ready(conditions: Mapping[str, tuple[str, str, str]]) -> tuple[str, str, str]:
-    degraded = conditions[api.DEGRADED]
+    degraded = conditions[contract.DEGRADED]
     if degraded[0] == "True":
         return "False", degraded[1], degraded[2]
-    for kind in (api.TRAINED, api.AVAILABLE):
+    for kind in (contract.TRAINED, contract.AVAILABLE):
         status, reason, message = conditions[kind]
         if status != "True":
             return "False" if status == "False" else "Unknown", reason, message
-    return "True", "Serving", conditions[api.AVAILABLE][2]
+    return "True", "Serving", conditions[contract.AVAILABLE][2]
 
 
 def _phase(o: Observed, conditions: Mapping[str, tuple[str, str, str]]) -> str:
+    if o.spec_error:
+        return contract.PHASE_DEGRADED if o.stable is not None else contract.PHASE_FAILED
     if o.stable is None:
         if o.latest is not None and o.latest.phase in BAD_ENDINGS:
-            return api.PHASE_FAILED
-        return api.PHASE_TRAINING
+            return contract.PHASE_FAILED
+        return contract.PHASE_TRAINING
     if o.rolled_back:
-        return api.PHASE_ROLLING_BACK
+        return contract.PHASE_ROLLING_BACK
     if o.canary is not None:
-        return api.PHASE_CANARY
-    if conditions[api.DEGRADED][0] == "True":
-        return api.PHASE_DEGRADED
+        return contract.PHASE_CANARY
+    if conditions[contract.DEGRADED][0] == "True":
+        return contract.PHASE_DEGRADED
     if not o.deployment_available:
-        return api.PHASE_DEPLOYING
-    return api.PHASE_SERVING
+        return contract.PHASE_DEPLOYING
+    return contract.PHASE_SERVING
 
 
 def merge_conditions(
@@ -197,13 +202,13 @@ def merge_conditions(
 def model_status(o: Observed, previous: Mapping[str, Any], now: str) -> dict[str, Any]:
     """The whole status the operator owns (fields kept by other parts are merged by the caller)."""
     computed = {
-        api.TRAINED: _trained(o),
-        api.AVAILABLE: _available(o),
-        api.PROGRESSING: _progressing(o),
-        api.DEGRADED: _degraded(o),
-        api.DRIFTED: _drifted(o),
+        contract.TRAINED: _trained(o),
+        contract.AVAILABLE: _available(o),
+        contract.PROGRESSING: _progressing(o),
+        contract.DEGRADED: _degraded(o),
+        contract.DRIFTED: _drifted(o),
     }
-    computed = {api.READY: _ready(computed), **computed}
+    computed = {contract.READY: _ready(computed), **computed}
     status: dict[str, Any] = {
         "observedGeneration": o.generation,
         "phase": _phase(o, computed),
@@ -240,9 +245,9 @@ def transitions(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Eve
     for c in after.get("conditions") or []:
         prior = old.get(c["type"])
         before_state = (prior or {}).get("status"), (prior or {}).get("reason")
-        if c["type"] == api.READY or before_state == (c["status"], c["reason"]):
+        if c["type"] == contract.READY or before_state == (c["status"], c["reason"]):
             continue
-        if c["type"] == api.TRAINED and c["status"] == "True":
+        if c["type"] == contract.TRAINED and c["status"] == "True":
             kind = "Normal"  # the gates' verdict, with the metrics
         elif _abnormal(c) and not _first_rollout(c, prior):
             kind = "Warning"
@@ -272,13 +277,13 @@ def fold_phase(events: Sequence[Event]) -> list[Event]:
 
 def _first_rollout(c: Mapping[str, Any], prior: Mapping[str, Any] | None) -> bool:
     """Unavailable before the first replica is ready: a rollout under way, not a loss."""
-    return c["type"] == api.AVAILABLE and (prior is None or prior.get("status") != "True")
+    return c["type"] == contract.AVAILABLE and (prior is None or prior.get("status") != "True")
 
 
 def _abnormal(c: Mapping[str, Any]) -> bool:
-    if c["type"] == api.DEGRADED:
+    if c["type"] == contract.DEGRADED:
         return bool(c["status"] == "True")
-    if c["type"] == api.DRIFTED:
+    if c["type"] == contract.DRIFTED:
         return bool(c["status"] == "True")
     return c["status"] == "False" and c["reason"] not in (
         "Training",

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from modelops_operator import api
+from modelops_api import contract
 
 Body = dict[str, Any]
 Key = tuple[str, str, str]  # kind, namespace, name
@@ -109,4 +109,4 @@ def _model_of(kind: str, body: Mapping[str, Any]) -> str | None:
     if kind == "ModelVersion":
         return str((body.get("spec") or {}).get("model") or "") or None
     labels = (body.get("metadata") or {}).get("labels") or {}
-    return labels.get(api.LABEL_MODEL)
+    return labels.get(contract.LABEL_MODEL)

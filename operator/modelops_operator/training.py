@@ -15,12 +15,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from modelops_operator import api
+from modelops_api import contract
 from modelops_operator.settings import Settings
 
 SPEC_MOUNT = "/etc/modelops"
 SPEC_FILE = "training.json"
-SPEC_ANNOTATION = f"{api.GROUP}/training-spec"
+SPEC_ANNOTATION = f"{contract.GROUP}/training-spec"
 SPEC_FIELD = f"metadata.annotations['{SPEC_ANNOTATION}']"  # as the downward API names it
 BENTOML_HOME = "/home/bentoml"
 TERMINATION_LOG = "/dev/termination-log"
@@ -52,13 +52,13 @@ def owner_reference(owner: Mapping[str, Any]) -> Body:
 
 def labels(model: str, component: str, version: str | None = None) -> dict[str, str]:
     result = {
-        api.LABEL_NAME: "modelops",
-        api.LABEL_MANAGED_BY: api.MANAGED_BY,
-        api.LABEL_COMPONENT: component,
-        api.LABEL_MODEL: model,
+        contract.LABEL_NAME: "modelops",
+        contract.LABEL_MANAGED_BY: contract.MANAGED_BY,
+        contract.LABEL_COMPONENT: component,
+        contract.LABEL_MODEL: model,
     }
     if version:
-        result[api.LABEL_VERSION] = version
+        result[contract.LABEL_VERSION] = version
     return result
 
 
@@ -88,7 +88,7 @@ def build_model_version(
 ) -> Body:
     model_name = model["metadata"]["name"]
     return {
-        "apiVersion": api.API_VERSION,
+        "apiVersion": contract.API_VERSION,
         "kind": "ModelVersion",
         "metadata": {
             "name": name,
@@ -110,7 +110,7 @@ def build_training_job(version: Mapping[str, Any], settings: Settings) -> Body:
     name, model = meta["name"], spec["model"]
     pod_labels = labels(model, "training", name)
     container: Body = {
-        "name": api.TRAINING_CONTAINER,
+        "name": contract.TRAINING_CONTAINER,
         "image": settings.runtime_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["modelops", "train"],
@@ -211,7 +211,7 @@ def job_started(job: Mapping[str, Any]) -> bool:
 def termination(pod: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     """The training container's `terminated` state, if it has terminated."""
     for status in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
-        if status.get("name") == api.TRAINING_CONTAINER:
+        if status.get("name") == contract.TRAINING_CONTAINER:
             terminated = (status.get("state") or {}).get("terminated")
             if terminated:
                 return dict(terminated)
@@ -226,7 +226,7 @@ def termination_message(pod: Mapping[str, Any] | None) -> str | None:
 
 def memory_limit(pod: Mapping[str, Any] | None) -> str:
     for container in ((pod or {}).get("spec") or {}).get("containers") or []:
-        if container.get("name") == api.TRAINING_CONTAINER:
+        if container.get("name") == contract.TRAINING_CONTAINER:
             return str(((container.get("resources") or {}).get("limits") or {}).get("memory", ""))
     return ""
 
@@ -247,13 +247,17 @@ def outcome(job: Mapping[str, Any], pod: Mapping[str, Any] | None) -> Body:
             result = parsed if isinstance(parsed, dict) else None
         except ValueError:
             result = None
-    if result is not None and result.get("phase") in (api.SUCCEEDED, api.REJECTED, api.FAILED):
+    if result is not None and result.get("phase") in (
+        contract.SUCCEEDED,
+        contract.REJECTED,
+        contract.FAILED,
+    ):
         status: Body = {"phase": result["phase"]}
         status.update({k: result[k] for k in RESULT_KEYS if k in result})
-        status["approved"] = result["phase"] == api.SUCCEEDED
-        if status["phase"] == api.SUCCEEDED and not status.get("artifact"):
+        status["approved"] = result["phase"] == contract.SUCCEEDED
+        if status["phase"] == contract.SUCCEEDED and not status.get("artifact"):
             status.update(
-                phase=api.FAILED,
+                phase=contract.FAILED,
                 approved=False,
                 reason="NoArtifact",
                 message="the training reported success but no archive",
@@ -262,7 +266,7 @@ def outcome(job: Mapping[str, Any], pod: Mapping[str, Any] | None) -> Body:
     if (termination(pod) or {}).get("reason") == "OOMKilled":
         limit = memory_limit(pod)
         return {
-            "phase": api.FAILED,
+            "phase": contract.FAILED,
             "approved": False,
             "reason": "OOMKilled",
             "message": "the training ran out of memory: the kernel killed it at its limit"
@@ -274,10 +278,10 @@ def outcome(job: Mapping[str, Any], pod: Mapping[str, Any] | None) -> Body:
         message = failed.get("message") or "the training Job failed"
         if text:
             message = f"{message}; last output: {text[-500:]}"
-        return {"phase": api.FAILED, "approved": False, "reason": reason, "message": message}
+        return {"phase": contract.FAILED, "approved": False, "reason": reason, "message": message}
     detail = f": {text[:500]!r}" if text else ""
     return {
-        "phase": api.FAILED,
+        "phase": contract.FAILED,
         "approved": False,
         "reason": "NoResult",
         "message": f"the training Job completed without a readable result{detail}",

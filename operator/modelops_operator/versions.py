@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelops_operator import api
+from modelops_api import contract
 
 _INDEX = re.compile(r"-v(\d+)$")
 
@@ -34,11 +34,11 @@ class VersionInfo:
 
     @property
     def in_progress(self) -> bool:
-        return self.phase in api.IN_PROGRESS
+        return self.phase in contract.IN_PROGRESS
 
     @property
     def deployable(self) -> bool:
-        return self.phase == api.SUCCEEDED and bool(self.artifact)
+        return self.phase == contract.SUCCEEDED and bool(self.artifact)
 
 
 def index_of(name: str) -> int:
@@ -55,8 +55,8 @@ def version_info(obj: Mapping[str, Any]) -> VersionInfo:
         index=index_of(name),
         spec_hash=spec.get("specHash", ""),
         reason=spec.get("reason", ""),
-        phase=status.get("phase") or api.PENDING,
-        approved=bool(status.get("approved", status.get("phase") == api.SUCCEEDED)),
+        phase=status.get("phase") or contract.PENDING,
+        approved=bool(status.get("approved", status.get("phase") == contract.SUCCEEDED)),
         metrics=dict(status.get("metrics") or {}),
         message=status.get("message", ""),
         status_reason=status.get("reason", ""),
@@ -97,19 +97,21 @@ def plan_training(
     request or a trigger starts the next one.
     """
     supersede = tuple(v.name for v in versions if v.in_progress and v.spec_hash != training_hash)
-    current = [v for v in versions if v.spec_hash == training_hash and v.phase != api.SUPERSEDED]
+    current = [
+        v for v in versions if v.spec_hash == training_hash and v.phase != contract.SUPERSEDED
+    ]
     running = any(v.in_progress for v in current)
     next_name = f"{model}-v{max((v.index for v in versions), default=0) + 1}"
     token = retrain_request if retrain_request and retrain_request != retrain_handled else None
 
     if not current:
-        reason = api.REASON_SPEC_CHANGE if versions else api.REASON_INITIAL
+        reason = contract.REASON_SPEC_CHANGE if versions else contract.REASON_INITIAL
         return TrainingPlan(next_name, reason, supersede, token)
     if token is not None or trigger is not None:
         if running:
             return TrainingPlan(supersede=supersede, retrain_token=token)
         return TrainingPlan(
-            next_name, trigger if token is None else api.REASON_MANUAL, supersede, token
+            next_name, trigger if token is None else contract.REASON_MANUAL, supersede, token
         )
     return TrainingPlan(supersede=supersede)
 

@@ -9,7 +9,7 @@ import pytest
 
 from modelops_operator.canary import Analysis, CanarySpec, decide, split, start
 
-SPEC = CanarySpec(steps=(10, 50), interval=60, threshold=2, progress_deadline=600)
+SPEC = CanarySpec(steps=(10, 50), interval="60s", threshold=2, progress_deadline="600s")
 P, F, N = "pass", "fail", "inconclusive"  # N: no conclusion
 
 
@@ -26,7 +26,7 @@ def run(verdicts: list[tuple[str, ...]], spec: CanarySpec = SPEC) -> list[str]:
     status: dict[str, Any] = start("iris-v2", 0.0, 2, spec)
     actions = []
     for tick, outcomes in enumerate(verdicts, start=1):
-        decision = decide(status, spec, tick * spec.interval, analysis(*outcomes), 2)
+        decision = decide(status, spec, tick * spec.interval_seconds, analysis(*outcomes), 2)
         actions.append(decision.action)
         status = decision.status
         if decision.action in ("promote", "rollback", "hold"):
@@ -59,15 +59,15 @@ def test_an_outage_never_rolls_back_before_the_deadline() -> None:
 
 @pytest.mark.parametrize(("on_deadline", "final"), [("rollback", "rollback"), ("hold", "hold")])
 def test_progress_deadline_both_ways(on_deadline: str, final: str) -> None:
-    spec = CanarySpec(
-        steps=(10, 50), interval=60, threshold=2, progress_deadline=300, on_deadline=on_deadline
-    )  # type: ignore[arg-type]
+    spec = CanarySpec.model_validate(
+        {"interval": "60s", "progressDeadline": "300s", "onDeadline": on_deadline}
+    )
     actions = run([(N, N)] * 10, spec)
     assert actions == ["wait"] * 4 + [final]
 
 
 def test_progress_resets_the_deadline() -> None:
-    spec = CanarySpec(steps=(10, 50, 90), interval=60, threshold=2, progress_deadline=180)
+    spec = CanarySpec(steps=(10, 50, 90), interval="60s", threshold=2, progress_deadline="180s")
     # Two inconclusive intervals, a pass, two more inconclusive: never 180 s without progress.
     assert run([(N,), (N,), (P,), (N,), (N,), (P,), (P,)], spec) == [
         "wait",

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from modelops_operator import api, versions
+from modelops_api import contract
+from modelops_operator import versions
 from modelops_operator.analysis.client import Unavailable
 from modelops_operator.analysis.model import CheckResult, Outcome, Target, TargetKey
 from modelops_operator.monitor import Monitor, Watch, next_due
@@ -49,12 +50,17 @@ def test_retrain_reason(
 
 
 def v(n: int, phase: str) -> VersionInfo:
-    artifact = f"file:///m/iris-v{n}.bentomodel" if phase == api.SUCCEEDED else ""
+    artifact = f"file:///m/iris-v{n}.bentomodel" if phase == contract.SUCCEEDED else ""
     return VersionInfo(f"iris-v{n}", n, "sha256:x", "initial", phase, artifact=artifact)
 
 
 def test_stable_stays_and_newer_approved_versions_are_canary_candidates() -> None:
-    found = [v(1, api.SUCCEEDED), v(2, api.SUCCEEDED), v(3, api.ROLLED_BACK), v(4, api.FAILED)]
+    found = [
+        v(1, contract.SUCCEEDED),
+        v(2, contract.SUCCEEDED),
+        v(3, contract.ROLLED_BACK),
+        v(4, contract.FAILED),
+    ]
     chosen = versions.choose_stable(found, "", "iris-v1").version
     assert chosen is not None and chosen.name == "iris-v1"
     candidate = versions.candidate(found, chosen, "")
@@ -64,9 +70,12 @@ def test_stable_stays_and_newer_approved_versions_are_canary_candidates() -> Non
 
 
 def test_a_drift_trigger_trains_with_its_reason_unless_one_runs() -> None:
-    plan = versions.plan_training("iris", "sha256:x", [v(1, api.SUCCEEDED)], trigger="drift")
+    plan = versions.plan_training("iris", "sha256:x", [v(1, contract.SUCCEEDED)], trigger="drift")
     assert (plan.create, plan.reason) == ("iris-v2", "drift")
-    running = [v(1, api.SUCCEEDED), VersionInfo("iris-v2", 2, "sha256:x", "drift", api.TRAINING)]
+    running = [
+        v(1, contract.SUCCEEDED),
+        VersionInfo("iris-v2", 2, "sha256:x", "drift", contract.TRAINING),
+    ]
     assert versions.plan_training("iris", "sha256:x", running, trigger="drift").create is None
 
 

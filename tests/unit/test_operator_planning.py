@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from modelops_operator import api, children, status, training, versions
+from modelops_api import contract
+from modelops_api.spec import ServingSpec
+from modelops_operator import children, status, training, versions
 from modelops_operator.settings import Settings, SettingsError, from_environment, resolve
 from modelops_operator.specs import parse_duration, spec_hash, training_hash
 from modelops_operator.versions import VersionInfo
@@ -16,7 +18,7 @@ H1, H2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
 
 
 def v(n: int, phase: str, spec_hash: str = H1, **kw: Any) -> VersionInfo:
-    artifact = f"file:///models/iris/iris-v{n}.bentomodel" if phase == api.SUCCEEDED else ""
+    artifact = f"file:///models/iris/iris-v{n}.bentomodel" if phase == contract.SUCCEEDED else ""
     return VersionInfo(
         name=f"iris-v{n}",
         index=n,
@@ -35,21 +37,26 @@ def v(n: int, phase: str, spec_hash: str = H1, **kw: Any) -> VersionInfo:
     ("existing", "request_", "handled", "expected"),
     [
         ([], None, None, ("iris-v1", "initial", ())),
-        ([v(1, api.SUCCEEDED)], None, None, (None, None, ())),
-        ([v(1, api.SUCCEEDED)], "now", None, ("iris-v2", "manual", ())),
-        ([v(1, api.SUCCEEDED)], "now", "now", (None, None, ())),  # handled already
-        ([v(1, api.SUCCEEDED, H2)], None, None, ("iris-v2", "spec-change", ())),
-        ([v(1, api.TRAINING, H2)], None, None, ("iris-v2", "spec-change", ("iris-v1",))),
-        ([v(1, api.TRAINING)], "again", None, (None, None, ())),  # folded into the running one
-        ([v(1, api.FAILED)], None, None, (None, None, ())),  # a failure is not retried by itself
+        ([v(1, contract.SUCCEEDED)], None, None, (None, None, ())),
+        ([v(1, contract.SUCCEEDED)], "now", None, ("iris-v2", "manual", ())),
+        ([v(1, contract.SUCCEEDED)], "now", "now", (None, None, ())),  # handled already
+        ([v(1, contract.SUCCEEDED, H2)], None, None, ("iris-v2", "spec-change", ())),
+        ([v(1, contract.TRAINING, H2)], None, None, ("iris-v2", "spec-change", ("iris-v1",))),
+        ([v(1, contract.TRAINING)], "again", None, (None, None, ())),  # folded into the running one
         (
-            [v(1, api.SUPERSEDED), v(2, api.SUCCEEDED, H2)],
+            [v(1, contract.FAILED)],
+            None,
+            None,
+            (None, None, ()),
+        ),  # a failure is not retried by itself
+        (
+            [v(1, contract.SUPERSEDED), v(2, contract.SUCCEEDED, H2)],
             None,
             None,
             ("iris-v3", "spec-change", ()),
         ),  # back to a spec whose only version was superseded
         (
-            [v(3, api.SUCCEEDED, H2), v(7, api.REJECTED, H2)],
+            [v(3, contract.SUCCEEDED, H2), v(7, contract.REJECTED, H2)],
             None,
             None,
             ("iris-v8", "spec-change", ()),
@@ -67,7 +74,7 @@ def test_plan_training(
 
 
 def test_a_retrain_request_is_consumed_even_when_folded() -> None:
-    plan = versions.plan_training("iris", H1, [v(1, api.TRAINING)], "again", None)
+    plan = versions.plan_training("iris", H1, [v(1, contract.TRAINING)], "again", None)
     assert plan.create is None and plan.retrain_token == "again"
 
 
@@ -76,18 +83,18 @@ def test_a_retrain_request_is_consumed_even_when_folded() -> None:
 
 def test_stable_is_the_newest_deployable_version() -> None:
     found = [
-        v(1, api.SUCCEEDED),
-        v(2, api.REJECTED),
-        v(3, api.SUCCEEDED),
-        v(4, api.FAILED),
-        v(5, api.TRAINING),
+        v(1, contract.SUCCEEDED),
+        v(2, contract.REJECTED),
+        v(3, contract.SUCCEEDED),
+        v(4, contract.FAILED),
+        v(5, contract.TRAINING),
     ]
     assert versions.choose_stable(found, "", None).version == found[2]
-    assert versions.choose_stable([v(1, api.FAILED)], "", None).version is None
+    assert versions.choose_stable([v(1, contract.FAILED)], "", None).version is None
 
 
 def test_pin_selects_an_older_version_and_a_bad_pin_keeps_the_current() -> None:
-    found = [v(1, api.SUCCEEDED), v(2, api.SUCCEEDED), v(3, api.REJECTED)]
+    found = [v(1, contract.SUCCEEDED), v(2, contract.SUCCEEDED), v(3, contract.REJECTED)]
     assert versions.choose_stable(found, "iris-v1", "iris-v2").version == found[0]
     bad = versions.choose_stable(found, "iris-v3", "iris-v2")
     assert bad.version == found[1] and bad.problem == "iris-v3 is Rejected, not deployable"
@@ -96,16 +103,16 @@ def test_pin_selects_an_older_version_and_a_bad_pin_keeps_the_current() -> None:
 
 
 def test_a_succeeded_version_without_an_archive_cannot_serve() -> None:
-    assert versions.choose_stable([v(1, api.SUCCEEDED, artifact="")], "", None).version is None
+    assert versions.choose_stable([v(1, contract.SUCCEEDED, artifact="")], "", None).version is None
 
 
 def test_history_deletes_the_oldest_finished_but_never_stable_or_running() -> None:
     found = [
-        v(1, api.SUCCEEDED),
-        v(2, api.FAILED),
-        v(3, api.SUCCEEDED),
-        v(4, api.REJECTED),
-        v(5, api.TRAINING),
+        v(1, contract.SUCCEEDED),
+        v(2, contract.FAILED),
+        v(3, contract.SUCCEEDED),
+        v(4, contract.REJECTED),
+        v(5, contract.TRAINING),
     ]
     assert versions.plan_history(found, 3, ["iris-v1"]) == ["iris-v2", "iris-v3"]
     assert versions.plan_history(found, 10, []) == []
@@ -245,11 +252,12 @@ def test_training_job_is_restricted_and_owned_by_its_version() -> None:
 
 
 def test_deployment_serves_the_version_on_its_track() -> None:
-    stable = v(2, api.SUCCEEDED)
-    body = children.build_deployment(MODEL, stable, "canary", 1, Settings())
+    stable = v(2, contract.SUCCEEDED)
+    serving = ServingSpec.model_validate(MODEL["spec"]["serving"])
+    body = children.build_deployment(MODEL, serving, stable, "canary", 1, Settings())
     assert body["metadata"]["name"] == "iris-canary"
     selector = body["spec"]["selector"]["matchLabels"]
-    assert selector[api.LABEL_TRACK] == "canary"
+    assert selector[contract.LABEL_TRACK] == "canary"
     # The Service selects the pods of both tracks.
     assert children.build_service(MODEL)["spec"]["selector"].items() <= selector.items()
     env = {e["name"]: e["value"] for e in body["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -269,10 +277,10 @@ def test_deployment_serves_the_version_on_its_track() -> None:
 def test_autoscaling_and_disruption_budget(
     serving: dict[str, Any], replicas: int | None, hpa: bool, pdb: bool
 ) -> None:
-    model = {**MODEL, "spec": {**MODEL["spec"], "serving": serving}}
-    assert children.stable_replicas(model) == replicas
-    assert (children.build_autoscaler(model) is not None) == hpa
-    assert (children.build_disruption_budget(model) is not None) == pdb
+    spec = ServingSpec.model_validate(serving)
+    assert children.stable_replicas(spec) == replicas
+    assert (children.build_autoscaler(MODEL, spec) is not None) == hpa
+    assert (children.build_disruption_budget(MODEL, spec) is not None) == pdb
 
 
 # --- status ---------------------------------------------------------------------------------------
@@ -283,7 +291,7 @@ def conditions(s: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 
 def test_serving_and_trained_is_ready() -> None:
-    v1 = v(1, api.SUCCEEDED, metrics={"accuracy": 0.97})
+    v1 = v(1, contract.SUCCEEDED, metrics={"accuracy": 0.97})
     o = status.Observed(
         generation=4,
         latest=v1,
@@ -302,7 +310,10 @@ def test_serving_and_trained_is_ready() -> None:
 
 
 def test_failed_retraining_degrades_but_keeps_serving() -> None:
-    v1, v2 = v(1, api.SUCCEEDED), v(2, api.FAILED, H1, message="no rows", status_reason="EmptyData")
+    v1, v2 = (
+        v(1, contract.SUCCEEDED),
+        v(2, contract.FAILED, H1, message="no rows", status_reason="EmptyData"),
+    )
     o = status.Observed(
         generation=2,
         latest=v2,
@@ -321,17 +332,17 @@ def test_failed_retraining_degrades_but_keeps_serving() -> None:
 
 
 def test_nothing_deployable_yet_is_training_or_failed() -> None:
-    running = v(1, api.TRAINING)
+    running = v(1, contract.TRAINING)
     o = status.Observed(generation=1, latest=running, trained=None, newest=running, stable=None)
     assert status.model_status(o, {}, "T0")["phase"] == "Training"
-    rejected = v(1, api.REJECTED)
+    rejected = v(1, contract.REJECTED)
     o = status.Observed(generation=1, latest=rejected, trained=None, newest=rejected, stable=None)
     s = status.model_status(o, {}, "T0")
     assert s["phase"] == "Failed" and conditions(s)["Ready"] == ("False", "QualityGateMissed")
 
 
 def test_transition_time_moves_only_with_the_status() -> None:
-    v1 = v(1, api.SUCCEEDED)
+    v1 = v(1, contract.SUCCEEDED)
     o = status.Observed(
         generation=1,
         latest=v1,
@@ -401,14 +412,14 @@ def test_settings_from_environment_and_command_line() -> None:
 
 
 def test_first_status_posts_the_phase_and_only_abnormal_conditions() -> None:
-    t = v(1, api.TRAINING)
+    t = v(1, contract.TRAINING)
     o = status.Observed(generation=1, latest=t, trained=None, newest=t, stable=None)
     first = status.model_status(o, {}, "T0")
     assert [e[1] for e in status.transitions({}, first)] == ["PhaseTraining"]
 
 
 def test_a_first_rollout_posts_phases_and_the_verdict_only() -> None:
-    v1 = v(1, api.SUCCEEDED)
+    v1 = v(1, contract.SUCCEEDED)
     o = status.Observed(generation=1, latest=v1, trained=v1, newest=v1, stable=v1)
     deploying = status.model_status(o, {}, "T0")
     serving = status.model_status(
@@ -443,7 +454,7 @@ def test_a_phase_change_rides_on_the_passes_first_normal_event() -> None:
 
 
 def test_a_refused_write_degrades_the_model() -> None:
-    v1 = v(1, api.SUCCEEDED)
+    v1 = v(1, contract.SUCCEEDED)
     o = status.Observed(
         generation=1, latest=v1, trained=v1, newest=v1, stable=v1, write_error="403 quota"
     )

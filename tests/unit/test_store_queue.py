@@ -11,7 +11,8 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 from support import eventually
 
-from modelops_operator import api, kube
+from modelops_api import contract
+from modelops_operator import kube
 from modelops_operator.kube import Kube
 from modelops_operator.reconcile import settled
 from modelops_operator.store import Store
@@ -25,7 +26,7 @@ def obj(kind: str, name: str, rv: int, model: str = "iris", **extra: Any) -> dic
             "name": name,
             "namespace": "ml",
             "resourceVersion": str(rv),
-            "labels": {api.LABEL_MODEL: model},
+            "labels": {contract.LABEL_MODEL: model},
             "managedFields": [{"manager": "x"}],
         },
         **extra,

@@ -1,0 +1,539 @@
+"""The Model's spec as typed, frozen objects: the single source of the modelops API.
+
+Every field, its type, its default, its bounds and its description are declared here once. The
+CRDs in `crds/` (and the chart's copies) are generated from these classes (`modelops_api.crd`), the
+field tables in docs/api.md too (`modelops_api.docs`), and tests prove the committed files equal
+what the classes generate. The operator parses each Model's spec into a `ModelSpec`; the training
+runtime parses its `spec.training` into a `TrainingSpec`, so both read the same defaults.
+
+Rules the API server cannot check by a schema are CEL rules (`x-kubernetes-validations` in the
+classes' JSON schema) and, equally, pydantic validators: the API server rejects a manifest that
+breaks them, and a spec that reaches a runtime without the API server (a file written by hand) is
+rejected the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+# Go-style durations as the CRD accepts them: 30s, 1m30s, 2h, 500ms.
+DURATION_PATTERN = r"^([0-9]+(ms|s|m|h))+$"
+_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN)]
+Task = Literal["classification", "regression"]
+GATE_METRICS = ("accuracy", "f1_macro", "roc_auc", "r2", "mae", "rmse")
+# Gates on these metrics are maxima (lower is better); gates on every other metric are minima.
+LOWER_IS_BETTER = frozenset({"mae", "rmse"})
+# The values a gate's threshold can take (accuracy 90 is a typo for 0.9, not a gate never passed).
+GATE_RANGES: dict[str, tuple[float, float]] = {
+    "accuracy": (0.0, 1.0),
+    "f1_macro": (0.0, 1.0),
+    "roc_auc": (0.0, 1.0),
+    "r2": (float("-inf"), 1.0),
+    "mae": (0.0, float("inf")),
+    "rmse": (0.0, float("inf")),
+}
+# Fields of spec.training that say when or with what resources to train, not what: changing them
+# trains no new version.
+NOT_IN_HASH = ("schedule", "resources")
+
+
+def seconds(duration: str) -> float:
+    """Seconds in a duration such as `90s`, `1m30s` or `2h` (the CRD's pattern)."""
+    text = duration.strip()
+    parts = _DURATION_PART.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a duration: {duration!r} (use e.g. 30s, 1m, 1h30m)")
+    return sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class SpecError(ValueError):
+    """A spec breaks the API; the message names every offending field by its path."""
+
+
+_FIELD_FIRST = re.compile(
+    r"^(?:Value error, )?(?P<field>[A-Za-z_][\w]*(?:\.[\w]+)*): (?P<text>.*)$", re.S
+)
+
+
+def problems(error: ValidationError, prefix: str) -> list[str]:
+    """`path: message` per error, the path as kubectl prints it (`spec.serving.canary.steps[1]`).
+
+    A validator of a whole object names its field first (`features: lists the target`), so the
+    field joins the path."""
+    found = []
+    for item in error.errors():
+        path = prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"])
+        text = str(item["msg"])
+        match = _FIELD_FIRST.match(text)
+        if match is not None and item["type"] == "value_error":
+            path, text = f"{path}.{match['field']}", match["text"]
+        found.append(f"{path}: {text.removeprefix('Value error, ')}")
+    return found
+
+
+def parse(cls: type[T], raw: object, prefix: str) -> T:
+    """`raw` (a manifest's part at `prefix`) as `cls`, or a SpecError naming every problem."""
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as error:
+        raise SpecError("; ".join(problems(error, prefix))) from None
+
+
+def rules(*pairs: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
+    """CEL rules for a class's schema: (rule, message[, fieldPath])."""
+    validations = []
+    for pair in pairs:
+        rule: dict[str, str] = {"rule": pair[0], "message": pair[1]}
+        if len(pair) == 3:
+            rule["fieldPath"] = pair[2]
+        validations.append(rule)
+    return {"x-kubernetes-validations": validations}
+
+
+class Spec(BaseModel):
+    """A part of the spec: camelCase on the wire, frozen, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        extra="forbid",
+    )
+
+
+Names = Annotated[
+    tuple[Annotated[str, Field(min_length=1)], ...],
+    Field(max_length=1000, json_schema_extra={"x-kubernetes-list-type": "set"}),
+]
+
+
+class HttpParams(Spec):
+    timeout_seconds: float = Field(
+        30.0, ge=0.1, le=3600, description="per connect and per read of an http(s) source"
+    )
+    max_bytes: StrictInt = Field(
+        256 * 1024 * 1024,
+        ge=1,
+        le=64 * 1024**3,
+        description="largest body an http(s) source may send",
+    )
+
+
+class DatasetSpec(Spec):
+    uri: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=r"^(builtin:[a-z_]+|synthetic:(classification|regression)(\?.*)?|file:///.+|https?://.+)$",
+        description="builtin:<iris|wine|breast_cancer|diabetes>, "
+        "synthetic:classification|regression[?rows=..&features=..&seed=..&shift=..], "
+        "file:///path.csv or http(s)://...",
+    )
+    format: Literal["csv", "parquet"] = Field("csv", description="of a file or http(s) source")
+    target: str = Field(min_length=1, max_length=253, description="the column to predict")
+    features: Names | None = Field(
+        None, description="the columns to learn from; default: every column but the target"
+    )
+    categorical: Names | None = Field(
+        None, description="columns to one-hot encode; default: the non-numeric ones"
+    )
+    task: Task | None = Field(None, description="default: inferred from the target")
+    params: HttpParams | None = Field(None, description="for http(s) sources only")
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "!has(self.features) || !(self.target in self.features)",
+                "the target must not be listed among the features",
+                ".features",
+            ),
+            (
+                "!has(self.categorical) || !(self.target in self.categorical)",
+                "the target must not be listed among the categorical columns",
+                ".categorical",
+            ),
+            (
+                "!has(self.params) || self.uri.startsWith('http')",
+                "dataset.params applies to http(s) sources only; others take theirs from the URI",
+                ".params",
+            ),
+        )
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> DatasetSpec:
+        if self.features is not None:
+            if not self.features:
+                raise ValueError("features: is empty; omit it to use every column")
+            if self.target in self.features:
+                raise ValueError(f"features: lists the target {self.target!r}")
+            if len(set(self.features)) != len(self.features):
+                raise ValueError("features: lists a column twice")
+        if self.categorical is not None:
+            if self.target in self.categorical:
+                raise ValueError(f"categorical: lists the target {self.target!r}")
+            outside = [n for n in self.categorical if self.features and n not in self.features]
+            if outside:
+                raise ValueError(f"categorical: names {outside[0]!r}, which is not in features")
+        if self.params is not None and not self.uri.startswith("http"):
+            raise ValueError(
+                "params: applies to http(s) sources only; the others take theirs from the URI"
+            )
+        return self
+
+
+class CleaningSpec(Spec):
+    drop_duplicates: StrictBool = Field(True, description="drop repeated rows before the split")
+    missing: Literal["impute-median", "impute-mean", "impute-most-frequent", "drop"] = Field(
+        "impute-median", description="what to do with missing values"
+    )
+
+
+class SelectionSpec(Spec):
+    method: Literal["none", "kbest", "variance"] = Field("none", description="feature selection")
+    k: StrictInt | None = Field(None, ge=1, description="features kept by kbest (required there)")
+    threshold: float | None = Field(None, ge=0, description="variance threshold; default 0")
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "!has(self.method) || self.method != 'kbest' || has(self.k)",
+                "selection.k is required when selection.method is kbest",
+                ".k",
+            ),
+        )
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> SelectionSpec:
+        if self.method == "kbest" and self.k is None:
+            raise ValueError("k: is required when method is kbest")
+        if self.method != "kbest" and self.k is not None:
+            raise ValueError("k: applies to method kbest only")
+        if self.method != "variance" and self.threshold is not None:
+            raise ValueError("threshold: applies to method variance only")
+        return self
+
+
+class AugmentationSpec(Spec):
+    oversample_minority: StrictBool = Field(
+        False, description="oversample the minority classes of the training split"
+    )
+
+
+class PipelineSpec(Spec):
+    cleaning: CleaningSpec = Field(default_factory=CleaningSpec)
+    scaling: Literal["standard", "minmax", "robust", "none"] = Field(
+        "standard", description="of the numeric features"
+    )
+    selection: SelectionSpec = Field(default_factory=SelectionSpec)
+    augmentation: AugmentationSpec = Field(default_factory=AugmentationSpec)
+
+
+class EstimatorSpec(Spec):
+    class_path: str = Field(
+        alias="class",
+        pattern=r"^sklearn(\.[A-Za-z_][A-Za-z0-9_]*)+$",
+        description="a scikit-learn estimator class path from the allow-list, "
+        "e.g. sklearn.ensemble.RandomForestClassifier",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="checked by constructing the estimator"
+    )
+
+
+class ValidationSpec(Spec):
+    test_size: float = Field(0.2, ge=0.05, le=0.5, description="share of rows held out")
+    random_state: StrictInt = Field(42, ge=0, description="seed of the split and the estimator")
+    gates: dict[str, float] = Field(
+        default_factory=dict,
+        max_length=6,
+        description="metric name -> threshold: a minimum for accuracy, f1_macro, roc_auc, r2; "
+        "a maximum for mae, rmse",
+        json_schema_extra=rules(
+            (
+                "self.all(k, k in ['accuracy', 'f1_macro', 'roc_auc', 'r2', 'mae', 'rmse'])",
+                "gates may name accuracy, f1_macro, roc_auc, r2, mae or rmse",
+            ),
+            (
+                "self.all(k, !(k in ['accuracy', 'f1_macro', 'roc_auc']) "
+                "|| (self[k] >= 0.0 && self[k] <= 1.0))",
+                "accuracy, f1_macro and roc_auc gates must lie in [0, 1]",
+            ),
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ValidationSpec:
+        for name, value in self.gates.items():
+            if name not in GATE_RANGES:
+                raise ValueError(f"gates.{name}: gates may name {', '.join(GATE_METRICS)}")
+            low, high = GATE_RANGES[name]
+            if not low <= value <= high:
+                raise ValueError(f"gates.{name}: must be in [{low:g}, {high:g}], got {value:g}")
+        return self
+
+
+class TrainingSpec(Spec):
+    dataset: DatasetSpec
+    pipeline: PipelineSpec = Field(default_factory=PipelineSpec)
+    estimator: EstimatorSpec
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    schedule: str | None = Field(
+        None,
+        pattern=r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$",
+        description="cron expression (5 fields) or @hourly/@daily/@weekly/@monthly "
+        "for periodic retraining",
+    )
+    resources: dict[str, Any] | None = Field(
+        None, description="ResourceRequirements of the training container"
+    )
+
+
+class AutoscalingSpec(Spec):
+    min_replicas: StrictInt = Field(1, ge=1, le=1000, description="fewest serving pods")
+    max_replicas: StrictInt = Field(ge=1, le=1000, description="most serving pods")
+    target_cpu_utilization: StrictInt = Field(
+        70, ge=1, le=100, alias="targetCPUUtilization", description="percent of the CPU request"
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "self.minReplicas <= self.maxReplicas",
+                "autoscaling.minReplicas must not exceed autoscaling.maxReplicas",
+                ".minReplicas",
+            ),
+        )
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> AutoscalingSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("minReplicas: must not exceed maxReplicas")
+        return self
+
+
+CanaryStep = Annotated[StrictInt, Field(ge=1, le=99)]
+
+
+class CanarySpec(Spec):
+    steps: tuple[CanaryStep, ...] = Field(
+        (10, 50),
+        min_length=1,
+        max_length=10,
+        description="traffic shares in percent the canary goes through, strictly increasing",
+        json_schema_extra={
+            "x-kubernetes-list-type": "set",
+            **rules(("self.isSorted()", "canary.steps must be strictly increasing")),
+        },
+    )
+    interval: Duration = Field("1m", description="between two analyses")
+    threshold: StrictInt = Field(2, ge=1, le=100, description="failed checks that roll back")
+    progress_deadline: Duration = Field("15m", description="longest time without a step forward")
+    on_deadline: Literal["rollback", "hold"] = Field(
+        "rollback", description="what a canary that cannot conclude within progressDeadline does"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> CanarySpec:
+        if any(a >= b for a, b in zip(self.steps, self.steps[1:], strict=False)):
+            raise ValueError("steps: must be strictly increasing")
+        return self
+
+    @property
+    def interval_seconds(self) -> float:
+        return seconds(self.interval)
+
+    @property
+    def progress_deadline_seconds(self) -> float:
+        return seconds(self.progress_deadline)
+
+
+class ServingSpec(Spec):
+    replicas: StrictInt = Field(
+        1, ge=1, le=100, description="of the stable Deployment, when not autoscaled"
+    )
+    version: str | None = Field(
+        None,
+        max_length=63,
+        description="pin the stable version (manual rollback); "
+        "empty follows the newest approved version",
+    )
+    resources: dict[str, Any] | None = Field(
+        None, description="ResourceRequirements of the serving container"
+    )
+    autoscaling: AutoscalingSpec | None = Field(None, description="an HPA on the stable Deployment")
+    canary: CanarySpec = Field(default_factory=CanarySpec)
+
+    @property
+    def pinned(self) -> str:
+        return self.version or ""
+
+
+class ErrorRateCheck(Spec):
+    max: float = Field(ge=0, le=1, description="largest share of failed requests")
+    min_samples: StrictInt = Field(20, ge=1, description="fewer requests are inconclusive")
+
+
+class LatencyCheck(Spec):
+    max: float = Field(gt=0, description="largest p95 latency in seconds")
+    min_samples: StrictInt = Field(20, ge=1, description="fewer requests are inconclusive")
+
+
+class PsiLimit(Spec):
+    max: float = Field(gt=0, le=10, description="largest population stability index of a feature")
+
+
+class DriftCheck(Spec):
+    psi: PsiLimit
+    min_samples: StrictInt = Field(100, ge=1, description="fewer rows are inconclusive")
+
+
+class AccuracyCheck(Spec):
+    min: float = Field(ge=0, le=1, description="smallest live accuracy from feedback")
+    min_samples: StrictInt = Field(50, ge=1, description="fewer feedback items are inconclusive")
+
+
+class CustomCheck(Spec):
+    name: str = Field(pattern=r"^[a-z][a-zA-Z0-9_-]{0,62}$", description="the check's name")
+    query: str = Field(min_length=1, description="PromQL (docs/monitoring.md names its variables)")
+    min: float | None = Field(None, description="smallest passing value")
+    max: float | None = Field(None, description="largest passing value")
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            ("has(self.min) || has(self.max)", "a custom check needs min, max or both"),
+            (
+                "!has(self.min) || !has(self.max) || self.min <= self.max",
+                "a custom check's min must not exceed its max",
+                ".min",
+            ),
+        )
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> CustomCheck:
+        if self.min is None and self.max is None:
+            raise ValueError("min: a custom check needs min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min: must not exceed max")
+        return self
+
+
+class ChecksSpec(Spec):
+    error_rate: ErrorRateCheck | None = None
+    latency_p95_seconds: LatencyCheck | None = None
+    drift: DriftCheck | None = None
+    accuracy: AccuracyCheck | None = None
+    custom: tuple[CustomCheck, ...] = Field(
+        (),
+        max_length=20,
+        description="PromQL checks, by name",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The checks as the manifest spells them (the analysis engine reads that shape)."""
+        return self.model_dump(
+            mode="json",
+            by_alias=True,
+            exclude_none=True,
+            exclude=None if self.custom else {"custom"},
+        )
+
+    @property
+    def any(self) -> bool:
+        return bool(
+            self.error_rate
+            or self.latency_p95_seconds
+            or self.drift
+            or self.accuracy
+            or self.custom
+        )
+
+
+class MonitoringSpec(Spec):
+    interval: Duration = Field("1m", description="between two analyses of the stable version")
+    consecutive: StrictInt = Field(
+        2,
+        ge=1,
+        le=100,
+        description="intervals a drift or accuracy breach must last before it triggers a retrain",
+    )
+    cooldown: Duration = Field("1h", description="shortest time between two retrains")
+    retrain_on: tuple[Literal["drift", "accuracy"], ...] = Field(
+        (),
+        description="breaches that retrain; each needs its check",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    checks: ChecksSpec = Field(default_factory=ChecksSpec)
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "!has(self.retrainOn) || !('drift' in self.retrainOn) "
+                "|| (has(self.checks) && has(self.checks.drift))",
+                "retrainOn drift needs monitoring.checks.drift",
+                ".retrainOn",
+            ),
+            (
+                "!has(self.retrainOn) || !('accuracy' in self.retrainOn) "
+                "|| (has(self.checks) && has(self.checks.accuracy))",
+                "retrainOn accuracy needs monitoring.checks.accuracy",
+                ".retrainOn",
+            ),
+        )
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> MonitoringSpec:
+        for check in self.retrain_on:
+            if getattr(self.checks, check) is None:
+                raise ValueError(f"retrainOn: {check} needs monitoring.checks.{check}")
+        return self
+
+    @property
+    def interval_seconds(self) -> float:
+        return seconds(self.interval)
+
+    @property
+    def cooldown_seconds(self) -> float:
+        return seconds(self.cooldown)
+
+
+class ModelSpec(Spec):
+    training: TrainingSpec
+    serving: ServingSpec = Field(default_factory=ServingSpec)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+
+
+class ModelVersionSpec(Spec):
+    model: str = Field(min_length=1, max_length=63, description="the Model's name")
+    reason: Literal["initial", "spec-change", "drift", "accuracy", "schedule", "manual"] = Field(
+        description="why it was trained"
+    )
+    spec_hash: str = Field(
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="sha256: of the canonical JSON of the training spec",
+    )
+    training: dict[str, Any] = Field(
+        description="the Model's spec.training when this version was created"
+    )

@@ -1,0 +1,135 @@
+"""Invalid Model manifests, each with the field that the rejection must name.
+
+The API server rejects them (tests/integration/test_model_validation.py) and so does the typed
+spec the CRD is generated from (tests/unit/test_api_spec.py): both read the same cases.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = yaml.safe_load((REPO / "examples" / "iris.yaml").read_text())
+DELETE = object()
+
+# (id, {dotted path: new value or DELETE}, text the API server's message must contain)
+CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("no-training", {"spec.training": DELETE}, "spec.training: Required value"),
+    (
+        "no-dataset-uri",
+        {"spec.training.dataset.uri": DELETE},
+        "spec.training.dataset.uri: Required value",
+    ),
+    (
+        "bad-uri-scheme",
+        {"spec.training.dataset.uri": "ftp://data/x.csv"},
+        "spec.training.dataset.uri",
+    ),
+    ("empty-target", {"spec.training.dataset.target": ""}, "spec.training.dataset.target"),
+    ("bad-format", {"spec.training.dataset.format": "xlsx"}, "spec.training.dataset.format"),
+    (
+        "target-among-features",
+        {"spec.training.dataset.features": ["species", "petal_length"]},
+        "spec.training.dataset.features",
+    ),
+    ("bad-scaling", {"spec.training.pipeline.scaling": "zscore"}, "spec.training.pipeline.scaling"),
+    (
+        "bad-missing-policy",
+        {"spec.training.pipeline.cleaning.missing": "guess"},
+        "spec.training.pipeline.cleaning.missing",
+    ),
+    (
+        "kbest-without-k",
+        {"spec.training.pipeline.selection": {"method": "kbest"}},
+        "spec.training.pipeline.selection.k",
+    ),
+    (
+        "estimator-not-sklearn",
+        {"spec.training.estimator.class": "os.system"},
+        "spec.training.estimator.class",
+    ),
+    (
+        "test-size-too-large",
+        {"spec.training.validation.testSize": 0.9},
+        "spec.training.validation.testSize",
+    ),
+    (
+        "unknown-gate",
+        {"spec.training.validation.gates": {"speed": 3}},
+        "spec.training.validation.gates",
+    ),
+    (
+        "gate-out-of-range",
+        {"spec.training.validation.gates": {"accuracy": 1.5}},
+        "spec.training.validation.gates",
+    ),
+    ("bad-schedule", {"spec.training.schedule": "every day"}, "spec.training.schedule"),
+    ("zero-replicas", {"spec.serving.replicas": 0}, "spec.serving.replicas"),
+    (
+        "min-above-max",
+        {"spec.serving.autoscaling": {"minReplicas": 5, "maxReplicas": 2}},
+        "spec.serving.autoscaling.minReplicas",
+    ),
+    ("steps-decreasing", {"spec.serving.canary.steps": [50, 10]}, "spec.serving.canary.steps"),
+    ("step-out-of-range", {"spec.serving.canary.steps": [10, 100]}, "spec.serving.canary.steps[1]"),
+    ("steps-repeated", {"spec.serving.canary.steps": [10, 10]}, "spec.serving.canary.steps[1]"),
+    ("bad-interval", {"spec.serving.canary.interval": "5 minutes"}, "spec.serving.canary.interval"),
+    ("zero-threshold", {"spec.serving.canary.threshold": 0}, "spec.serving.canary.threshold"),
+    (
+        "bad-on-deadline",
+        {"spec.serving.canary.onDeadline": "panic"},
+        "spec.serving.canary.onDeadline",
+    ),
+    ("pin-names-another-model", {"spec.serving.version": "wine-v1"}, "spec.serving.version"),
+    (
+        "error-rate-above-one",
+        {"spec.monitoring.checks.errorRate.max": 2},
+        "spec.monitoring.checks.errorRate.max",
+    ),
+    (
+        "negative-accuracy",
+        {"spec.monitoring.checks.accuracy.min": -0.1},
+        "spec.monitoring.checks.accuracy.min",
+    ),
+    (
+        "zero-psi",
+        {"spec.monitoring.checks.drift.psi.max": 0},
+        "spec.monitoring.checks.drift.psi.max",
+    ),
+    (
+        "retrain-on-drift-unchecked",
+        {"spec.monitoring.checks.drift": DELETE},
+        "spec.monitoring.retrainOn",
+    ),
+    (
+        "unknown-retrain-trigger",
+        {"spec.monitoring.retrainOn": ["weather"]},
+        "spec.monitoring.retrainOn[0]",
+    ),
+    (
+        "custom-check-without-bounds",
+        {"spec.monitoring.checks.custom": [{"name": "qps", "query": "sum(rate(x[1m]))"}]},
+        "spec.monitoring.checks.custom[0]",
+    ),
+    ("bad-cooldown", {"spec.monitoring.cooldown": "soon"}, "spec.monitoring.cooldown"),
+    ("name-too-long", {"metadata.name": "m" * 51}, "metadata.name"),
+    ("misspelt-field", {"spec.serving.replcas": 2}, "spec.serving.replcas"),
+]
+
+
+def mutate(body: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    result = copy.deepcopy(body)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        node = result
+        for key in parents:
+            node = node.setdefault(key, {})
+        if value is DELETE:
+            node.pop(last)
+        else:
+            node[last] = value
+    return result

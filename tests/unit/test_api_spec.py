@@ -1,0 +1,73 @@
+"""The typed API is the single source: the CRDs and docs are what it generates, and it rejects
+every invalid manifest the API server rejects, naming the same field."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from manifests import CASES, EXAMPLE, mutate
+
+from modelops_api import __main__ as generate
+from modelops_api.spec import ModelSpec, SpecError, TrainingSpec, parse, seconds
+
+REPO = Path(__file__).resolve().parents[2]
+# Rules about the Model's metadata, which the typed spec does not see.
+METADATA_RULES = {"name-too-long", "pin-names-another-model"}
+
+
+def test_committed_crds_and_docs_are_what_the_spec_generates() -> None:
+    stale = [
+        str(path.relative_to(REPO))
+        for path, text in generate.generated(REPO).items()
+        if not path.exists() or path.read_text() != text
+    ]
+    assert not stale, f"run `make api`: {stale} differ from api/modelops_api/spec.py"
+
+
+def test_the_example_parses_with_the_crd_defaults() -> None:
+    spec = parse(ModelSpec, copy.deepcopy(EXAMPLE["spec"]), "spec")
+    assert spec.serving.canary.steps == (10, 50)
+    assert spec.serving.canary.interval_seconds == 60.0
+    assert spec.monitoring.cooldown_seconds == 3600.0
+    assert spec.training.pipeline.cleaning.missing == "impute-median"
+
+
+@pytest.mark.parametrize(
+    ("case", "changes", "expected"),
+    [c for c in CASES if c[0] not in METADATA_RULES],
+    ids=[c[0] for c in CASES if c[0] not in METADATA_RULES],
+)
+def test_the_spec_rejects_what_the_api_server_rejects(
+    case: str, changes: dict[str, Any], expected: str
+) -> None:
+    body = mutate(EXAMPLE, changes)
+    with pytest.raises(SpecError) as error:
+        parse(ModelSpec, body["spec"], "spec")
+    field = expected.split(":")[0].split("[")[0]
+    assert field in str(error.value), str(error.value)
+
+
+def test_rules_beyond_the_crd_hold_for_a_hand_written_training_spec() -> None:
+    training = copy.deepcopy(EXAMPLE["spec"]["training"])
+    for changes, field in [
+        ({"selection": {"method": "none", "k": 3}}, "pipeline.selection.k"),
+        ({"selection": {"method": "kbest", "k": 2, "threshold": 0.1}}, "selection.threshold"),
+    ]:
+        bad = {**training, "pipeline": {**training.get("pipeline", {}), **changes}}
+        with pytest.raises(SpecError, match=field.replace(".", r"\.")):
+            parse(TrainingSpec, bad, "spec.training")
+    bad = {**training, "dataset": {**training["dataset"], "params": {"maxBytes": 10}}}
+    with pytest.raises(SpecError, match=r"dataset\.params: applies to http"):
+        parse(TrainingSpec, bad, "spec.training")
+    with pytest.raises(SpecError, match=r"validation\.randomState"):
+        parse(TrainingSpec, {**training, "validation": {"randomState": True}}, "spec.training")
+
+
+@pytest.mark.parametrize(("text", "value"), [("90s", 90.0), ("1m30s", 90.0), ("2h", 7200.0)])
+def test_durations(text: str, value: float) -> None:
+    assert seconds(text) == value
+    with pytest.raises(ValueError, match="not a duration"):
+        seconds("5 minutes")
