@@ -21,7 +21,8 @@ import kopf
 from kubernetes import config
 
 from modelops_api import contract
-from modelops_operator import children, specs, training
+from modelops_api.spec import ServingSpec
+from modelops_operator import children, training
 from modelops_operator.kube import Kube
 from modelops_operator.settings import Settings
 from modelops_operator.versions import VersionInfo
@@ -48,7 +49,7 @@ def model_created(body: kopf.Body, memo: Any, **_: Any) -> None:
     model = {k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")}
     name = f"{body['metadata']['name']}-v1"
     version = training.build_model_version(
-        model, name, contract.REASON_INITIAL, specs.training_hash(model["spec"]["training"])
+        model, name, contract.REASON_INITIAL, contract.training_hash(model["spec"]["training"])
     )
     kube: Kube = memo.kube
     created = kube.create(version) or kube.get("ModelVersion", body["metadata"]["namespace"], name)
@@ -77,8 +78,12 @@ def job_event(body: kopf.Body, memo: Any, **_: Any) -> None:
         phase=contract.SUCCEEDED,
         artifact=f"file:///models/{model_name}/{version}.bentomodel",
     )
-    replicas = children.stable_replicas(model)
-    kube.create(children.build_deployment(model, info, children.STABLE, replicas, SETTINGS))
+    serving = ServingSpec.model_validate(model["spec"].get("serving") or {})
+    replicas = children.stable_replicas(serving)
+    deployment = children.build_deployment(
+        model, serving, info, children.STABLE, replicas, SETTINGS
+    )
+    kube.create(deployment)
     kube.create(children.build_service(model))
 
 

@@ -1,11 +1,16 @@
-"""Names of the modelops API: group, kinds, labels, annotations, phases and condition types.
+"""What the operator, training and serving must spell alike: group, kinds, labels, annotations,
+phases, condition types, and the training spec's hash.
 
-Every other module takes these from here, so a name is spelled once.
+Every other module takes these from here, so a name is spelled once. Python only: no imports of
+the project or of third parties (an import contract says so).
 """
 
 from __future__ import annotations
 
-from typing import Final
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, Final
 
 GROUP: Final = "modelops.dev"
 VERSION: Final = "v1alpha1"
@@ -72,3 +77,22 @@ DRIFTED: Final = "Drifted"
 SERVING_PORT: Final = 3000
 TRAINING_CONTAINER: Final = "train"
 SERVING_CONTAINER: Final = "serve"
+
+
+# Fields of spec.training that say when or with what resources to train, not what: changing them
+# trains no new version.
+NOT_IN_HASH: Final = ("schedule", "resources")
+
+
+def spec_hash(training: Mapping[str, Any]) -> str:
+    """`sha256:` of the canonical JSON of a training spec: sorted keys, no spaces, non-ASCII
+    escaped, so equal specs hash equal in any key order, in the operator and in the runtime."""
+    text = json.dumps(
+        training, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str
+    )
+    return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def training_hash(training: Mapping[str, Any]) -> str:
+    """The identity of a training spec: its hash without the fields that do not change the model."""
+    return spec_hash({k: v for k, v in training.items() if k not in NOT_IN_HASH})

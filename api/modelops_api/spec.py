@@ -47,9 +47,6 @@ GATE_RANGES: dict[str, tuple[float, float]] = {
     "mae": (0.0, float("inf")),
     "rmse": (0.0, float("inf")),
 }
-# Fields of spec.training that say when or with what resources to train, not what: changing them
-# trains no new version.
-NOT_IN_HASH = ("schedule", "resources")
 
 
 def seconds(duration: str) -> float:

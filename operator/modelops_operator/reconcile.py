@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modelops_api import contract
 from modelops_api.spec import ModelSpec, MonitoringSpec, SpecError, parse
-from modelops_operator import children, retraining, rollout, specs, training, versions
+from modelops_operator import children, retraining, rollout, training, versions
 from modelops_operator.analysis.model import (
     DRIFT,
     CheckResult,
@@ -185,7 +185,7 @@ def _pass(ctx: Context, model: Body, news: list[Event]) -> Body:
     except SpecError as error:
         return _invalid_spec(ctx, model, str(error), news)
     clock = time.time()
-    training_hash = specs.training_hash(model["spec"]["training"])
+    training_hash = contract.training_hash(model["spec"]["training"])
     raw = {v["metadata"]["name"]: v for v in ctx.store.owned("ModelVersion", namespace, name)}
     infos = {n: versions.version_info(v) for n, v in raw.items()}
     results = ctx.monitor.results((namespace, name)) if ctx.monitor is not None else None

@@ -66,8 +66,14 @@ def test_rules_beyond_the_crd_hold_for_a_hand_written_training_spec() -> None:
         parse(TrainingSpec, {**training, "validation": {"randomState": True}}, "spec.training")
 
 
-@pytest.mark.parametrize(("text", "value"), [("90s", 90.0), ("1m30s", 90.0), ("2h", 7200.0)])
+@pytest.mark.parametrize(
+    ("text", "value"), [("90s", 90.0), ("1m30s", 90.0), ("2h", 7200.0), ("250ms", 0.25)]
+)
 def test_durations(text: str, value: float) -> None:
     assert seconds(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "5", "1d", "m5", "1m 30s", "5 minutes"])
+def test_not_durations(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):
-        seconds("5 minutes")
+        seconds(text)

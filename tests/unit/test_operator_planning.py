@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from modelops_api import contract
+from modelops_api.contract import spec_hash, training_hash
 from modelops_api.spec import ServingSpec
 from modelops_operator import children, status, training, versions
 from modelops_operator.settings import Settings, SettingsError, from_environment, resolve
-from modelops_operator.specs import parse_duration, spec_hash, training_hash
 from modelops_operator.versions import VersionInfo
 
 H1, H2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
@@ -379,19 +379,6 @@ def test_schedule_and_resources_do_not_make_a_new_version() -> None:
     timed = {**base, "schedule": "@daily", "resources": {"limits": {"cpu": "1"}}}
     assert training_hash(base) == training_hash(timed)
     assert training_hash(base) != training_hash({**base, "dataset": {"uri": "builtin:wine"}})
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"), [("90s", 90), ("1m30s", 90), ("2h", 7200), ("250ms", 0.25)]
-)
-def test_parse_duration(text: str, seconds: float) -> None:
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "5", "1d", "m5", "1m 30s"])
-def test_parse_duration_rejects(text: str) -> None:
-    with pytest.raises(ValueError, match="not a duration"):
-        parse_duration(text)
 
 
 def test_settings_from_environment_and_command_line() -> None:

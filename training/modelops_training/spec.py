@@ -7,14 +7,14 @@ file written by hand.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from modelops_api.contract import spec_hash
 
 from .result import TrainingError
 
@@ -97,13 +97,6 @@ class TrainingSpec:
     @property
     def hash(self) -> str:
         return spec_hash(self.raw)
-
-
-def spec_hash(raw: dict[str, Any]) -> str:
-    """`sha256:` of the canonical JSON of the spec as written: sorted keys, no spaces, non-ASCII
-    escaped — the same bytes the operator hashes (modelops_operator.specs.spec_hash)."""
-    text = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
-    return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def load_spec(path: str) -> TrainingSpec:
