@@ -23,7 +23,7 @@ from kubernetes import config
 from modelops_api import contract
 from modelops_api.spec import ServingSpec
 from modelops_operator import children, training
-from modelops_operator.kube import Kube
+from modelops_operator.runtime.kube import Kube
 from modelops_operator.settings import Settings
 from modelops_operator.versions import VersionInfo
 

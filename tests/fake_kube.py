@@ -1,42 +1,40 @@
 """An in-memory API server behind the operator's `Kube`, for unit tests of whole reconcile passes.
 
-`FakeKube` subclasses `modelops_operator.kube.Kube` and overrides only `request()`, the one method
-that talks HTTP. Everything else is Kube's own code: `apply`, `ensure` (its digest and generation
-bookkeeping), `create` (409 -> None), `get` (404 -> None), `list`, `delete` (404 -> False),
-`patch_status`, `post_event`, and the store kept in sync with every answer (`_keep`, `_gone`). So a
-test of a pass runs the very requests the operator makes, and a Kube that changes how it speaks
-to the API server is checked by the same tests (a Kube code path that bypassed `request()` would
-hit `_Unplugged` and fail loudly instead of reaching for a network).
+`FakeKube` subclasses `modelops_operator.runtime.kube.Kube` and overrides only `request()`, the one
+method that talks HTTP. Everything else is Kube's own code: `apply`, `ensure` (its digest and
+generation bookkeeping), `create` (409 -> None), `get` (404 -> None), `list`, `delete` (404 ->
+False), `patch_status`, `post_event`, and the store kept in sync with every answer (`_keep`,
+`_gone`). So a test of a pass runs the very requests the operator makes, and a Kube that changes
+how it speaks to the API server is checked by the same tests (a Kube code path that bypassed
+`request()` would hit `_Unplugged` and fail loudly instead of reaching for a network).
 
 The server holds objects by (kind, namespace, name), the kind read off the REST path with
 `kube.PATHS` (plus core/v1 Events). It behaves as kube-apiserver does where the operator can tell:
 
-- every write that changes an object gives it a new `resourceVersion` from one increasing
-  counter (an etcd revision); a write that changes nothing keeps it, as the real server does;
-- `metadata.generation` starts at 1 and moves when anything but metadata and status changes
-  (Services, Pods and Events have none, as on a real cluster); `uid` and `creationTimestamp` are
-  assigned on creation; a create ignores `status` (the status subresource owns it);
-- server-side apply (`application/apply-patch+yaml`) creates, or sets every field the body
-  declares and drops those the same manager declared before and no longer does (top-level fields,
-  labels, annotations, ownerReferences), keeping what others wrote (status, other labels);
-- a JSON merge patch (RFC 7386: `None` removes a key) of `.status` or of the object, 404 when
-  the object is absent;
-- lists filter by label selector (`k=v`, `k!=v`, `k`, `!k`), namespace "" meaning all, and, like
-  the real server, items of built-in kinds come without `apiVersion` and `kind`;
-- a delete removes the object and, as the garbage collector would (background propagation),
-  whatever it owns, transitively;
-- Events are kept in `events`.
+- every write that changes an object gives it a new `resourceVersion` from one increasing counter
+(an etcd revision); a write that changes nothing keeps it, as the real server does; -
+`metadata.generation` starts at 1 and moves when anything but metadata and status changes
+(Services, Pods and Events have none, as on a real cluster); `uid` and `creationTimestamp` are
+assigned on creation; a create ignores `status` (the status subresource owns it); - server-side
+apply (`application/apply-patch+yaml`) creates, or sets every field the body declares and drops
+those the same manager declared before and no longer does (top-level fields, labels, annotations,
+ownerReferences), keeping what others wrote (status, other labels); - a JSON merge patch (RFC 7386:
+`None` removes a key) of `.status` or of the object, 404 when the object is absent; - lists filter
+by label selector (`k=v`, `k!=v`, `k`, `!k`), namespace "" meaning all, and, like the real server,
+items of built-in kinds come without `apiVersion` and `kind`; - a delete removes the object and, as
+the garbage collector would (background propagation), whatever it owns, transitively; - Events are
+kept in `events`.
 
-The store sees every change as Kopf's watches would deliver it (handlers.py: Models, versions,
-and the managed children), whether the operator or a test made it, so the next pass plans from
-what is. Tests play the controllers a control plane without nodes lacks: `start_job` and
-`finish_job` (the Job controller and the kubelet reporting the training pod's termination message,
-which `training.outcome` reads), `make_ready` (the Deployment controller), `put` (a user's
-`kubectl apply`), `set_status` and `remove`. None of them is recorded as a request.
+The store sees every change as Kopf's watches would deliver it (handlers.py: Models, versions, and
+the managed children), whether the operator or a test made it, so the next pass plans from what is.
+Tests play the controllers a control plane without nodes lacks: `start_job` and `finish_job` (the
+Job controller and the kubelet reporting the training pod's termination message, which
+`training.outcome` reads), `make_ready` (the Deployment controller), `put` (a user's `kubectl
+apply`), `set_status` and `remove`. None of them is recorded as a request.
 
 Every request the operator makes is in `requests` (method, path, query, content type, body), so a
-test can say "this pass made no request". `fail()` makes matching requests raise the
-`ApiException` the real client raises, with a `Status` body.
+test can say "this pass made no request". `fail()` makes matching requests raise the `ApiException`
+the real client raises, with a `Status` body.
 """
 
 from __future__ import annotations
@@ -54,8 +52,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from modelops_api import contract
-from modelops_operator.kube import PATHS, Body, Kube
-from modelops_operator.store import Store
+from modelops_operator.objects import Body
+from modelops_operator.runtime.kube import PATHS, Kube
+from modelops_operator.runtime.store import Store
 
 Key = tuple[str, str, str]  # kind, namespace, name
 
@@ -312,9 +311,9 @@ class FakeKube(Kube):
         raise api_error(405, "MethodNotAllowed", f"{method} {url} is not served by FakeKube")
 
     def reconnect(self) -> FakeKube:
-        """A new client of the same server, as a restarted operator has: no store, nothing
+        """A new client of the same server, as a restarted operator has: an empty store, nothing
         applied yet, no requests, no injected failures."""
-        other = FakeKube(namespace=self.namespace, now=self.now)
+        other = FakeKube(Store(), namespace=self.namespace, now=self.now)
         other._server, other.events = self._server, self.events
         other._uids, other._suffixes = self._uids, self._suffixes
         return other

@@ -13,10 +13,10 @@ from typing import Any
 
 from modelops_api import contract
 from modelops_api.spec import ServingSpec
+from modelops_operator.objects import Body
 from modelops_operator.settings import Settings
 from modelops_operator.training import (
     BENTOML_HOME,
-    Body,
     container_security_context,
     labels,
     owner_reference,

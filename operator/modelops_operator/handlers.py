@@ -1,14 +1,14 @@
 """The Kopf handlers: each one records what it saw in the store and says which Model to reconcile.
 
 Every watched kind has one `on.event` handler: the Model itself, its ModelVersions, their training
-Jobs, and the serving children. Each keeps the object's latest body in `reconcile.Context.store`
+Jobs, and the serving children. Each keeps the object's latest body in the controller's store
 and queues the owning Model when something a reconcile acts on changed (a Model's generation or
 annotations, a version's phase, a Job's counts, a child's generation or replicas); the operator's
 own status writes, and status noise that decides nothing, queue nothing. The queue runs each
 Model's reconciles one at a time. The handlers are coroutines: they only take a short lock of the
 store or the queue, so Kopf runs them in its event loop instead of handing each watch event to a
 thread of its executor. The periodic resync and the analysis passes run in background
-threads of the Context.
+threads of the controller (runtime/controller.py).
 
 No change-detection handler (`on.create`/`on.update`) and no Kopf timer: those would have Kopf
 write its progress annotations on every Model, and a timer puts a finalizer on every Model, which
@@ -23,12 +23,12 @@ from typing import Any
 import kopf
 
 from modelops_api import contract
-from modelops_operator.reconcile import Context
+from modelops_operator.runtime.controller import Controller
 
 
-def _ctx(memo: Any) -> Context:
-    context: Context = memo.context
-    return context
+def _controller(memo: Any) -> Controller:
+    controller: Controller = memo.controller
+    return controller
 
 
 class NoEssence(kopf.DiffBaseStorage):
@@ -58,36 +58,35 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # The operator posts its own Events; Kopf's only on trouble.
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = 4
-    if _ctx(memo).settings.exact_namespaces:  # the operator runs with namespaced Roles only
+    if _controller(memo).settings.exact_namespaces:  # the operator runs with namespaced Roles only
         settings.scanning.disabled = True
-    _ctx(memo).seed()
-    _ctx(memo).start_background()
+    _controller(memo).start()
 
 
 @kopf.on.cleanup()
 def stop_background(memo: Any, **_: Any) -> None:
-    _ctx(memo).stop_background()
+    _controller(memo).stop()
 
 
 def _observe(
     memo: Any, kind: str, type: str, body: kopf.Body, model: str | None, state: Any
 ) -> None:
     """Stores the object; queues `model` when the object's relevant state differs from before."""
-    ctx = _ctx(memo)
+    controller = _controller(memo)
     meta = body.get("metadata") or {}
     namespace, name = meta.get("namespace", ""), meta.get("name", "")
     key = (kind, namespace, name)
     seen: dict[tuple[str, str, str], Any] = memo.seen
     if type == "DELETED":
-        ctx.store.forget(kind, namespace, name)
+        controller.store.forget(kind, namespace, name)
         seen.pop(key, None)
     else:
-        ctx.store.put(kind, body)
+        controller.store.put(kind, body)
         if seen.get(key) == state:
             return
         seen[key] = state
     if model:
-        ctx.queue.add(namespace, model)
+        controller.queue.add(namespace, model)
 
 
 def _model_label(body: kopf.Body) -> str | None:

@@ -13,33 +13,15 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from modelops_operator.analysis.client import QueryClient
 from modelops_operator.analysis.engine import analyse
-from modelops_operator.analysis.model import CheckResult, Target, TargetKey
+from modelops_operator.analysis.model import CheckResult, Results, Target, TargetKey, Watch
+from modelops_operator.objects import ModelKey
 
 log = logging.getLogger("modelops.monitor")
-ModelKey = tuple[str, str]  # namespace, name
-
-
-@dataclass(frozen=True)
-class Watch:
-    """What one Model wants analysed: targets (stable, canary) and how often."""
-
-    targets: tuple[Target, ...]
-    interval: float
-
-
-@dataclass(frozen=True)
-class Results:
-    """One pass's results for one Model, by track."""
-
-    at: float
-    by_track: Mapping[str, list[CheckResult]] = field(default_factory=dict)
-    versions: Mapping[str, str] = field(default_factory=dict)  # track -> version analysed
 
 
 def next_due(now: float, interval: float) -> float:

@@ -16,9 +16,9 @@ from typing import Any
 from modelops_api import contract
 from modelops_api.spec import ServingSpec
 from modelops_operator import canary, children
-from modelops_operator.analysis.model import Outcome
-from modelops_operator.kube import Body, Kube
-from modelops_operator.monitor import Results
+from modelops_operator.analysis.model import Outcome, Results
+from modelops_operator.objects import Body
+from modelops_operator.runtime.kube import Kube
 from modelops_operator.settings import Settings
 from modelops_operator.versions import VersionInfo
 

@@ -1,9 +1,15 @@
-"""`modelops operator`: runs the Kopf operator with settings from environment and command line."""
+"""`modelops operator`: builds the operator from its parts and runs it under Kopf.
+
+Settings come from the environment and the command line; every part (the store, the API client,
+the queue, the analysis loop, the pass's context, the controller) is built here, once, and handed
+to what uses it.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from functools import partial
 from typing import Any
 
 import kopf
@@ -11,9 +17,13 @@ from kubernetes import client, config
 
 from modelops_operator import handlers  # noqa: F401  (registers the Kopf handlers)
 from modelops_operator.analysis.client import PrometheusClient
-from modelops_operator.kube import Kube
 from modelops_operator.monitor import Monitor
-from modelops_operator.reconcile import Context, kube_event_sink
+from modelops_operator.reconcile import Context, reconcile
+from modelops_operator.runtime.controller import Controller
+from modelops_operator.runtime.events import kube_event_sink
+from modelops_operator.runtime.kube import Kube
+from modelops_operator.runtime.store import Store
+from modelops_operator.runtime.workqueue import WorkQueue
 from modelops_operator.settings import SettingsError, resolve
 
 
@@ -23,6 +33,10 @@ def _load_client() -> client.ApiClient:
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     return client.ApiClient()
+
+
+# Models reconciled in parallel: a pass mostly waits for the API server.
+WORKERS = 12
 
 
 def main(argv: list[str]) -> int:
@@ -37,16 +51,19 @@ def main(argv: list[str]) -> int:
     )
     if not args.verbose:  # one line per watch event is noise at a thousand Models
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    kube = Kube(_load_client())
-    context = Context(kube=kube, settings=settings, event=kube_event_sink(kube))
-    context.monitor = Monitor(PrometheusClient(settings.prometheus_url), context.queue.add)
+    store = Store()
+    kube = Kube(_load_client(), store)
+    queue = WorkQueue(workers=WORKERS)
+    monitor = Monitor(PrometheusClient(settings.prometheus_url), queue.add)
+    context = Context(kube, store, settings, kube_event_sink(kube), monitor)
+    controller = Controller(kube, store, queue, settings, partial(reconcile, context), monitor)
     scope: dict[str, Any] = (
         {"namespaces": list(settings.namespaces)} if settings.namespaces else {"clusterwide": True}
     )
     kopf.run(
         standalone=True,
         liveness_endpoint=args.liveness or None,
-        memo=kopf.Memo(context=context, seen={}),
+        memo=kopf.Memo(controller=controller, seen={}),
         **scope,
     )
     return 0

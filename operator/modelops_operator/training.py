@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelops_api import contract
+from modelops_operator.objects import Body
 from modelops_operator.settings import Settings
 
 SPEC_MOUNT = "/etc/modelops"
@@ -36,7 +37,6 @@ RESULT_KEYS = (
     "fingerprint",
 )
 
-Body = dict[str, Any]
 
 
 def owner_reference(owner: Mapping[str, Any]) -> Body:

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from modelops_operator import kube, training
+from modelops_operator import training
+from modelops_operator.runtime import kube
 from modelops_operator.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

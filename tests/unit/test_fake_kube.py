@@ -11,8 +11,8 @@ from fake_kube import FakeKube, merge_patch
 from kubernetes.client.exceptions import ApiException
 
 from modelops_api import contract
-from modelops_operator.kube import namespace_terminating
-from modelops_operator.store import Store
+from modelops_operator.runtime.kube import namespace_terminating
+from modelops_operator.runtime.store import Store
 
 pytestmark = pytest.mark.unit
 

@@ -10,8 +10,8 @@ import pytest
 from modelops_api import contract
 from modelops_operator import versions
 from modelops_operator.analysis.client import Unavailable
-from modelops_operator.analysis.model import CheckResult, Outcome, Target, TargetKey
-from modelops_operator.monitor import Monitor, Watch, next_due
+from modelops_operator.analysis.model import CheckResult, Outcome, Target, TargetKey, Watch
+from modelops_operator.monitor import Monitor, next_due
 from modelops_operator.retraining import ScheduleError, count_breaches, retrain_reason, schedule_due
 from modelops_operator.versions import VersionInfo
 

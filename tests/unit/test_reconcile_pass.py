@@ -27,9 +27,11 @@ from fake_kube import FakeKube
 from kubernetes.client.exceptions import ApiException
 
 from modelops_api import contract
-from modelops_operator.analysis.model import CheckResult, Outcome
-from modelops_operator.monitor import Monitor, Results, Watch
+from modelops_operator.analysis.model import CheckResult, Outcome, Results, Watch
+from modelops_operator.monitor import Monitor
 from modelops_operator.reconcile import Context, reconcile
+from modelops_operator.runtime.controller import seed
+from modelops_operator.runtime.store import Store
 from modelops_operator.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -244,9 +246,10 @@ class World:
 
 
 def make_world(settings: Settings | None = None, kube: FakeKube | None = None) -> World:
-    kube = kube or FakeKube(namespace=NS)
+    kube = kube or FakeKube(Store(), namespace=NS)
+    assert kube.store is not None
     monitor, events = FakeMonitor(), EventLog()
-    ctx = Context(kube=kube, settings=settings or Settings(), event=events, monitor=monitor)
+    ctx = Context(kube, kube.store, settings or Settings(), events, monitor)
     return World(kube, monitor, events, ctx)
 
 
@@ -733,7 +736,7 @@ def test_an_operator_restart_resumes_the_canary_from_the_status(world: World) ->
     before = world.status()["canary"]
 
     restarted = make_world(kube=world.kube.reconnect())
-    restarted.ctx.seed()  # one list per watched kind fills the new store
+    seed(restarted.kube, restarted.ctx.store, ())  # one list per watched kind fills the new store
     restarted.run()
     # The same canary, not a new one; the children are applied again (unchanged) once.
     assert restarted.status()["canary"]["startedAt"] == before["startedAt"]

@@ -12,11 +12,11 @@ from kubernetes.client.exceptions import ApiException
 from support import eventually
 
 from modelops_api import contract
-from modelops_operator import kube
-from modelops_operator.kube import Kube
-from modelops_operator.reconcile import settled
-from modelops_operator.store import Store
-from modelops_operator.workqueue import WorkQueue
+from modelops_operator.monitoring_state import settled
+from modelops_operator.runtime import kube
+from modelops_operator.runtime.kube import Kube
+from modelops_operator.runtime.store import Store
+from modelops_operator.runtime.workqueue import WorkQueue
 
 
 def obj(kind: str, name: str, rv: int, model: str = "iris", **extra: Any) -> dict[str, Any]:
@@ -117,8 +117,8 @@ def test_queue_coalesces_a_burst_and_reruns_a_model_added_while_running() -> Non
             started.set()
             release.wait(5)
 
-    queue = WorkQueue(work, workers=2)
-    queue.start()
+    queue = WorkQueue(workers=2)
+    queue.start(work)
     try:
         queue.add("ml", "iris")
         assert started.wait(5)
@@ -140,8 +140,8 @@ def test_queue_retries_a_failed_reconcile() -> None:
         if len(attempts) < 2:
             raise RuntimeError("API server away")
 
-    queue = WorkQueue(work, workers=1)
-    queue.start()
+    queue = WorkQueue(workers=1)
+    queue.start(work)
     try:
         queue.add("ml", "iris")
         eventually(lambda: len(attempts) == 2, timeout=5)

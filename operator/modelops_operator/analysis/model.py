@@ -155,3 +155,20 @@ def summarise(results: Sequence[CheckResult]) -> Summary:
         drift_psi=drift_psi,
         accuracy=accuracy,
     )
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What one Model wants analysed: targets (stable, canary) and how often."""
+
+    targets: tuple[Target, ...]
+    interval: float
+
+
+@dataclass(frozen=True)
+class Results:
+    """One pass's results for one Model, by track."""
+
+    at: float
+    by_track: Mapping[str, list[CheckResult]] = field(default_factory=dict)
+    versions: Mapping[str, str] = field(default_factory=dict)  # track -> version analysed

@@ -17,9 +17,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from modelops_api import contract
-from modelops_operator.store import Store
-
-Body = dict[str, Any]
+from modelops_operator.objects import Body
+from modelops_operator.runtime.store import Store
 
 # kind -> (path prefix, plural)
 PATHS: dict[str, tuple[str, str]] = {
@@ -179,7 +178,7 @@ class Kube:
         return self._keep(kind, answer)
 
     def post_event(
-        self, obj: Mapping[str, Any], kind: str, reason: str, message: str, now: str
+        self, obj: Mapping[str, Any], event_type: str, reason: str, message: str, now: str
     ) -> None:
         """A core/v1 Event about `obj`, as `kubectl describe` and `kubectl get events` show."""
         meta = obj["metadata"]
@@ -195,7 +194,7 @@ class Kube:
                     "namespace": meta["namespace"],
                     "uid": meta.get("uid"),
                 },
-                "type": kind,
+                "type": event_type,
                 "reason": reason,
                 "message": message[:1024],
                 "source": {"component": contract.FIELD_MANAGER},

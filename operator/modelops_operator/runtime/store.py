@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from modelops_api import contract
+from modelops_operator.objects import Body
 
-Body = dict[str, Any]
 Key = tuple[str, str, str]  # kind, namespace, name
 
 # Kinds whose spec the operator never reads back (it writes it): state is enough.

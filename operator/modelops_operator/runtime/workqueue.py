@@ -16,21 +16,18 @@ import threading
 import time
 from collections.abc import Callable
 
+from modelops_operator.objects import ModelKey
+
 log = logging.getLogger("modelops.queue")
-ModelKey = tuple[str, str]  # namespace, name
 
 FIRST_RETRY = 1.0
 LAST_RETRY = 60.0
 
 
 class WorkQueue:
-    def __init__(
-        self,
-        work: Callable[[str, str], object],
-        workers: int = 4,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.work, self.workers, self.clock = work, workers, clock
+    def __init__(self, workers: int = 4, clock: Callable[[], float] = time.monotonic) -> None:
+        self.workers, self.clock = workers, clock
+        self.work: Callable[[str, str], object] = lambda namespace, name: None
         self._ready: collections.deque[ModelKey] = collections.deque()  # in arrival order
         self._queued: set[ModelKey] = set()  # in _ready
         self._running: set[ModelKey] = set()
@@ -64,7 +61,9 @@ class WorkQueue:
         with self._cond:
             return len(self._ready) + len(self._running)
 
-    def start(self) -> None:
+    def start(self, work: Callable[[str, str], object]) -> None:
+        """Starts the workers, each running `work(namespace, name)` for the Models it takes."""
+        self.work = work
         for i in range(self.workers):
             thread = threading.Thread(target=self._worker, name=f"modelops-reconcile-{i}")
             thread.daemon = True

@@ -1,0 +1,114 @@
+"""The training step of a pass: supersede, create, and follow each running version's Job.
+
+`versions.plan_training` decides; this step writes: an outdated running version is marked
+Superseded and its Job deleted, a new ModelVersion is created, and each version in progress gets
+its Job (created when missing) and the Job's progress or outcome in its status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from modelops_api import contract
+from modelops_operator import training, versions
+from modelops_operator.objects import Body
+from modelops_operator.runtime.events import now
+from modelops_operator.runtime.kube import Kube
+from modelops_operator.runtime.store import Store
+from modelops_operator.settings import Settings
+from modelops_operator.status import Event
+from modelops_operator.versions import TrainingPlan, VersionInfo
+
+
+@dataclass
+class Trained:
+    """The Model's versions after the step (bodies and what the planners read of them), the plan
+    it followed, and its Events."""
+
+    bodies: dict[str, Body]
+    infos: dict[str, VersionInfo]
+    plan: TrainingPlan
+    events: list[Event] = field(default_factory=list)
+
+
+def train(
+    kube: Kube,
+    store: Store,
+    settings: Settings,
+    model: Body,
+    training_hash: str,
+    trigger: str | None,
+) -> Trained:
+    meta = model["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    status: Mapping[str, object] = model.get("status") or {}
+    bodies = {v["metadata"]["name"]: v for v in store.owned("ModelVersion", namespace, name)}
+    infos = {n: versions.version_info(v) for n, v in bodies.items()}
+    plan = versions.plan_training(
+        name,
+        training_hash,
+        list(infos.values()),
+        (meta.get("annotations") or {}).get(contract.ANNOTATION_RETRAIN),
+        str(status["retrainToken"]) if status.get("retrainToken") else None,
+        trigger,
+    )
+    out = Trained(bodies, infos, plan)
+    for old in plan.supersede:
+        kube.delete("Job", namespace, old)
+        patch = {
+            "phase": contract.SUPERSEDED,
+            "reason": "Superseded",
+            "message": "a newer training spec replaced this one",
+            "finishedAt": now(),
+        }
+        kube.patch_status("ModelVersion", namespace, old, patch)
+        infos[old] = replace(infos[old], phase=contract.SUPERSEDED)
+        out.events.append(("Normal", "TrainingSuperseded", f"{old} cancelled: the spec changed"))
+    if plan.create and plan.reason:
+        body = training.build_model_version(model, plan.create, plan.reason, training_hash)
+        created = kube.create(body) or kube.get("ModelVersion", namespace, plan.create)
+        if created is not None:
+            bodies[plan.create] = created
+            infos[plan.create] = versions.version_info(created)
+            out.events.append(
+                ("Normal", "TrainingStarted", f"{plan.create} created ({plan.reason})")
+            )
+    for vname, info in list(infos.items()):
+        if info.in_progress:
+            infos[vname] = _follow_job(kube, store, settings, bodies[vname], info)
+    return out
+
+
+def _follow_job(
+    kube: Kube, store: Store, settings: Settings, version: Body, info: VersionInfo
+) -> VersionInfo:
+    """Makes sure an in-progress version has its Job, and records how the Job is doing."""
+    meta = version["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    job = store.get("Job", namespace, name)
+    patch: Body
+    if job is None:
+        # No status write: a version without a phase is Pending, and the Job's start (or end)
+        # writes the next one.
+        kube.create(training.build_training_job(version, settings))
+        return info
+    if training.job_finished(job):
+        pods = kube.list("Pod", namespace, {"batch.kubernetes.io/job-name": name})
+        pods.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")
+        patch = training.outcome(job, pods[-1] if pods else None)
+        patch["finishedAt"] = now()
+    elif training.job_started(job):
+        patch = {
+            "phase": contract.TRAINING,
+            "job": name,
+            "message": "training",
+            "startedAt": (job.get("status") or {}).get("startTime") or now(),
+        }
+    else:
+        return info
+    current = version.get("status") or {}
+    if any(current.get(k) != v for k, v in patch.items() if k not in ("finishedAt", "startedAt")):
+        updated = kube.patch_status("ModelVersion", namespace, name, patch)
+        return versions.version_info(updated or {**version, "status": {**current, **patch}})
+    return info
