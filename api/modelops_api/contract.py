@@ -73,8 +73,20 @@ PROGRESSING: Final = "Progressing"
 DEGRADED: Final = "Degraded"
 DRIFTED: Final = "Drifted"
 
-# The serving runtime's contract (docs/runtime-contract.md).
+# The serving runtime's contract (docs/runtime-contract.md): its port, the environment the
+# operator gives it, its tracks, and the keys of the archive's metadata the operator reads back.
 SERVING_PORT: Final = 3000
+ENV_ARTIFACT: Final = "MODELOPS_ARTIFACT"  # the archive's URI
+ENV_MODEL: Final = "MODELOPS_MODEL"
+ENV_VERSION: Final = "MODELOPS_VERSION"
+ENV_TRACK: Final = "MODELOPS_TRACK"
+ENV_HOST: Final = "MODELOPS_HOST"
+STABLE: Final = "stable"
+CANARY: Final = "canary"
+TRACKS: Final = (STABLE, CANARY)
+REFERENCE: Final = "reference"  # per feature: numeric {edges, proportions} or categorical
+REFERENCE_EDGES: Final = "edges"
+REFERENCE_PROPORTIONS: Final = "proportions"
 TRAINING_CONTAINER: Final = "train"
 SERVING_CONTAINER: Final = "serve"
 

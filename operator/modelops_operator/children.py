@@ -24,8 +24,8 @@ from modelops_operator.training import (
 )
 from modelops_operator.versions import VersionInfo
 
-STABLE = "stable"
-CANARY = "canary"
+STABLE = contract.STABLE
+CANARY = contract.CANARY
 # Seconds a serving pod keeps answering after it is told to stop (its preStop hook).
 DRAIN_SECONDS = 5
 
@@ -68,11 +68,11 @@ def build_deployment(
         "command": ["bentoml", "serve", "modelops_serving.service:ModelService"],
         "args": ["--port", str(contract.SERVING_PORT)],
         "env": [
-            {"name": "MODELOPS_ARTIFACT", "value": version.artifact},
-            {"name": "MODELOPS_MODEL", "value": name},
-            {"name": "MODELOPS_VERSION", "value": version.name},
-            {"name": "MODELOPS_TRACK", "value": track},
-            {"name": "MODELOPS_HOST", "value": "0.0.0.0"},
+            {"name": contract.ENV_ARTIFACT, "value": version.artifact},
+            {"name": contract.ENV_MODEL, "value": name},
+            {"name": contract.ENV_VERSION, "value": version.name},
+            {"name": contract.ENV_TRACK, "value": track},
+            {"name": contract.ENV_HOST, "value": "0.0.0.0"},
             {"name": "BENTOML_HOME", "value": BENTOML_HOME},
             {"name": "HOME", "value": "/tmp"},
         ],

@@ -40,8 +40,8 @@ class References:
         if version is None:
             return None
         status = version.get("status") or {}
-        if status.get("reference"):
-            return dict(status["reference"])
+        if status.get(contract.REFERENCE):
+            return dict(status[contract.REFERENCE])
         meta = version["metadata"]
         key = (meta["namespace"], meta["name"])
         missed = self._misses.get(key)
@@ -59,10 +59,10 @@ class References:
                 log.info("reference of %s not read from %s: %s", meta["name"], url, error)
                 self._misses[key] = self.clock()
                 continue
-            reference = metadata.get("reference")
+            reference = metadata.get(contract.REFERENCE)
             if reference:
                 self.kube.patch_status(
-                    "ModelVersion", meta["namespace"], meta["name"], {"reference": reference}
+                    "ModelVersion", meta["namespace"], meta["name"], {contract.REFERENCE: reference}
                 )
                 self._misses.pop(key, None)
                 return dict(reference)

@@ -11,7 +11,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-TRACKS = ("stable", "canary")
+from modelops_api import contract
+
 NAN_POLICIES = ("reject", "allow")
 
 
@@ -85,11 +86,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings; raise ConfigError naming the first bad variable."""
     env = os.environ if env is None else env
     return Settings(
-        artifact=env.get("MODELOPS_ARTIFACT", "").strip(),
-        model=env.get("MODELOPS_MODEL", "").strip(),
-        version=env.get("MODELOPS_VERSION", "").strip(),
-        track=_choice(env, "MODELOPS_TRACK", "stable", TRACKS),
-        host=env.get("MODELOPS_HOST", "").strip() or "0.0.0.0",
+        artifact=env.get(contract.ENV_ARTIFACT, "").strip(),
+        model=env.get(contract.ENV_MODEL, "").strip(),
+        version=env.get(contract.ENV_VERSION, "").strip(),
+        track=_choice(env, contract.ENV_TRACK, contract.STABLE, contract.TRACKS),
+        host=env.get(contract.ENV_HOST, "").strip() or "0.0.0.0",
         workers=_int(env, "MODELOPS_WORKERS", 1, 1),
         monitoring=_switch(env, "MODELOPS_MONITORING", True),
         max_batch=_int(env, "MODELOPS_MAX_BATCH", 1000, 1),

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter, Histogram
 
+from modelops_api import contract
+
 from .schema import CATEGORICAL, Schema
 
 log = logging.getLogger("bentoml.modelops")
@@ -178,7 +180,8 @@ class Monitor:
                 continue
             ref = reference.get(feature.name)
             try:
-                edges = check_edges(ref.get("edges") if isinstance(ref, dict) else None)
+                given = ref.get(contract.REFERENCE_EDGES) if isinstance(ref, dict) else None
+                edges = check_edges(given)
             except ValueError as exc:
                 self.warnings.append(f"feature {feature.name!r}: no histogram, reference {exc}")
                 self._numeric.append((i, feature.name, None))
@@ -220,7 +223,7 @@ class Monitor:
             pred_ref = prediction if isinstance(prediction, dict) else {}
             pred_edges: list[float] = []
             try:
-                pred_edges = check_edges(pred_ref.get("edges"))
+                pred_edges = check_edges(pred_ref.get(contract.REFERENCE_EDGES))
                 self._prediction = _Buckets(
                     "modelops_prediction_value",
                     "Predicted values, bucketed by the reference bin edges of the predictions",

@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from modelops_api import contract
+
 from . import artifact
 from .config import Settings
 from .feedback import Memory, parse_items, score
@@ -96,7 +98,7 @@ class Runtime:
                     track=s.track,
                     task=model.task,
                     schema=model.schema,
-                    reference=model.metadata.get("reference"),
+                    reference=model.metadata.get(contract.REFERENCE),
                     classes=model.classes,
                     prediction=model.metadata.get("prediction"),
                     metrics=model.metadata.get("metrics"),
@@ -227,7 +229,7 @@ class Runtime:
             approved=meta.get("approved"),
             fingerprint=meta.get("fingerprint"),
             specHash=meta.get("specHash"),
-            reference=meta.get("reference"),
+            reference=meta.get(contract.REFERENCE),
             prediction=meta.get("prediction"),
             limits={"maxBatch": s.max_batch, "nanPolicy": s.nan_policy},
         )

@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from modelops_api import contract
 from modelops_operator.analysis import psi
 from modelops_operator.analysis.client import Sample, Unavailable
 from modelops_operator.analysis.model import (
@@ -181,7 +182,7 @@ def drift(
             notes.append(f"{feature}: no usable reference")
             continue
         observed: Mapping[str, float] | None
-        if "edges" in ref:
+        if contract.REFERENCE_EDGES in ref:
             kind, observed = "numeric", numeric.get(feature)
         elif "categories" in ref:
             kind, observed = "categorical", categorical.get(feature)

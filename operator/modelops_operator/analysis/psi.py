@@ -21,6 +21,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from modelops_api import contract
+
 EPSILON = 1e-4
 OTHER = "__other__"
 # Bucket bounds are written by prometheus_client as the float's shortest repr and equal the
@@ -103,8 +105,8 @@ def _same_edges(bounds: Sequence[float], edges: Sequence[float]) -> bool:
 
 def numeric(cumulative: Mapping[float, float], reference: Mapping[str, object]) -> Comparison:
     """One numeric feature: cumulative buckets against `{"edges": [...], "proportions": [...]}`."""
-    edges = [_number(e) for e in _sequence(reference, "edges")]
-    proportions = [_number(p) for p in _sequence(reference, "proportions")]
+    edges = [_number(e) for e in _sequence(reference, contract.REFERENCE_EDGES)]
+    proportions = [_number(p) for p in _sequence(reference, contract.REFERENCE_PROPORTIONS)]
     if len(proportions) != len(edges) + 1:
         raise ReferenceMismatch(
             f"the reference has {len(edges)} edges and {len(proportions)} proportions"
