@@ -27,7 +27,7 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = _DIR
 import numpy as np  # noqa: E402
 
 from modelops_serving.feedback import Memory  # noqa: E402
-from modelops_serving.metrics import Monitor  # noqa: E402
+from modelops_serving.metrics import Recorder  # noqa: E402
 from modelops_serving.schema import Schema, validate_rows  # noqa: E402
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -38,7 +38,7 @@ def main() -> int:
     repeat = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 3000
     schema = Schema.from_metadata([{"name": f, "type": "numeric"} for f in FEATURES])
     reference = {f: {"edges": np.linspace(4.0, 7.0, 9).round(2).tolist()} for f in FEATURES}
-    monitor = Monitor(
+    monitor = Recorder(
         model="iris",
         version="v1",
         track="stable",

@@ -1,9 +1,10 @@
 """Shared fixtures: one real control plane per test session, a fresh namespace per test, and a
 local cluster with a real node for the tests that need pods to run.
 
-Tiers are markers: `unit` (pure, seconds), `integration` (real control plane), `e2e` (the real
-node). A test without a tier marker gets the one its folder names (tests/unit,
-tests/integration, tests/e2e).
+The folders mirror the packages (api, operator, training, serving, chart, sandbox, bench, and loop
+for the whole loop); tiers are markers only: `unit` (pure, seconds), `integration` (real control
+plane or real processes), `e2e` (the real node). Every test has exactly one tier marker (a
+module's `pytestmark` or the test's own); collection fails otherwise.
 
 The session's `control_plane` has no node: the operator's integration tests write the pod
 statuses they need (a kubelet's part, as kubebuilder's envtest leaves it to the test), so that
@@ -31,13 +32,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if any(item.get_closest_marker(tier) for tier in TIERS):
-            continue
-        parts = Path(str(item.fspath)).parts
-        for tier in TIERS:
-            if tier in parts:
-                item.add_marker(getattr(pytest.mark, tier))
+    wrong = [
+        item.nodeid
+        for item in items
+        if len({m.name for m in item.iter_markers() if m.name in TIERS}) != 1
+    ]
+    if wrong:
+        raise pytest.UsageError(f"tests without exactly one tier marker {TIERS}: {wrong[:5]}")
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """Invalid Model manifests, each with the field that the rejection must name.
 
-The API server rejects them (tests/integration/test_model_validation.py) and so does the typed
-spec the CRD is generated from (tests/unit/test_api_spec.py): both read the same cases.
+The API server rejects them (tests/api/test_crd_validation.py) and so does the typed
+spec the CRD is generated from (tests/api/test_spec.py): both read the same cases.
 """
 
 from __future__ import annotations

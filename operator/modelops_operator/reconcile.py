@@ -73,8 +73,8 @@ def reconcile(ctx: Context, namespace: str, name: str) -> Body | None:
         log.info("%s/%s: its namespace is being deleted; nothing to reconcile", namespace, name)
         return None
     finally:
-        for kind, reason, message in fold_phase(news):
-            ctx.event(model, kind, reason, message)
+        for event_type, reason, message in fold_phase(news):
+            ctx.event(model, event_type, reason, message)
 
 
 def _pass(ctx: Context, model: Body, news: list[Event]) -> Body:

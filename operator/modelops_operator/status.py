@@ -149,8 +149,8 @@ def _ready(conditions: Mapping[str, tuple[str, str, str]]) -> tuple[str, str, st
     degraded = conditions[contract.DEGRADED]
     if degraded[0] == "True":
         return "False", degraded[1], degraded[2]
-    for kind in (contract.TRAINED, contract.AVAILABLE):
-        status, reason, message = conditions[kind]
+    for condition in (contract.TRAINED, contract.AVAILABLE):
+        status, reason, message = conditions[condition]
         if status != "True":
             return "False" if status == "False" else "Unknown", reason, message
     return "True", "Serving", conditions[contract.AVAILABLE][2]
@@ -183,12 +183,12 @@ def merge_conditions(
     """Conditions in a fixed order; lastTransitionTime moves only when the status does."""
     before = {c.get("type"): c for c in previous}
     merged: list[Condition] = []
-    for kind, (status, reason, message) in computed.items():
-        old = before.get(kind) or {}
+    for condition, (status, reason, message) in computed.items():
+        old = before.get(condition) or {}
         since = old.get("lastTransitionTime") if old.get("status") == status else None
         merged.append(
             {
-                "type": kind,
+                "type": condition,
                 "status": status,
                 "reason": reason,
                 "message": message,
@@ -248,12 +248,12 @@ def transitions(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Eve
         if c["type"] == contract.READY or before_state == (c["status"], c["reason"]):
             continue
         if c["type"] == contract.TRAINED and c["status"] == "True":
-            kind = "Normal"  # the gates' verdict, with the metrics
+            event_type = "Normal"  # the gates' verdict, with the metrics
         elif _abnormal(c) and not _first_rollout(c, prior):
-            kind = "Warning"
+            event_type = "Warning"
         else:
             continue  # the phase Event says it (Ready folds the rest)
-        events.append((kind, c["reason"], f"{c['type']}={c['status']}: {c['message']}"))
+        events.append((event_type, c["reason"], f"{c['type']}={c['status']}: {c['message']}"))
     return events
 
 
@@ -269,8 +269,8 @@ def fold_phase(events: Sequence[Event]) -> list[Event]:
     if phase is None or carrier is None:
         return list(events)
     folded = list(events)
-    kind, reason, message = folded[carrier]
-    folded[carrier] = (kind, reason, f"{message}; {events[phase][2]}")
+    event_type, reason, message = folded[carrier]
+    folded[carrier] = (event_type, reason, f"{message}; {events[phase][2]}")
     del folded[phase]
     return folded
 

@@ -192,9 +192,9 @@ def build_training_job(version: Mapping[str, Any], settings: Settings) -> Body:
     }
 
 
-def _condition(job: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+def _condition(job: Mapping[str, Any], condition_type: str) -> Mapping[str, Any] | None:
     for condition in (job.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == kind and condition.get("status") == "True":
+        if condition.get("type") == condition_type and condition.get("status") == "True":
             return dict(condition)
     return None
 

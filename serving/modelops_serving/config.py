@@ -21,7 +21,7 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class Settings:
+class RuntimeConfig:
     """What the environment asks of this runtime."""
 
     artifact: str
@@ -82,10 +82,10 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return raw
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+def load_settings(env: Mapping[str, str] | None = None) -> RuntimeConfig:
     """Read the settings; raise ConfigError naming the first bad variable."""
     env = os.environ if env is None else env
-    return Settings(
+    return RuntimeConfig(
         artifact=env.get(contract.ENV_ARTIFACT, "").strip(),
         model=env.get(contract.ENV_MODEL, "").strip(),
         version=env.get(contract.ENV_VERSION, "").strip(),

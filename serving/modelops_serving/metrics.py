@@ -125,7 +125,7 @@ class _Buckets:
         self._sum.inc(float(values.sum()))
 
 
-class Monitor:
+class Recorder:
     """Records what one runtime sees; one instance per worker process."""
 
     enabled = True
@@ -312,7 +312,7 @@ class Monitor:
 
 
 class Silent:
-    """The monitor used when MODELOPS_MONITORING=off: records nothing."""
+    """The recorder used when MODELOPS_MONITORING=off: records nothing."""
 
     enabled = False
     warnings: list[str] = []  # noqa: RUF012 - read-only

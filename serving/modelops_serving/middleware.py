@@ -119,7 +119,7 @@ class RuntimeMiddleware:
             "problems": [{"reason": reason, "message": message, "field": "body"}],
         }
         if current is not None:
-            current.monitor.record_rejected(endpoint, reason)
+            current.recorder.record_rejected(endpoint, reason)
         start, body_message = _json_message(status, body, reason)
         await send(start)
         await send(body_message)

@@ -17,9 +17,9 @@ from typing import Any
 from modelops_api import contract
 
 from . import artifact
-from .config import Settings
+from .config import RuntimeConfig
 from .feedback import Memory, parse_items, score
-from .metrics import Monitor, Silent
+from .metrics import Recorder, Silent
 from .schema import ContractError, Problem, Rejected, validate_rows
 from .scoring import Scorer
 
@@ -55,10 +55,10 @@ class NotReady(Exception):
 class Runtime:
     """One worker's view of the served model."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: RuntimeConfig) -> None:
         self.settings = settings
         self.model: artifact.LoadedModel | None = None
-        self.monitor: Monitor | Silent = Silent()
+        self.recorder: Recorder | Silent = Silent()
         self.memory: Memory | None = None
         self.state = "loading"
         self.error = ""
@@ -92,7 +92,7 @@ class Runtime:
                 on_wait=on_wait,
             )
             if s.monitoring:
-                self.monitor = Monitor(
+                self.recorder = Recorder(
                     model=s.model or model.model,
                     version=s.version or model.version,
                     track=s.track,
@@ -137,7 +137,7 @@ class Runtime:
         return self.model
 
     def reject(self, endpoint: str, error: Rejected) -> Rejected:
-        self.monitor.record_rejected(endpoint, error.reason)
+        self.recorder.record_rejected(endpoint, error.reason)
         return error
 
     def predict(self, rows: Any) -> dict[str, Any]:
@@ -155,8 +155,8 @@ class Runtime:
         except Exception as exc:
             raise self.reject("predict", self._unscorable(columns, exc)) from exc
         labels = predictions.tolist()
-        self.monitor.record_inputs(columns)
-        self.monitor.record_predictions(labels)
+        self.recorder.record_inputs(columns)
+        self.recorder.record_predictions(labels)
         request_id = uuid.uuid4().hex
         if self.memory is not None:
             self.memory.remember(request_id, labels)
@@ -186,7 +186,7 @@ class Runtime:
 
     def feedback(self, items: Any) -> dict[str, Any]:
         model = self._require()
-        if not self.monitor.enabled:
+        if not self.recorder.enabled:
             raise Rejected(
                 [Problem("monitoring_off", "feedback is off because MODELOPS_MONITORING=off")],
                 status=409,
@@ -196,9 +196,9 @@ class Runtime:
         except Rejected as error:
             raise self.reject("feedback", error) from None
         outcome = score(parsed, task=model.task, memory=self.memory, version=model.version)
-        self.monitor.record_outcomes(outcome.correct, outcome.incorrect, outcome.errors)
+        self.recorder.record_outcomes(outcome.correct, outcome.incorrect, outcome.errors)
         for reason, n in outcome.unmatched.items():
-            self.monitor.record_unmatched(reason, n)
+            self.recorder.record_unmatched(reason, n)
         return outcome.as_dict(model.task)
 
     def metadata(self) -> dict[str, Any]:
@@ -233,6 +233,6 @@ class Runtime:
             prediction=meta.get("prediction"),
             limits={"maxBatch": s.max_batch, "nanPolicy": s.nan_policy},
         )
-        if self.monitor.warnings:
-            out["monitoringWarnings"] = list(self.monitor.warnings)
+        if self.recorder.warnings:
+            out["monitoringWarnings"] = list(self.recorder.warnings)
         return out

@@ -19,6 +19,8 @@ from modelops_serving import artifact
 from modelops_serving.schema import CATEGORICAL
 from modelops_serving.scoring import Scorer, frame
 
+pytestmark = pytest.mark.unit
+
 CSV_HEADER = "age,income,city,plan,churned\n"
 CITIES = ["paris", "lyon", "nice", "lille"]
 

@@ -18,6 +18,8 @@ from modelops_sandbox.cluster import Cluster
 from modelops_sandbox.demo import Traffic, demo_model
 from modelops_sandbox.sandbox import OPERATOR_NAMESPACE, Sandbox, wait_for
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def sandbox(node_cluster: Cluster) -> Iterator[Sandbox]:

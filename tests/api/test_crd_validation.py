@@ -15,6 +15,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from manifests import CASES, EXAMPLE, mutate
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.parametrize(("case", "changes", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_invalid_model_is_rejected_naming_the_field(

@@ -15,6 +15,8 @@ from modelops_operator.monitor import Monitor, next_due
 from modelops_operator.retraining import ScheduleError, count_breaches, retrain_reason, schedule_due
 from modelops_operator.versions import VersionInfo
 
+pytestmark = pytest.mark.unit
+
 
 def result(check: str, outcome: Outcome) -> CheckResult:
     return CheckResult(check, outcome, None, "", None, "")

@@ -19,6 +19,8 @@ from support import Node
 from modelops_sandbox import machine
 from modelops_sandbox.cluster import RUN_DIR, Cluster
 
+pytestmark = pytest.mark.e2e
+
 WEB = """
 apiVersion: apps/v1
 kind: Deployment

@@ -16,6 +16,8 @@ from support import eventually
 from modelops_sandbox import tools
 from modelops_sandbox.controlplane import ControlPlane
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[2]
 
 

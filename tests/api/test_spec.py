@@ -13,6 +13,8 @@ from manifests import CASES, EXAMPLE, mutate
 from modelops_api import __main__ as generate
 from modelops_api.spec import ModelSpec, SpecError, TrainingSpec, parse, seconds
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[2]
 # Rules about the Model's metadata, which the typed spec does not see.
 METADATA_RULES = {"name-too-long", "pin-names-another-model"}

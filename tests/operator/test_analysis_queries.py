@@ -8,6 +8,8 @@ from modelops_operator.analysis import queries
 from modelops_operator.analysis.engine import kinds, plan
 from modelops_operator.analysis.model import Target, TargetKey
 
+pytestmark = pytest.mark.unit
+
 ALL_CHECKS = {
     "errorRate": {"max": 0.05},
     "latencyP95Seconds": {"max": 0.5},

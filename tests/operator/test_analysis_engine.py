@@ -1,5 +1,5 @@
 """The engine's fan-out and outcomes, against a fake client answering canned vectors (no
-Prometheus: tests/integration/test_analysis_prometheus.py runs the same engine on a real one),
+Prometheus: tests/operator/test_analysis_prometheus.py runs the same engine on a real one),
 and the client's mapping of every failure to an `Unavailable` answer (a fake transport)."""
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from modelops_operator.analysis import (
 )
 from modelops_operator.analysis import client as client_module
 from modelops_operator.analysis.client import Answer
+
+pytestmark = pytest.mark.unit
 
 STABLE = TargetKey("ml", "iris", "iris-v1", "stable")
 CANARY = TargetKey("ml", "iris", "iris-v2", "canary")

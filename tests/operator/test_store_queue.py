@@ -18,6 +18,8 @@ from modelops_operator.runtime.kube import Kube
 from modelops_operator.runtime.store import Store
 from modelops_operator.runtime.workqueue import WorkQueue
 
+pytestmark = pytest.mark.unit
+
 
 def obj(kind: str, name: str, rv: int, model: str = "iris", **extra: Any) -> dict[str, Any]:
     return {

@@ -29,6 +29,8 @@ from kubernetes import client
 from modelops_sandbox.controlplane import ControlPlane, StartupError
 from modelops_sandbox.prometheus import JOB_NAME, PrometheusServer
 
+pytestmark = pytest.mark.integration
+
 SCRAPE_INTERVAL = 1.0
 RUNTIME_LABELS = {
     "modelops.dev/model": "iris",

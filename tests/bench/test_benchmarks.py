@@ -30,24 +30,29 @@ def bench(script: str, *args: str, timeout: float = 900) -> str:
     return done.stdout
 
 
+@pytest.mark.integration
 def test_training_overhead() -> None:
     out = bench("train_overhead.py", "--rows", "2000", "--repeat", "1")
     assert "| LogisticRegression |" in out
 
 
+@pytest.mark.integration
 def test_serving_record_cost() -> None:
     assert "| 100 |" in bench("serving_record_cost.py", "--repeat", "20")
 
 
+@pytest.mark.integration
 def test_serving_against_its_peers() -> None:
     out = bench("serving_peers.py", "--smoke")
     assert "MLServer" in out and "KServe" in out and "monitored ÷ unmonitored" in out
 
 
+@pytest.mark.integration
 def test_analysis_queries() -> None:
     assert "| 3 |" in bench("analysis_queries.py", "--models", "3", "--passes", "1")
 
 
+@pytest.mark.integration
 def test_scale() -> None:
     out = bench(
         "scale.py", "--models", "3", "--settle", "5", "--window", "10", "--timeout", "300"

@@ -8,6 +8,8 @@ import pytest
 
 from modelops_operator.analysis import psi
 
+pytestmark = pytest.mark.unit
+
 INF = math.inf
 
 

@@ -8,6 +8,8 @@ import pytest
 
 from modelops_sandbox import tools
 
+pytestmark = pytest.mark.unit
+
 MODULES = {
     "kubernetes": ("k8s.io/kubernetes", "KUBERNETES_VERSION"),
     "containerd": ("github.com/containerd/containerd/v2", "CONTAINERD_VERSION"),

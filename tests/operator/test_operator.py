@@ -4,7 +4,7 @@ The session's control plane has no node, and the tests play the kubelet, as kube
 leaves it to a test: they report a training Pod finished with the termination message each test
 needs (succeeded, rejected by the gate, failed), and serving Pods running and ready. Everything
 else is the real API server, controllers, garbage collector and the operator process. The same
-loop with pods that really run is tests/e2e/test_loop.py, on the real node.
+loop with pods that really run is tests/loop/test_loop.py, on the real node.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from kubernetes.client.exceptions import ApiException
 from support import OperatorProcess, eventually, finish_pod, run_pod_ready, training_result
 
 from modelops_sandbox.controlplane import ControlPlane
+
+pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "modelops.dev", "v1alpha1"

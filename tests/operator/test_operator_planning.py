@@ -14,6 +14,8 @@ from modelops_operator import children, status, training, versions
 from modelops_operator.settings import Settings, SettingsError, from_environment, resolve
 from modelops_operator.versions import VersionInfo
 
+pytestmark = pytest.mark.unit
+
 H1, H2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
 
 

@@ -14,6 +14,8 @@ from modelops_sandbox.demo import Traffic, demo_model
 from modelops_sandbox.images import ProjectImage
 from modelops_sandbox.sandbox import Sandbox, wait_for
 
+pytestmark = pytest.mark.e2e
+
 RESTRICTED = {
     "allowPrivilegeEscalation": False,
     "readOnlyRootFilesystem": True,

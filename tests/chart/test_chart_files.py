@@ -21,6 +21,8 @@ from modelops_operator import training
 from modelops_operator.runtime import kube
 from modelops_operator.settings import Settings
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "modelops"
 IMAGES = {name: REPO / "images" / f"{name}.Dockerfile" for name in ("operator", "runtime")}
@@ -42,7 +44,7 @@ def test_chart_crds_are_byte_identical_copies_of_crds() -> None:
 
 # --- Dockerfiles -----------------------------------------------------------------------------
 # What the images contain and run is proven by running them on the sandbox's node
-# (tests/e2e/test_node.py, test_loop.py); here only the build policy a reader cannot run.
+# (tests/sandbox/test_node.py, test_loop.py); here only the build policy a reader cannot run.
 
 
 def _instructions(dockerfile: Path) -> list[tuple[str, str]]:

@@ -9,6 +9,8 @@ import pytest
 
 from modelops_operator.canary import Analysis, CanarySpec, decide, split, start
 
+pytestmark = pytest.mark.unit
+
 SPEC = CanarySpec(steps=(10, 50), interval="60s", threshold=2, progress_deadline="600s")
 P, F, N = "pass", "fail", "inconclusive"  # N: no conclusion
 

@@ -26,6 +26,8 @@ from modelops_sandbox import audit, tools
 from modelops_sandbox.cluster import Cluster
 from modelops_sandbox.controlplane import ControlPlane
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "modelops"
 GROUP, VERSION = "modelops.dev", "v1alpha1"
