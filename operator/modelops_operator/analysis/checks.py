@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from modelops_api import contract
+from modelops_api.spec import AccuracyCheck, DriftCheck, ErrorRateCheck, LatencyCheck
 from modelops_operator.analysis import psi
 from modelops_operator.analysis.client import Sample, Unavailable
 from modelops_operator.analysis.model import (
@@ -27,8 +28,16 @@ from modelops_operator.analysis.model import (
     Outcome,
 )
 
-# The CRD's defaults, for specs that reach the engine without the API server's defaulting.
-MIN_SAMPLES = {ERROR_RATE: 20, LATENCY_P95: 20, DRIFT: 100, ACCURACY: 50}
+# The spec's defaults, for check specs that reach the engine without them.
+MIN_SAMPLES = {
+    check: int(spec.model_fields["min_samples"].default)
+    for check, spec in (
+        (ERROR_RATE, ErrorRateCheck),
+        (LATENCY_P95, LatencyCheck),
+        (DRIFT, DriftCheck),
+        (ACCURACY, AccuracyCheck),
+    )
+}
 
 Series = Sequence[Sample] | Unavailable
 
