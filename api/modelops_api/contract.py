@@ -44,6 +44,10 @@ REASON_DRIFT: Final = "drift"
 REASON_ACCURACY: Final = "accuracy"
 REASON_SCHEDULE: Final = "schedule"
 
+# Reasons of a finished training that the operator tells apart.
+TRAINED_REASON: Final = "Trained"
+GATE_MISSED: Final = "QualityGateMissed"
+
 # ModelVersion phases.
 PENDING: Final = "Pending"
 TRAINING: Final = "Training"

@@ -18,9 +18,12 @@ import re
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
+    AllowInfNan,
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     StrictBool,
     StrictInt,
     ValidationError,
@@ -34,6 +37,9 @@ _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN)]
+# A number as the API server takes one: an int or a float, never a bool or numeric text, and finite
+# (JSON cannot carry inf or NaN, but a hand-written YAML file can: `.inf`).
+Number = Annotated[float, Strict(), AllowInfNan(False)]
 Task = Literal["classification", "regression"]
 GATE_METRICS = ("accuracy", "f1_macro", "roc_auc", "r2", "mae", "rmse")
 # Gates on these metrics are maxima (lower is better); gates on every other metric are minima.
@@ -106,7 +112,8 @@ def rules(*pairs: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
 
 
 class Spec(BaseModel):
-    """A part of the spec: camelCase on the wire, frozen, unknown fields rejected."""
+    """A part of the spec: camelCase on the wire, frozen, unknown fields rejected, a null field
+    absent (the API server prunes nulls before defaulting, so a hand-written file reads alike)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -115,15 +122,31 @@ class Spec(BaseModel):
         extra="forbid",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
+
+
+def _unique(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Each column once: the CRD declares these lists sets, and the API server rejects a repeat."""
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise ValueError(f"lists the column {name!r} twice")
+    return names
+
 
 Names = Annotated[
     tuple[Annotated[str, Field(min_length=1)], ...],
     Field(max_length=1000, json_schema_extra={"x-kubernetes-list-type": "set"}),
+    AfterValidator(_unique),
 ]
 
 
 class HttpParams(Spec):
-    timeout_seconds: float = Field(
+    timeout_seconds: Number = Field(
         30.0, ge=0.1, le=3600, description="per connect and per read of an http(s) source"
     )
     max_bytes: StrictInt = Field(
@@ -181,8 +204,6 @@ class DatasetSpec(Spec):
                 raise ValueError("features: is empty; omit it to use every column")
             if self.target in self.features:
                 raise ValueError(f"features: lists the target {self.target!r}")
-            if len(set(self.features)) != len(self.features):
-                raise ValueError("features: lists a column twice")
         if self.categorical is not None:
             if self.target in self.categorical:
                 raise ValueError(f"categorical: lists the target {self.target!r}")
@@ -206,7 +227,7 @@ class CleaningSpec(Spec):
 class SelectionSpec(Spec):
     method: Literal["none", "kbest", "variance"] = Field("none", description="feature selection")
     k: StrictInt | None = Field(None, ge=1, description="features kept by kbest (required there)")
-    threshold: float | None = Field(None, ge=0, description="variance threshold; default 0")
+    threshold: Number | None = Field(None, ge=0, description="variance threshold; default 0")
 
     model_config = ConfigDict(
         json_schema_extra=rules(
@@ -257,9 +278,9 @@ class EstimatorSpec(Spec):
 
 
 class ValidationSpec(Spec):
-    test_size: float = Field(0.2, ge=0.05, le=0.5, description="share of rows held out")
+    test_size: Number = Field(0.2, ge=0.05, le=0.5, description="share of rows held out")
     random_state: StrictInt = Field(42, ge=0, description="seed of the split and the estimator")
-    gates: dict[str, float] = Field(
+    gates: dict[str, Number] = Field(
         default_factory=dict,
         max_length=6,
         description="metric name -> threshold: a minimum for accuracy, f1_macro, roc_auc, r2; "
@@ -386,17 +407,17 @@ class ServingSpec(Spec):
 
 
 class ErrorRateCheck(Spec):
-    max: float = Field(ge=0, le=1, description="largest share of failed requests")
+    max: Number = Field(ge=0, le=1, description="largest share of failed requests")
     min_samples: StrictInt = Field(20, ge=1, description="fewer requests are inconclusive")
 
 
 class LatencyCheck(Spec):
-    max: float = Field(gt=0, description="largest p95 latency in seconds")
+    max: Number = Field(gt=0, description="largest p95 latency in seconds")
     min_samples: StrictInt = Field(20, ge=1, description="fewer requests are inconclusive")
 
 
 class PsiLimit(Spec):
-    max: float = Field(gt=0, le=10, description="largest population stability index of a feature")
+    max: Number = Field(gt=0, le=10, description="largest population stability index of a feature")
 
 
 class DriftCheck(Spec):
@@ -405,15 +426,15 @@ class DriftCheck(Spec):
 
 
 class AccuracyCheck(Spec):
-    min: float = Field(ge=0, le=1, description="smallest live accuracy from feedback")
+    min: Number = Field(ge=0, le=1, description="smallest live accuracy from feedback")
     min_samples: StrictInt = Field(50, ge=1, description="fewer feedback items are inconclusive")
 
 
 class CustomCheck(Spec):
     name: str = Field(pattern=r"^[a-z][a-zA-Z0-9_-]{0,62}$", description="the check's name")
     query: str = Field(min_length=1, description="PromQL (docs/monitoring.md names its variables)")
-    min: float | None = Field(None, description="smallest passing value")
-    max: float | None = Field(None, description="largest passing value")
+    min: Number | None = Field(None, description="smallest passing value")
+    max: Number | None = Field(None, description="largest passing value")
 
     model_config = ConfigDict(
         json_schema_extra=rules(

@@ -53,7 +53,7 @@ def _describe(v: VersionInfo) -> str:
 
 def _failure_reason(v: VersionInfo) -> str:
     if v.phase == contract.REJECTED:
-        return "QualityGateMissed"
+        return contract.GATE_MISSED
     if v.phase == contract.ROLLED_BACK:
         return "RolledBack"
     return "TrainingFailed"

@@ -117,14 +117,26 @@ def test_parquet_without_pyarrow_is_unsupported(
         pytest.skip("pyarrow is installed: Parquet is supported")
     data = tmp_path / "data.parquet"
     data.write_bytes(b"PAR1")
-    expect_failure(train(write_spec(csv_spec(data))), "UnsupportedFormat", "pyarrow")
+    # the format is declared (its default is csv, whatever the file is called)
+    run = train(write_spec(csv_spec(data, format="parquet")))
+    expect_failure(run, "UnsupportedFormat", "pyarrow")
 
 
 @pytest.mark.parametrize(
     ("estimator", "reason", "words"),
     [
-        ({"class": "os.system"}, "EstimatorNotAllowed", ["'os.system'", "allow-list"]),
-        ({"class": "sklearn.pipeline.Pipeline"}, "EstimatorNotAllowed", ["allow-list"]),
+        # not a scikit-learn class path: the API (modelops_api.spec) rejects it as the API
+        # server would; a scikit-learn path off the allow-list is the runtime's to refuse
+        (
+            {"class": "os.system"},
+            "InvalidSpec",
+            ["spec.training.estimator.class: String should match pattern", "sklearn"],
+        ),
+        (
+            {"class": "sklearn.pipeline.Pipeline"},
+            "EstimatorNotAllowed",
+            ["'sklearn.pipeline.Pipeline'", "allow-list"],
+        ),
         (
             {"class": "sklearn.ensemble.RandomForestClassifier", "params": {"n_trees": 5}},
             "InvalidParams",
@@ -160,18 +172,113 @@ def test_estimator_problems(
     [
         (
             iris_spec(pipeline={"scalling": "standard"}),
-            ["spec.training.pipeline.scalling", "unknown"],
+            ["spec.training.pipeline.scalling: Extra inputs are not permitted"],
         ),
-        (iris_spec(extra=1), ["spec.training.extra: unknown key"]),
+        (iris_spec(extra=1), ["spec.training.extra: Extra inputs are not permitted"]),
         (
             iris_spec(validation={"gates": {"accuracy": 0.9, "r2": 0.5}}),
             ["gates.r2", "classification"],
         ),
-        (iris_spec(validation={"testSize": 1.5}), ["testSize"]),
+        (
+            iris_spec(validation={"testSize": 1.5}),
+            ["spec.training.validation.testSize: Input should be less than or equal to 0.5"],
+        ),
+        (
+            iris_spec(validation={"testSize": "0.3"}),
+            ["spec.training.validation.testSize: Input should be a valid number"],
+        ),
         (iris_spec(validation={"gates": {"accuracy": 90}}), ["gates.accuracy", "[0, 1]"]),
-        (iris_spec(pipeline={"scaling": "zscore"}), ["scaling", "standard"]),
+        (
+            iris_spec(validation={"gates": {"accuracy": True}}),
+            ["spec.training.validation.gates.accuracy: Input should be a valid number"],
+        ),
+        (
+            iris_spec(validation={"gates": {"mae": float("inf")}}),  # `.inf` in the YAML file
+            ["spec.training.validation.gates.mae: Input should be a finite number"],
+        ),
+        (
+            iris_spec(validation={"gates": {"speed": 3}}),
+            ["spec.training.validation.gates.speed: gates may name accuracy"],
+        ),
+        (
+            iris_spec(pipeline={"scaling": "zscore"}),
+            ["spec.training.pipeline.scaling: Input should be 'standard'"],
+        ),
+        (
+            iris_spec(pipeline={"selection": {"method": "kbest"}}),
+            ["spec.training.pipeline.selection.k: is required when method is kbest"],
+        ),
+        (
+            iris_spec(pipeline={"selection": {"method": "kbest", "k": 2, "threshold": 0.1}}),
+            ["spec.training.pipeline.selection.threshold: applies to method variance only"],
+        ),
+        (
+            iris_spec(pipeline={"selection": {"method": "variance", "threshold": -1}}),
+            ["spec.training.pipeline.selection.threshold: Input should be greater than or equal"],
+        ),
+        (
+            iris_spec(pipeline={"cleaning": {"dropDuplicates": "yes"}}),
+            ["spec.training.pipeline.cleaning.dropDuplicates: Input should be a valid boolean"],
+        ),
+        (
+            iris_spec(
+                dataset={
+                    "uri": "builtin:iris",
+                    "target": "species",
+                    "features": ["species", "petal_length_cm"],
+                }
+            ),
+            ["spec.training.dataset.features: lists the target 'species'"],
+        ),
+        (
+            iris_spec(
+                dataset={
+                    "uri": "builtin:iris",
+                    "target": "species",
+                    "features": ["petal_length_cm", "petal_width_cm"],
+                    "categorical": ["petal_width_cm", "petal_width_cm"],
+                }
+            ),
+            ["spec.training.dataset.categorical: lists the column 'petal_width_cm' twice"],
+        ),
+        (
+            iris_spec(
+                dataset={"uri": "builtin:iris", "target": "species", "params": {"maxBytes": 5}}
+            ),
+            ["spec.training.dataset.params: applies to http(s) sources only"],
+        ),
+        (
+            iris_spec(
+                dataset={"uri": "http://127.0.0.1:9/x.csv", "target": "y", "params": {"retries": 3}}
+            ),
+            ["spec.training.dataset.params.retries: Extra inputs are not permitted"],
+        ),
+        (
+            iris_spec(
+                dataset={
+                    "uri": "http://127.0.0.1:9/x.csv",
+                    "target": "y",
+                    "params": {"maxBytes": 0, "timeoutSeconds": True},
+                }
+            ),
+            [
+                "spec.training.dataset.params.timeoutSeconds: Input should be a valid number",
+                "spec.training.dataset.params.maxBytes: Input should be greater than or equal to 1",
+            ],
+        ),
+        (
+            iris_spec(dataset={"uri": "builtin:iris", "target": "species", "format": "xlsx"}),
+            ["spec.training.dataset.format: Input should be 'csv' or 'parquet'"],
+        ),
         (iris_spec(dataset={"uri": "builtin:mnist", "target": "y"}), ["builtin:mnist"]),
-        (iris_spec(dataset={"uri": "ftp://x/y.csv", "target": "y"}), ["unsupported source"]),
+        (
+            iris_spec(dataset={"uri": "ftp://x/y.csv", "target": "y"}),
+            ["spec.training.dataset.uri: String should match pattern"],
+        ),
+        (
+            {"dataset": {"uri": "builtin:iris", "target": "species"}},
+            ["spec.training.estimator: Field required"],
+        ),
         (
             iris_spec(
                 dataset={"uri": "synthetic:classification?rows=10&colour=red", "target": "t"}
@@ -214,6 +321,27 @@ def test_spec_that_is_not_yaml(tmp_path: Path, train: Callable[..., Any]) -> Non
     path = tmp_path / "spec.yaml"
     path.write_text("dataset: [unclosed\n")
     expect_failure(train(path), "InvalidSpec", "not YAML")
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("- dataset\n- estimator\n", ["spec.training: Input should be a valid dictionary"]),
+        ("", ["spec.training: Input should be a valid dictionary"]),
+        ("dataset:\nestimator:\n", ["spec.training.dataset: Field required", "estimator"]),
+    ],
+    ids=["a-list", "empty", "empty-sections"],
+)
+def test_spec_that_is_not_a_mapping(
+    tmp_path: Path, train: Callable[..., Any], text: str, words: list[str]
+) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    expect_failure(train(path), "InvalidSpec", *words)
+
+
+def test_spec_file_that_cannot_be_read(tmp_path: Path, train: Callable[..., Any]) -> None:
+    expect_failure(train(tmp_path / "absent.yaml"), "InvalidSpec", "cannot read the spec file")
 
 
 def test_declared_task_must_match_estimator(

@@ -1,5 +1,6 @@
 """The runtime's parts on their own: the result that must fit the termination message, the sources'
-parameters, the cleaning's type coercion, the estimator allow-list."""
+parameters, the spec as the runtime reads it, the cleaning's type coercion, the estimator
+allow-list."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from modelops_api.contract import spec_hash
+from modelops_api.spec import GATE_METRICS, DatasetSpec
 from modelops_training import sources
 from modelops_training.cleaning import to_numbers
 from modelops_training.estimators import build
+from modelops_training.evaluation import METRICS
 from modelops_training.features import MedianImputer, oversample_minority
 from modelops_training.reference import numeric_reference
 from modelops_training.result import RESULT_FILE_LIMIT, TrainingError, fit_to_limit
-from modelops_training.spec import DatasetSpec, parse_spec
+from modelops_training.spec import parse_spec
 
 pytestmark = pytest.mark.unit
 
@@ -65,8 +69,18 @@ def test_synthetic_parameters_come_from_the_uri() -> None:
     with pytest.raises(TrainingError, match="noise") as error:
         sources.load(DatasetSpec(uri="synthetic:classification?noise=2", target="t"))
     assert error.value.reason == "InvalidSpec"
-    with pytest.raises(TrainingError, match="params applies to http"):
-        sources.load(DatasetSpec(uri="synthetic:regression", target="t", params={"maxBytes": 5}))
+    # dataset.params is for http(s) sources only: the spec says so before any source is asked
+    with pytest.raises(TrainingError, match=r"spec\.training\.dataset\.params: applies to http"):
+        parse_spec(
+            {
+                "dataset": {
+                    "uri": "synthetic:regression",
+                    "target": "t",
+                    "params": {"maxBytes": 5},
+                },
+                "estimator": {"class": "sklearn.linear_model.Ridge"},
+            }
+        )
 
 
 def test_numeric_text_is_coerced_and_garbage_is_not() -> None:
@@ -103,18 +117,58 @@ def test_reference_bins_are_right_closed() -> None:
 
 
 def test_spec_defaults_and_operator_keys() -> None:
-    spec = parse_spec(
-        {
-            "dataset": {"uri": "builtin:iris", "target": "species"},
-            "estimator": {"class": "sklearn.svm.SVC"},
-            "schedule": "0 3 * * 0",
-            "resources": {"limits": {"cpu": "1"}},
-        }
-    )
+    raw = {
+        "dataset": {"uri": "builtin:iris", "target": "species"},
+        "estimator": {"class": "sklearn.svm.SVC"},
+        "schedule": "0 3 * * 0",
+        "resources": {"limits": {"cpu": "1"}},
+    }
+    spec = parse_spec(raw).training
+    assert spec.dataset.format == "csv"
+    assert spec.dataset.params is None
     assert spec.pipeline.scaling == "standard"
     assert spec.pipeline.cleaning.missing == "impute-median"
+    assert spec.pipeline.cleaning.drop_duplicates is True
+    assert (spec.pipeline.selection.method, spec.pipeline.selection.threshold) == ("none", None)
+    assert spec.pipeline.augmentation.oversample_minority is False
+    assert spec.estimator.class_path == "sklearn.svm.SVC"
+    assert spec.estimator.params == {}
     assert spec.validation.test_size == 0.2
+    assert spec.validation.random_state == 42
     assert spec.validation.gates == {}
+    assert spec.schedule == "0 3 * * 0"
+
+
+def test_null_sections_read_as_absent() -> None:
+    # `pipeline:` with every line under it commented out: the API server prunes such a null before
+    # defaulting, and the runtime reads it alike.
+    raw = {
+        "dataset": {"uri": "builtin:iris", "target": "species", "features": None},
+        "pipeline": None,
+        "estimator": {"class": "sklearn.svm.SVC", "params": None},
+        "validation": {"gates": None},
+    }
+    loaded = parse_spec(raw)
+    assert loaded.training == parse_spec(
+        {"dataset": {"uri": "builtin:iris", "target": "species"},
+         "estimator": {"class": "sklearn.svm.SVC"}}
+    ).training  # fmt: skip
+    assert loaded.hash == spec_hash(raw)  # the spec as written, nulls and all
+
+
+def test_http_params_are_typed_with_their_defaults() -> None:
+    dataset = parse_spec(
+        {
+            "dataset": {"uri": "https://x/y.csv", "target": "y", "params": {"maxBytes": 1000}},
+            "estimator": {"class": "sklearn.svm.SVC"},
+        }
+    ).training.dataset
+    assert dataset.params is not None
+    assert (dataset.params.timeout_seconds, dataset.params.max_bytes) == (30.0, 1000)
+
+
+def test_every_gate_metric_is_computed_for_exactly_one_task() -> None:
+    assert sorted(METRICS["classification"] + METRICS["regression"]) == sorted(GATE_METRICS)
 
 
 def test_spec_hash_is_canonical_json() -> None:
@@ -131,6 +185,13 @@ def test_spec_hash_is_canonical_json() -> None:
         '"estimator":{"class":"sklearn.svm.SVC","params":{"C":0.5}}}'
     )
     assert parse_spec(raw).hash == "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    # As written, not as parsed: defaults filled in and numbers made floats do not change it, and
+    # the operator's own keys are part of it.
+    written = {**raw, "validation": {"gates": {"accuracy": 1}}, "schedule": "@daily"}
+    loaded = parse_spec(written)
+    assert loaded.training.validation.gates == {"accuracy": 1.0}
+    assert loaded.hash == spec_hash(written)
+    assert loaded.hash != spec_hash(loaded.training.model_dump(mode="json", by_alias=True))
 
 
 @pytest.mark.parametrize("keep_empty", [False, True])

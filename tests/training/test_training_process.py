@@ -61,7 +61,9 @@ def test_console_script_fails_cleanly(tmp_path: Path) -> None:
     done = run_process(tmp_path, spec, "iris-v2")
     assert done.returncode == 1
     result = json.loads(done.stdout)
-    assert result["reason"] == "EstimatorNotAllowed"
+    # not a scikit-learn class path: the API's pattern rejects it before the allow-list is asked
+    assert result["reason"] == "InvalidSpec"
+    assert "spec.training.estimator.class" in result["message"]
     assert "Traceback" not in done.stderr + done.stdout
     assert not (tmp_path / "models" / "iris").exists()
 

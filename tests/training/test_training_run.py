@@ -276,23 +276,22 @@ def test_oversampling_balances_the_training_split_only(
 
 
 def test_kbest_selection_and_synthetic_shift(tmp_path: Path) -> None:
-    plain = parse_spec(
-        iris_spec(
-            dataset={"uri": "synthetic:regression?rows=500&features=8&seed=7", "target": "target"},
-            pipeline={"selection": {"method": "kbest", "k": 3}, "scaling": "robust"},
-            estimator={"class": "sklearn.linear_model.Ridge"},
-            validation={},
-        )
+    plain_raw = iris_spec(
+        dataset={"uri": "synthetic:regression?rows=500&features=8&seed=7", "target": "target"},
+        pipeline={"selection": {"method": "kbest", "k": 3}, "scaling": "robust"},
+        estimator={"class": "sklearn.linear_model.Ridge"},
+        validation={},
     )
+    plain = parse_spec(plain_raw)
     fitted = training_run.fit(plain)
     assert fitted.pipeline.named_steps["select"].get_support().sum() == 3
-    shifted_raw = dict(plain.raw)
+    shifted_raw = dict(plain_raw)
     shifted_raw["dataset"] = {
         "uri": "synthetic:regression?rows=500&features=8&seed=7&shift=3",
         "target": "target",
     }
     shifted = training_run.fit(parse_spec(shifted_raw))
-    assert plain.hash != shifted.training.hash
+    assert fitted.spec_hash == plain.hash != shifted.spec_hash
     before = training_run.metadata(fitted, "s", "s-v1")["reference"]["f0"]["edges"]
     after = training_run.metadata(shifted, "s", "s-v2")["reference"]["f0"]["edges"]
     assert np.allclose(np.array(after) - np.array(before), 3.0)

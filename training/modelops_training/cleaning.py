@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from modelops_api.spec import CleaningSpec
+
 from .result import TrainingError
 from .schema import Schema
-from .spec import CleaningSpec
 
 DROP_REASONS = ("missing_target", "unparseable", "duplicate", "missing_feature")
 

@@ -22,7 +22,9 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
-from .result import FAILED, Terminated, failed, fit_to_limit, to_json
+from modelops_api import contract
+
+from .result import Terminated, failed, fit_to_limit, to_json
 
 DEFAULT_RESULT_FILE = "/dev/termination-log"
 log = logging.getLogger("modelops.train")
@@ -88,7 +90,7 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(temporary_home, ignore_errors=True)
     print(to_json(result), flush=True)
     _write_result_file(args.result_file, result)
-    return 1 if result["phase"] == FAILED else 0
+    return 1 if result["phase"] == contract.FAILED else 0
 
 
 def _train(args: argparse.Namespace, home: str) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from typing import Any
 
 from sklearn.base import is_classifier, is_regressor
 
+from modelops_api.spec import Task
+
 from .result import TrainingError
 
 ALLOWED: frozenset[str] = frozenset(
@@ -56,7 +58,7 @@ ALLOWED: frozenset[str] = frozenset(
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def build(class_path: str, params: dict[str, Any], random_state: int) -> tuple[Any, str]:
+def build(class_path: str, params: dict[str, Any], random_state: int) -> tuple[Any, Task]:
     """An unfitted estimator and its task ("classification" or "regression").
 
     `random_state` is set from validation.randomState when the estimator takes one and the params do

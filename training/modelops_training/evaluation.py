@@ -17,9 +17,17 @@ import pandas as pd
 from sklearn import metrics as skm
 from sklearn.model_selection import train_test_split
 
+from modelops_api.spec import LOWER_IS_BETTER, Task, ValidationSpec
+
 from .result import TrainingError
 from .schema import Schema
-from .spec import CLASSIFICATION_METRICS, LOWER_IS_BETTER, REGRESSION_METRICS, ValidationSpec
+
+# The metrics `evaluate` computes for each task: the gate metrics of the API
+# (modelops_api.spec.GATE_METRICS), split by the task that has them.
+METRICS: dict[Task, tuple[str, ...]] = {
+    "classification": ("accuracy", "f1_macro", "roc_auc"),
+    "regression": ("r2", "mae", "rmse"),
+}
 
 
 @dataclass
@@ -30,9 +38,9 @@ class Split:
     y_test: pd.Series
 
 
-def check_gates_apply(gates: dict[str, float], task: str) -> None:
+def check_gates_apply(gates: dict[str, float], task: Task) -> None:
     """Fail before training when a gate names a metric the task does not have."""
-    known = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    known = METRICS[task]
     for name in gates:
         if name not in known:
             raise TrainingError(
@@ -93,7 +101,7 @@ def split(frame: pd.DataFrame, schema: Schema, spec: ValidationSpec) -> Split:
 
 
 def evaluate(
-    pipeline: Any, x: pd.DataFrame, y: pd.Series, task: str
+    pipeline: Any, x: pd.DataFrame, y: pd.Series, task: Task
 ) -> tuple[dict[str, float], dict[str, int], np.ndarray]:
     """Holdout metrics, per-class support (classification; empty for regression), predictions."""
     predicted = np.asarray(pipeline.predict(x))

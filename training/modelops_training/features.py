@@ -13,7 +13,7 @@ and `MedianImputer` from it.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, RobustScaler, StandardScaler
 
 from .schema import Schema
-from .spec import PipelineSpec
+
+if TYPE_CHECKING:  # serving imports this module; the spec classes cost it ~0.1 s to import
+    from modelops_api.spec import PipelineSpec
 
 _SCALERS: dict[str, type[Any]] = {
     "standard": StandardScaler,

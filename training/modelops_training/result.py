@@ -6,16 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-# Phases (docs/runtime-contract.md).
-SUCCEEDED = "Succeeded"
-REJECTED = "Rejected"
-FAILED = "Failed"
+from modelops_api import contract
 
 # Every reason a run can end with. The first two end a run that produced a model; every other one is
 # a failure (phase Failed, exit status 1).
 REASONS: dict[str, str] = {
-    "Trained": "the model passed every quality gate and was archived",
-    "QualityGateMissed": "the model missed a quality gate; archived for inspection, not deployable",
+    contract.TRAINED_REASON: "the model passed every quality gate and was archived",
+    contract.GATE_MISSED: "it missed a quality gate; archived for inspection, not deployable",
     "InvalidArguments": "the command line is incomplete or wrong (names, artifact URI)",
     "UnsupportedArtifactStore": "the --artifacts URI names a scheme that is not implemented",
     "InvalidSpec": "the training spec cannot be read, has an unknown key or a wrong value",
@@ -78,7 +75,7 @@ class Terminated(BaseException):
 
 def failed(reason: str, message: str, known: dict[str, Any]) -> dict[str, Any]:
     """A Failed result: phase, reason, message, then whatever was known when the run failed."""
-    result: dict[str, Any] = {"phase": FAILED, "reason": reason, "message": message}
+    result: dict[str, Any] = {"phase": contract.FAILED, "reason": reason, "message": message}
     for key, value in known.items():
         result.setdefault(key, value)
     return result

@@ -11,11 +11,14 @@ must agree.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from .result import TrainingError
-from .spec import DatasetSpec
+
+if TYPE_CHECKING:  # serving imports this module (through features); the spec classes cost ~0.1 s
+    from modelops_api.spec import DatasetSpec, Task
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -34,7 +37,7 @@ class Feature:
 class Schema:
     target: str
     features: tuple[Feature, ...]
-    task: str
+    task: Task
 
     @property
     def names(self) -> list[str]:
@@ -49,7 +52,7 @@ class Schema:
         return [f.name for f in self.features if f.type == CATEGORICAL]
 
 
-def resolve(frame: pd.DataFrame, dataset: DatasetSpec, estimator_task: str) -> Schema:
+def resolve(frame: pd.DataFrame, dataset: DatasetSpec, estimator_task: Task) -> Schema:
     """The schema of `frame` under the spec; raises TrainingError for what cannot be trained on."""
     columns = [str(column) for column in frame.columns]
     if len(set(columns)) != len(columns):

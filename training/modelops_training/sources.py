@@ -4,8 +4,12 @@
   snake_case feature names and a named target (species, cultivar, diagnosis, progression).
 - `synthetic:classification?rows=..&features=..` and `synthetic:regression?...`: generated data; its
   parameters live in the URI's query (the one place for them), see SYNTHETIC_PARAMS.
-- `file:///path.csv` (or `.parquet`, when pyarrow is installed).
+- `file:///path.csv` (or Parquet with `format: parquet`, when pyarrow is installed).
 - `http://` and `https://`: downloaded with a timeout and a size limit (`dataset.params`).
+
+The spec is parsed already (`modelops_api.spec.DatasetSpec`): the URI's form, the format and
+`dataset.params` (its defaults, its bounds, and that it applies to http(s) sources only) are checked
+there; what is checked here is what only the source can tell (builtin names, synthetic parameters).
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelops_api.spec import DatasetSpec, HttpParams
+
 from .result import TrainingError
-from .spec import DatasetSpec
 
 log = logging.getLogger("modelops.train")
 
@@ -49,12 +54,6 @@ SYNTHETIC_PARAMS: dict[str, tuple[type, float, float, float, tuple[str, ...]]] =
     "shift": (float, 0.0, -1e6, 1e6, ("classification", "regression")),
 }
 SYNTHETIC_TARGET = "target"
-
-# dataset.params per source: name -> (default, minimum, maximum)
-HTTP_PARAMS: dict[str, tuple[float, float, float]] = {
-    "timeoutSeconds": (30.0, 0.1, 3600.0),
-    "maxBytes": (256 * 1024 * 1024, 1, 64 * 1024**3),
-}
 _CHUNK = 1024 * 1024
 
 
@@ -62,24 +61,14 @@ def load(dataset: DatasetSpec) -> pd.DataFrame:
     """Load the dataset the spec names; every problem is a TrainingError with a specific reason."""
     uri = dataset.uri.strip()
     scheme, _, rest = uri.partition(":")
-    scheme = scheme.lower()
-    if scheme != "http" and scheme != "https" and dataset.params:
-        raise TrainingError(
-            "InvalidSpec",
-            f"spec.training.dataset.params applies to http(s) sources only; the {scheme}: source "
-            "takes its parameters from the URI",
-        )
     if scheme == "builtin":
         return load_builtin(rest)
     if scheme == "synthetic":
         return load_synthetic(rest)
     if scheme == "file":
-        path = file_path(uri)
-        return read_file(path, dataset.format or guess_format(path.name))
+        return read_file(file_path(uri), dataset.format)
     if scheme in ("http", "https"):
-        body = download(uri, dataset.params)
-        name = urllib.parse.urlsplit(uri).path
-        return parse_bytes(body, dataset.format or guess_format(name), uri)
+        return parse_bytes(download(uri, dataset.params or HttpParams()), dataset.format, uri)
     raise TrainingError(
         "InvalidSpec",
         f"spec.training.dataset.uri {uri!r}: unsupported source; use builtin:, synthetic:, file:// "
@@ -205,10 +194,6 @@ def file_path(uri: str) -> Path:
     return Path(urllib.parse.unquote(parts.path))
 
 
-def guess_format(name: str) -> str:
-    return "parquet" if name.lower().endswith((".parquet", ".pq")) else "csv"
-
-
 def read_file(path: Path, fmt: str) -> pd.DataFrame:
     if not path.exists():
         raise TrainingError("DataNotFound", f"the dataset file {path} does not exist")
@@ -248,35 +233,9 @@ def parse_bytes(body: bytes, fmt: str, name: str) -> pd.DataFrame:
         raise TrainingError("UnparseableData", f"{name} is not valid CSV: {first}") from None
 
 
-def http_params(params: dict[str, Any]) -> dict[str, float]:
-    values: dict[str, float] = {}
-    for key, value in params.items():
-        if key not in HTTP_PARAMS:
-            raise TrainingError(
-                "InvalidSpec",
-                f"spec.training.dataset.params.{key}: unknown key (known keys: "
-                f"{', '.join(HTTP_PARAMS)})",
-            )
-        _, low, high = HTTP_PARAMS[key]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not low <= value <= high
-        ):
-            raise TrainingError(
-                "InvalidSpec",
-                f"spec.training.dataset.params.{key} must be a number in [{low:g}, {high:g}]",
-            )
-        values[key] = float(value)
-    for key, (default, _, _) in HTTP_PARAMS.items():
-        values.setdefault(key, default)
-    return values
-
-
-def download(uri: str, params: dict[str, Any]) -> bytes:
+def download(uri: str, params: HttpParams) -> bytes:
     """GET the URI with a timeout, stopping as soon as the body exceeds maxBytes."""
-    limits = http_params(params)
-    timeout, max_bytes = limits["timeoutSeconds"], int(limits["maxBytes"])
+    timeout, max_bytes = params.timeout_seconds, params.max_bytes
     request = urllib.request.Request(uri, headers={"User-Agent": "modelops-train"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

@@ -15,12 +15,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelops_api import contract
+from modelops_api.spec import Task, TrainingSpec
+
 from . import cleaning, estimators, evaluation, features, reference, schema, sources, spec
 from .packaging import ArtifactStore, check_name, save_and_export
-from .result import REJECTED, SUCCEEDED, TrainingError, failed
+from .result import TrainingError, failed
 
 log = logging.getLogger("modelops.train")
 CONTRACT = 1
+# Labels of the archived model (docs/training.md, "Packaging"); read by no other component.
+LABEL_APPROVED = f"{contract.GROUP}/approved"
+LABEL_TASK = f"{contract.GROUP}/task"
 
 
 @dataclass(frozen=True)
@@ -49,8 +55,9 @@ def run(request: Request) -> dict[str, Any]:
 class Fitted:
     """A model fitted and evaluated in memory, with everything its metadata is made from."""
 
-    training: spec.TrainingSpec
-    task: str
+    training: TrainingSpec
+    spec_hash: str  # of the spec as written (spec.LoadedSpec.hash)
+    task: Task
     schema: schema.Schema
     cleaned: cleaning.Cleaned
     split: evaluation.Split
@@ -71,8 +78,7 @@ def _run(request: Request, known: dict[str, Any]) -> dict[str, Any]:
     check_name(request.version, "--version")
     store = ArtifactStore.parse(request.artifacts)
     store.check_apart(request.bentoml_home)
-    training = spec.load_spec(request.spec_path)
-    fitted = fit(training, known)
+    fitted = fit(spec.load_spec(request.spec_path), known)
 
     tag = f"{request.model}:{request.version}"
     clock = time.perf_counter()
@@ -80,10 +86,7 @@ def _run(request: Request, known: dict[str, Any]) -> dict[str, Any]:
         fitted.pipeline,
         tag=tag,
         metadata=metadata(fitted, request.model, request.version),
-        labels={
-            "modelops.dev/approved": str(fitted.approved).lower(),
-            "modelops.dev/task": fitted.task,
-        },
+        labels={LABEL_APPROVED: str(fitted.approved).lower(), LABEL_TASK: fitted.task},
         store=store,
         model=request.model,
         version=request.version,
@@ -96,8 +99,8 @@ def _run(request: Request, known: dict[str, Any]) -> dict[str, Any]:
     gates = fitted.gates
     missed = [name for name, outcome in gates.items() if not outcome["passed"]]
     result: dict[str, Any] = {
-        "phase": SUCCEEDED if fitted.approved else REJECTED,
-        "reason": "Trained" if fitted.approved else "QualityGateMissed",
+        "phase": contract.SUCCEEDED if fitted.approved else contract.REJECTED,
+        "reason": contract.TRAINED_REASON if fitted.approved else contract.GATE_MISSED,
         "message": (
             f"trained {tag} on {fitted.rows['train']} rows; "
             + (f"passed {len(gates)} quality gate(s)" if gates else "no quality gate declared")
@@ -115,7 +118,7 @@ def _run(request: Request, known: dict[str, Any]) -> dict[str, Any]:
         "rows": fitted.rows,
         "dropped": fitted.cleaned.dropped,
         "fingerprint": fitted.fingerprint,
-        "specHash": training.hash,
+        "specHash": fitted.spec_hash,
         "seconds": seconds,
     }
     if fitted.support:
@@ -123,20 +126,22 @@ def _run(request: Request, known: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def fit(training: spec.TrainingSpec, known: dict[str, Any] | None = None) -> Fitted:
+def fit(loaded: spec.LoadedSpec, known: dict[str, Any] | None = None) -> Fitted:
     """Every stage before packaging: load, schema, clean, split, fit, evaluate, gate.
 
     `known` collects what is known so far, for the result of a run that fails later.
     """
     known = {} if known is None else known
     seconds: dict[str, float] = {}
-    known["specHash"] = training.hash
+    training = loaded.training
+    known["specHash"] = loaded.hash
     estimator, task = estimators.build(
         training.estimator.class_path, training.estimator.params, training.validation.random_state
     )
     known["task"] = task
     evaluation.check_gates_apply(training.validation.gates, task)
-    if training.pipeline.oversample_minority and task != "classification":
+    oversample = training.pipeline.augmentation.oversample_minority
+    if oversample and task != "classification":
         raise TrainingError(
             "InvalidSpec",
             "spec.training.pipeline.augmentation.oversampleMinority applies to classification only",
@@ -181,7 +186,7 @@ def fit(training: spec.TrainingSpec, known: dict[str, Any] | None = None) -> Fit
         )
     rows.update(train=len(parts.y_train), test=len(parts.y_test))
     x_fit, y_fit = parts.x_train, parts.y_train
-    if training.pipeline.oversample_minority:
+    if oversample:
         x_fit, y_fit = features.oversample_minority(x_fit, y_fit, training.validation.random_state)
         rows["oversampled"] = len(y_fit) - len(parts.y_train)
         log.info("oversampled the training split by %d rows", rows["oversampled"])
@@ -208,6 +213,7 @@ def fit(training: spec.TrainingSpec, known: dict[str, Any] | None = None) -> Fit
         log.info("gate %s: %s", name, "passed" if outcome["passed"] else "MISSED")
     return Fitted(
         training=training,
+        spec_hash=loaded.hash,
         task=task,
         schema=data_schema,
         cleaned=cleaned,
@@ -248,7 +254,7 @@ def metadata(fitted: Fitted, model: str, version: str) -> dict[str, Any]:
             "params": estimators.effective_params(fitted.pipeline.named_steps["estimator"]),
         },
         "libraries": _libraries(),
-        "specHash": training.hash,
+        "specHash": fitted.spec_hash,
         "dataset": training.dataset.uri,
     }
     if fitted.task == "classification":
