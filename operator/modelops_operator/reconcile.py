@@ -24,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from modelops_api import contract
 from modelops_api.spec import ModelSpec, SpecError, parse
 from modelops_operator import monitoring_state, retraining, rollout, trainings, versions, watches
+from modelops_operator.analysis.model import Results
 from modelops_operator.monitor import Monitor
 from modelops_operator.objects import Body, EventSink, ModelKey
 from modelops_operator.runtime.events import now
@@ -31,6 +32,7 @@ from modelops_operator.runtime.kube import Kube, namespace_terminating
 from modelops_operator.runtime.store import Store
 from modelops_operator.settings import Settings
 from modelops_operator.status import Event, Observed, fold_phase, model_status, transitions
+from modelops_operator.versions import VersionInfo
 
 log = logging.getLogger("modelops.reconcile")
 
@@ -80,17 +82,62 @@ def reconcile(ctx: Context, namespace: str, name: str) -> Body | None:
 def _pass(ctx: Context, model: Body, news: list[Event]) -> Body:
     meta = model["metadata"]
     key: ModelKey = (meta["namespace"], meta["name"])
-    status: Mapping[str, Any] = model.get("status") or {}
     try:
         spec = parse(ModelSpec, model["spec"], "spec")
     except SpecError as error:
         return _write_status(ctx, model, _invalid(ctx, model, str(error)), {}, news)
     clock = time.time()
-    training_hash = contract.training_hash(model["spec"]["training"])
     results = ctx.monitor.results(key) if ctx.monitor is not None else None
+    monitored = _monitor(ctx, key, model, spec, results, clock)
+    trained = _train(ctx, model, monitored, clock)
+    news.extend(trained.events)
+    served = _serve(ctx, model, spec, trained, results, clock)
+    news.extend(served.step.events)
+    if ctx.monitor is not None:
+        stable = served.step.stable.name if served.step.stable else None
+        watches.watch(
+            ctx.monitor, ctx.references, key, spec, trained.bodies, stable, served.canary
+        )
+    keep = [served.step.stable.name if served.step.stable else None, served.canary]
+    for doomed in versions.plan_history(served.ordered, ctx.settings.history_limit, keep):
+        ctx.kube.delete("ModelVersion", key[0], doomed)
+    if monitored.schedule_error and monitored.schedule_error != _status(model).get("scheduleError"):
+        news.append(("Warning", "InvalidSchedule", monitored.schedule_error))
+    observed = _observed(model, spec, served, monitored.state)
+    new_status = _write_status(ctx, model, observed, _kept(model, monitored, trained, served), news)
+    if monitored.analysed is not None:
+        ctx.analysed[key] = monitored.analysed
+    if served.failure is not None:
+        raise served.failure
+    return new_status
 
-    # Monitor first: a breach that lasted long enough, or the schedule, asks for a retrain.
-    monitoring = monitoring_state.advance(
+
+def _status(model: Body) -> Mapping[str, Any]:
+    return model.get("status") or {}
+
+
+@dataclass
+class Monitored:
+    """The monitor step: the stable version's monitoring state, advanced by a new analysis, and
+    why to retrain now (a breach that lasted, or the schedule)."""
+
+    state: dict[str, Any]
+    trigger: str | None
+    analysed: float | None
+    scheduled_at: float | None
+    schedule_error: str | None
+
+
+def _monitor(
+    ctx: Context,
+    key: ModelKey,
+    model: Body,
+    spec: ModelSpec,
+    results: Results | None,
+    clock: float,
+) -> Monitored:
+    status = _status(model)
+    advanced = monitoring_state.advance(
         spec.monitoring,
         status.get("monitoring"),
         status.get("stableVersion"),
@@ -98,41 +145,67 @@ def _pass(ctx: Context, model: Body, news: list[Event]) -> Body:
         ctx.analysed.get(key, 0.0),
         clock,
     )
-    scheduled_at, schedule_error = _schedule(spec.training.schedule, meta, status, clock)
-    trigger = monitoring.trigger or (contract.REASON_SCHEDULE if scheduled_at else None)
+    scheduled_at, error = _schedule(spec.training.schedule, model["metadata"], status, clock)
+    trigger = advanced.trigger or (contract.REASON_SCHEDULE if scheduled_at else None)
+    return Monitored(advanced.state, trigger, advanced.analysed, scheduled_at, error)
 
-    # Train: a canary finishes before the next retrain.
-    trained = trainings.train(
-        ctx.kube,
-        ctx.store,
-        ctx.settings,
-        model,
-        training_hash,
-        None if status.get("canary") else trigger,
-    )
-    news.extend(trained.events)
-    state = monitoring.state
+
+def _train(ctx: Context, model: Body, monitored: Monitored, clock: float) -> trainings.Trained:
+    """The training step; a retrain it starts for drift or accuracy clears the breach counts. A
+    canary finishes before the next retrain."""
+    trigger = None if _status(model).get("canary") else monitored.trigger
+    training_hash = contract.training_hash(model["spec"]["training"])
+    trained = trainings.train(ctx.kube, ctx.store, ctx.settings, model, training_hash, trigger)
     plan = trained.plan
-    created = plan.create is not None and plan.create in trained.bodies
-    if created and plan.create and plan.reason in (contract.REASON_DRIFT, contract.REASON_ACCURACY):
-        state = monitoring_state.retrained(state, plan.reason, clock, plan.create)
+    if plan.create in trained.bodies and plan.create and plan.reason in RETRAIN_REASONS:
+        monitored.state = monitoring_state.retrained(
+            monitored.state, plan.reason, clock, plan.create
+        )
+    return trained
 
-    # Serve: stable and canary children, the canary's next move.
+
+RETRAIN_REASONS = (contract.REASON_DRIFT, contract.REASON_ACCURACY)
+
+
+@dataclass
+class Served:
+    """The serve step: what the rollout did, the version choice it followed, the versions in
+    order, those of the current spec, and the API error that cut it short (if one did)."""
+
+    step: rollout.RolloutResult
+    choice: versions.StableChoice
+    ordered: list[VersionInfo]
+    current: list[VersionInfo]
+    failure: ApiException | None = None
+
+    @property
+    def canary(self) -> str | None:
+        return str(self.step.canary["version"]) if self.step.canary else None
+
+
+def _serve(
+    ctx: Context,
+    model: Body,
+    spec: ModelSpec,
+    trained: trainings.Trained,
+    results: Results | None,
+    clock: float,
+) -> Served:
+    training_hash = contract.training_hash(model["spec"]["training"])
     ordered = versions.sort_versions(trained.infos.values())
     current = [
         v for v in ordered if v.spec_hash == training_hash and v.phase != contract.SUPERSEDED
     ]
-    choice = versions.choose_stable(ordered, spec.serving.pinned, status.get("stableVersion"))
-    candidate = versions.candidate(ordered, choice.version, spec.serving.pinned)
-    failure: ApiException | None = None
+    pinned = spec.serving.pinned
+    choice = versions.choose_stable(ordered, pinned, _status(model).get("stableVersion"))
+    candidate = versions.candidate(ordered, choice.version, pinned)
     try:
         step = rollout.step(
             ctx.kube, ctx.settings, model, spec.serving, choice.version, candidate, results, clock
         )
     except ApiException as error:  # the status says so; the queue retries after this pass
-        failure = error
-        step = rollout.RolloutResult(stable=choice.version, canary=status.get("canary"))
-    news.extend(step.events)
+        step = rollout.RolloutResult(stable=choice.version, canary=_status(model).get("canary"))
+        return Served(step, choice, ordered, current, error)
     if step.rolled_back and candidate is not None:
         rolled_back = replace(
             candidate,
@@ -141,56 +214,48 @@ def _pass(ctx: Context, model: Body, news: list[Event]) -> Body:
             message=step.rolled_back,
         )
         current = [rolled_back if v.name == candidate.name else v for v in current]
+    return Served(step, choice, ordered, current)
 
-    # Watch: what the analysis loop analyses next for this Model.
-    if ctx.monitor is not None:
-        watches.watch(
-            ctx.monitor,
-            ctx.references,
-            key,
-            spec,
-            trained.bodies,
-            step.stable.name if step.stable else None,
-            _canary_version(step),
-        )
 
-    keep = [step.stable.name if step.stable else None, _canary_version(step)]
-    for doomed in versions.plan_history(ordered, ctx.settings.history_limit, keep):
-        ctx.kube.delete("ModelVersion", key[0], doomed)
-
+def _observed(
+    model: Body, spec: ModelSpec, served: Served, monitoring: Mapping[str, Any]
+) -> Observed:
+    """What the status is computed from (status.model_status)."""
+    step, current = served.step, served.current
     approved = [v for v in current if v.phase == contract.SUCCEEDED]
-    observed = Observed(
-        generation=meta.get("generation", 0),
+    return Observed(
+        generation=model["metadata"].get("generation", 0),
         latest=current[-1] if current else None,
         trained=approved[-1] if approved else None,
-        newest=ordered[-1] if ordered else None,
+        newest=served.ordered[-1] if served.ordered else None,
         stable=step.stable,
-        pin_problem=choice.problem,
+        pin_problem=served.choice.problem,
         canary=step.canary,
         rolled_back=step.rolled_back,
-        write_error=_api_error(failure) if failure is not None else "",
-        **monitoring_state.view(spec.monitoring, state),
+        write_error=_api_error(served.failure) if served.failure is not None else "",
+        **monitoring_state.view(spec.monitoring, monitoring),
         **step.deployment,
     )
-    extra: dict[str, Any] = {
-        "canary": step.canary,
-        "monitoring": state or None,
-        "scheduleError": schedule_error,
+
+
+def _kept(
+    model: Body, monitored: Monitored, trained: trainings.Trained, served: Served
+) -> dict[str, Any]:
+    """The status fields the pass keeps besides the computed ones: the canary, the monitoring
+    state, and what was handled (retrain request, schedule fire, canary command)."""
+    canary_running = bool(_status(model).get("canary"))
+    kept: dict[str, Any] = {
+        "canary": served.step.canary,
+        "monitoring": monitored.state or None,
+        "scheduleError": monitored.schedule_error,
     }
-    if plan.retrain_token is not None:
-        extra["retrainToken"] = plan.retrain_token
-    if scheduled_at is not None and not status.get("canary"):
-        extra["lastScheduledAt"] = scheduled_at
-    if schedule_error and schedule_error != status.get("scheduleError"):
-        news.append(("Warning", "InvalidSchedule", schedule_error))
-    if step.command_handled is not None:
-        extra["canaryCommand"] = step.command_handled
-    new_status = _write_status(ctx, model, observed, extra, news)
-    if monitoring.analysed is not None:
-        ctx.analysed[key] = monitoring.analysed
-    if failure is not None:
-        raise failure
-    return new_status
+    if trained.plan.retrain_token is not None:
+        kept["retrainToken"] = trained.plan.retrain_token
+    if monitored.scheduled_at is not None and not canary_running:
+        kept["lastScheduledAt"] = monitored.scheduled_at
+    if served.step.command_handled is not None:
+        kept["canaryCommand"] = served.step.command_handled
+    return kept
 
 
 def _write_status(
@@ -218,10 +283,6 @@ def _invalid(ctx: Context, model: Body, error: str) -> Observed:
         stable=versions.version_info(stable) if stable is not None else None,
         spec_error=error,
     )
-
-
-def _canary_version(step: rollout.RolloutResult) -> str | None:
-    return str(step.canary["version"]) if step.canary else None
 
 
 def _api_error(error: ApiException) -> str:
