@@ -15,13 +15,14 @@ preprocessing) and archives it; the same `pipeline.pkl` is then served, one work
 - KServe's Python model server (`kserve`, which has no scikit-learn server on PyPI: a custom
   `kserve.Model` that loads the pickle, as KServe's sklearnserver does), in its own environment.
 
-Both peers get this project installed without dependencies, so that the pipeline's own
-transformer class can be unpickled. Every server answers the same rows with predictions and class
-probabilities: ours in its `{"rows": ...}` body, the peers through the Open Inference Protocol
-with named columns (MLServer's `pd` content type, which hands the pipeline a DataFrame as ours
-does). The load comes from vegeta (hack/tools): closed loop (`--workers` concurrent requests, each
-sent as soon as the last is answered) and fixed rate (`--rate` requests per second). Each round
-visits every server in turn; the tables give the median of the rounds with their range.
+Both peers run with this project's package folders on their PYTHONPATH (no dependencies installed),
+so that the pipeline's own transformer class can be unpickled. Every server answers the same rows
+with predictions and class probabilities: ours in its `{"rows": ...}` body, the peers through the
+Open Inference Protocol with named columns (MLServer's `pd` content type, which hands the pipeline
+a DataFrame as ours does). The load comes from vegeta (hack/tools): closed loop (`--workers`
+concurrent requests, each sent as soon as the last is answered) and fixed rate (`--rate` requests
+per second). Each round visits every server in turn; the tables give the median of the rounds
+with their range.
 """
 
 from __future__ import annotations
@@ -156,19 +157,25 @@ def train(work: Path) -> Path:
 
 
 def peer_environment(name: str) -> Path:
-    """The peer's own virtual environment (made once), with this project beside it."""
+    """The peer's own virtual environment (made once); the project comes from `peer_env()`."""
     home = tools.cache_dir() / "peers" / name
     python = home / "bin" / "python"
     stamp = home / ".installed"
-    wanted = " ".join(PEERS[name])
+    wanted = " ".join(PEERS[name]) + " (the project on PYTHONPATH)"
     if not python.exists() or not stamp.exists() or stamp.read_text() != wanted:
         say(f"peers: installing {wanted} into {home} (about a minute, once)")
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(home)], check=True)
         pip = [str(python), "-m", "pip", "install", "--quiet"]
         subprocess.run([*pip, *PEERS[name]], check=True)
-        subprocess.run([*pip, "--no-deps", "-e", str(ROOT)], check=True)
         stamp.write_text(wanted)
     return home
+
+
+def peer_env() -> dict[str, str]:
+    """A peer's environment: ours, with the project's package folders on its path (always the
+    current code, whatever the folder the peer's environment was made from)."""
+    roots = [str(ROOT / folder) for folder in ("api", "training", "serving")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(roots)}
 
 
 @dataclass
@@ -251,7 +258,11 @@ def mlserver(work: Path) -> Iterator[Server]:
     )
     log = work / "mlserver.log"
     process = spawn(
-        "mlserver", [str(env_dir / "bin" / "mlserver"), "start", str(root)], log, cwd=root
+        "mlserver",
+        [str(env_dir / "bin" / "mlserver"), "start", str(root)],
+        log,
+        env=peer_env(),
+        cwd=root,
     )
     base = f"http://127.0.0.1:{port}/v2/models/iris"
     try:
@@ -269,7 +280,9 @@ def kserve(work: Path) -> Iterator[Server]:
     port = free_port()
     argv = [str(env_dir / "bin" / "python"), str(script), str(work / "pipeline.pkl")]
     log = work / "kserve.log"
-    process = spawn("kserve", [*argv, str(port), str(free_port())], log, cwd=work)
+    process = spawn(
+        "kserve", [*argv, str(port), str(free_port())], log, env=peer_env(), cwd=work
+    )
     base = f"http://127.0.0.1:{port}/v2/models/iris"
     try:
         _wait(base + "/ready", process, log)
