@@ -161,12 +161,16 @@ class Cluster(Lifecycle):
         core = client.CoreV1Api(self.api)
         since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
         deadline = time.monotonic() + self.startup_timeout
+        missing = "the Node was never read"
         while time.monotonic() < deadline:
             assert self.kubelet is not None
             if not self.kubelet.alive():
                 raise NodeError(f"kubelet exited:\n{self.kubelet.tail()}")
-            with contextlib.suppress(client.ApiException):
+            try:
                 node = core.read_node(NODE_NAME)
+            except client.ApiException as error:
+                missing = f"the Node could not be read: {error.status} {error.reason}"
+            else:
                 conditions = (node.status.conditions if node.status else None) or []
                 ready = any(
                     c.type == "Ready"
@@ -177,13 +181,20 @@ class Cluster(Lifecycle):
                 )
                 taints = (node.spec.taints if node.spec else None) or []
                 taints = [t for t in taints if t.effect == "NoSchedule"]
-                if ready and not taints and self._kubelet_has_its_pods(core):
+                if not ready:
+                    missing = f"no Ready heartbeat since the kubelet started: {conditions}"
+                elif taints:
+                    missing = f"still tainted {[t.key for t in taints]}"
+                elif not self._kubelet_has_its_pods(core):
+                    missing = "the kubelet does not know every pod bound to it yet"
+                else:
                     self.progress(f"  node {NODE_NAME} is Ready")
                     return
             time.sleep(0.3)
         assert self.kubelet is not None
         raise NodeError(
-            f"node {NODE_NAME} not Ready in {self.startup_timeout:.0f}s:\n{self.kubelet.tail()}"
+            f"node {NODE_NAME} not Ready in {self.startup_timeout:.0f}s ({missing}):\n"
+            f"{self.kubelet.tail()}"
         )
 
     def _kubelet_has_its_pods(self, core: client.CoreV1Api) -> bool:
