@@ -18,8 +18,8 @@ import pandas as pd
 
 from modelops_api.spec import CleaningSpec
 
+from .columns import Schema
 from .result import TrainingError
-from .schema import Schema
 
 DROP_REASONS = ("missing_target", "unparseable", "duplicate", "missing_feature")
 

@@ -19,8 +19,8 @@ from sklearn.model_selection import train_test_split
 
 from modelops_api.spec import LOWER_IS_BETTER, Task, ValidationSpec
 
+from .columns import Schema
 from .result import TrainingError
-from .schema import Schema
 
 # The metrics `evaluate` computes for each task: the gate metrics of the API
 # (modelops_api.spec.GATE_METRICS), split by the task that has them.

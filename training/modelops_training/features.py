@@ -24,7 +24,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, RobustScaler, StandardScaler
 
-from .schema import Schema
+from .columns import Schema
 
 if TYPE_CHECKING:  # serving imports this module; the spec classes cost it ~0.1 s to import
     from modelops_api.spec import PipelineSpec

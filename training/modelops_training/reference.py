@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .schema import NUMERIC, Schema
+from .columns import NUMERIC, Schema
 
 BINS = 10
 MAX_CATEGORIES = 100

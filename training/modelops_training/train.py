@@ -18,7 +18,7 @@ import pandas as pd
 from modelops_api import contract
 from modelops_api.spec import Task, TrainingSpec
 
-from . import cleaning, estimators, evaluation, features, reference, schema, sources, spec
+from . import cleaning, columns, estimators, evaluation, features, reference, sources, spec
 from .packaging import ArtifactStore, check_name, save_and_export
 from .result import TrainingError, failed
 
@@ -58,7 +58,7 @@ class Fitted:
     training: TrainingSpec
     spec_hash: str  # of the spec as written (spec.LoadedSpec.hash)
     task: Task
-    schema: schema.Schema
+    schema: columns.Schema
     cleaned: cleaning.Cleaned
     split: evaluation.Split
     pipeline: Any
@@ -159,7 +159,7 @@ def fit(loaded: spec.LoadedSpec, known: dict[str, Any] | None = None) -> Fitted:
     )
 
     clock = time.perf_counter()
-    data_schema = schema.resolve(raw, training.dataset, task)
+    data_schema = columns.resolve(raw, training.dataset, task)
     cleaned = cleaning.clean(raw, data_schema, training.pipeline.cleaning)
     fingerprint = cleaning.fingerprint(cleaned.frame)
     rows: dict[str, int] = {"raw": cleaned.raw_rows, "clean": cleaned.rows}
@@ -281,7 +281,7 @@ def _fit(pipeline: Any, x: pd.DataFrame, y: pd.Series) -> None:
             log.warning("while fitting: %s", text)
 
 
-def _feature_schema(data_schema: schema.Schema, pipeline: Any) -> list[dict[str, Any]]:
+def _feature_schema(data_schema: columns.Schema, pipeline: Any) -> list[dict[str, Any]]:
     """Names and types in schema order; for categorical features, the categories the fitted
     one-hot encoder knows (any other value encodes as all zeros)."""
     known: dict[str, list[str]] = {}
