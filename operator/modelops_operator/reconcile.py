@@ -1,12 +1,13 @@
-"""One reconcile of one Model: train → serve → monitor → write status.
+"""One reconcile of one Model: monitor → train → serve → watch → write status.
 
 Every trigger (the Model itself, its versions, Jobs and serving children, an analysis pass, the
 periodic resync) queues the Model, and the queue runs one pass per Model at a time, so the order of
 events never matters: each pass reads what is (from the store the watches keep) and moves it one
 step towards what the spec asks. A pass with nothing to do makes no request. Each step is a
-function of its own module returning a typed result: `trainings.train`, `rollout.step`,
-`monitoring_state.advance` and `watches.watch`; this module runs them in order and writes the
-status (`status.model_status`) and the pass's Events.
+function of its own module returning a typed result: `monitoring_state.advance` (the latest
+analysis, and whether it calls for a retrain: so it comes first), `trainings.train`,
+`rollout.step` and `watches.watch` (what the analysis loop looks at next); this module runs them
+in order and writes the status (`status.model_status`) and the pass's Events.
 """
 
 from __future__ import annotations
@@ -94,11 +95,10 @@ def _pass(ctx: Context, model: Body, news: list[Event]) -> Body:
     served = _serve(ctx, model, spec, trained, results, clock)
     news.extend(served.step.events)
     if ctx.monitor is not None:
-        stable = served.step.stable.name if served.step.stable else None
         watches.watch(
-            ctx.monitor, ctx.references, key, spec, trained.bodies, stable, served.canary
+            ctx.monitor, ctx.references, key, spec, trained.bodies, served.stable, served.canary
         )
-    keep = [served.step.stable.name if served.step.stable else None, served.canary]
+    keep = [served.stable, served.canary]
     for doomed in versions.plan_history(served.ordered, ctx.settings.history_limit, keep):
         ctx.kube.delete("ModelVersion", key[0], doomed)
     if monitored.schedule_error and monitored.schedule_error != _status(model).get("scheduleError"):
@@ -177,6 +177,10 @@ class Served:
     ordered: list[VersionInfo]
     current: list[VersionInfo]
     failure: ApiException | None = None
+
+    @property
+    def stable(self) -> str | None:
+        return self.step.stable.name if self.step.stable else None
 
     @property
     def canary(self) -> str | None:
