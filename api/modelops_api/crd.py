@@ -39,10 +39,9 @@ def structural(schema: Schema, definitions: dict[str, Schema]) -> Schema:
         if len(branches) != 1:
             raise ValueError(f"cannot express anyOf {schema['anyOf']} in a structural schema")
         merged = {**branches[0], **{k: v for k, v in schema.items() if k != "anyOf"}}
-        merged.pop("default", None) if schema.get("default") is None else None
-        return structural(merged, definitions)
+        return structural(merged, definitions)  # (its `default: null` is dropped below)
     if "const" in schema:
-        schema = {**schema, "enum": [schema.pop("const")]}
+        schema = {**{k: v for k, v in schema.items() if k != "const"}, "enum": [schema["const"]]}
     out: Schema = {}
     if "enum" in schema and "type" not in schema:
         out["type"] = "string"
