@@ -477,16 +477,6 @@ class ChecksSpec(Spec):
             exclude=None if self.custom else {"custom"},
         )
 
-    @property
-    def any(self) -> bool:
-        return bool(
-            self.error_rate
-            or self.latency_p95_seconds
-            or self.drift
-            or self.accuracy
-            or self.custom
-        )
-
 
 class MonitoringSpec(Spec):
     interval: Duration = Field("1m", description="between two analyses of the stable version")

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from modelops_api import contract
@@ -32,7 +32,7 @@ REFERENCE_RETRY = 30.0
 class References:
     """Reference distributions by version, read from serving pods when the status has none."""
 
-    def __init__(self, kube: Kube, clock: Any = time.monotonic) -> None:
+    def __init__(self, kube: Kube, clock: Callable[[], float] = time.monotonic) -> None:
         self.kube, self.clock = kube, clock
         self._misses: dict[tuple[str, str], float] = {}  # version -> when reading it last failed
 
