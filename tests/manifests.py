@@ -78,6 +78,17 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("step-out-of-range", {"spec.serving.canary.steps": [10, 100]}, "spec.serving.canary.steps[1]"),
     ("steps-repeated", {"spec.serving.canary.steps": [10, 10]}, "spec.serving.canary.steps[1]"),
     ("bad-interval", {"spec.serving.canary.interval": "5 minutes"}, "spec.serving.canary.interval"),
+    ("zero-interval", {"spec.serving.canary.interval": "0s"}, "spec.serving.canary.interval"),
+    (
+        "sub-second-monitoring-interval",
+        {"spec.monitoring.interval": "500ms"},
+        "spec.monitoring.interval",
+    ),
+    (
+        "deadline-shorter-than-interval",
+        {"spec.serving.canary.progressDeadline": "30s"},
+        "spec.serving.canary.progressDeadline",
+    ),
     ("zero-threshold", {"spec.serving.canary.threshold": 0}, "spec.serving.canary.threshold"),
     (
         "bad-on-deadline",

@@ -97,7 +97,10 @@ def _default(field: Schema, required: bool) -> str:
 
 
 def _notes(field: Schema) -> str:
-    return str(field.get("description", "")).replace("|", "\\|")
+    """The description, then what the field's own CEL rules say."""
+    rules = [str(r["message"]) for r in field.get("x-kubernetes-validations", [])]
+    notes = "; ".join(n for n in (field.get("description", ""), *rules) if n)
+    return notes.replace("|", "\\|")
 
 
 def table(schema: Schema) -> str:

@@ -36,7 +36,7 @@ DURATION_PATTERN = r"^([0-9]+(ms|s|m|h))+$"
 _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
-Duration = Annotated[str, Field(pattern=DURATION_PATTERN)]
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
 # A number as the API server takes one: an int or a float, never a bool or numeric text, and finite
 # (JSON cannot carry inf or NaN, but a hand-written YAML file can: `.inf`).
 Number = Annotated[float, Strict(), AllowInfNan(False)]
@@ -109,6 +109,20 @@ def rules(*pairs: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
             rule["fieldPath"] = pair[2]
         validations.append(rule)
     return {"x-kubernetes-validations": validations}
+
+
+def _a_second_or_more(duration: str) -> str:
+    if seconds(duration) < 1:
+        raise ValueError("must be at least 1s")
+    return duration
+
+
+# How often something is analysed: never below a second (0s would analyse without end).
+Interval = Annotated[
+    Duration,
+    Field(json_schema_extra=rules(("duration(self) >= duration('1s')", "must be at least 1s"))),
+    AfterValidator(_a_second_or_more),
+]
 
 
 class Spec(BaseModel):
@@ -357,23 +371,38 @@ class CanarySpec(Spec):
         (10, 50),
         min_length=1,
         max_length=10,
-        description="traffic shares in percent the canary goes through, strictly increasing",
+        description="traffic shares in percent the canary goes through",
         json_schema_extra={
             "x-kubernetes-list-type": "set",
             **rules(("self.isSorted()", "canary.steps must be strictly increasing")),
         },
     )
-    interval: Duration = Field("1m", description="between two analyses")
+    interval: Interval = Field("1m", description="between two analyses")
     threshold: StrictInt = Field(2, ge=1, le=100, description="failed checks that roll back")
-    progress_deadline: Duration = Field("15m", description="longest time without a step forward")
+    progress_deadline: Interval = Field(
+        "15m", description="longest time without a step forward; at least one interval"
+    )
     on_deadline: Literal["rollback", "hold"] = Field(
         "rollback", description="what a canary that cannot conclude within progressDeadline does"
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "!has(self.progressDeadline) || !has(self.interval) "
+                "|| duration(self.progressDeadline) >= duration(self.interval)",
+                "canary.progressDeadline must be at least one canary.interval",
+                ".progressDeadline",
+            ),
+        )
     )
 
     @model_validator(mode="after")
     def _check(self) -> CanarySpec:
         if any(a >= b for a, b in zip(self.steps, self.steps[1:], strict=False)):
             raise ValueError("steps: must be strictly increasing")
+        if seconds(self.progress_deadline) < seconds(self.interval):
+            raise ValueError("progressDeadline: must be at least one interval")
         return self
 
     @property
@@ -479,7 +508,7 @@ class ChecksSpec(Spec):
 
 
 class MonitoringSpec(Spec):
-    interval: Duration = Field("1m", description="between two analyses of the stable version")
+    interval: Interval = Field("1m", description="between two analyses of the stable version")
     consecutive: StrictInt = Field(
         2,
         ge=1,
