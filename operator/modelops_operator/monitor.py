@@ -24,8 +24,14 @@ from modelops_operator.objects import ModelKey
 log = logging.getLogger("modelops.monitor")
 
 
+# The shortest interval analysed: the API rejects shorter ones, and a Model admitted by an older
+# CRD (say `0s`) is analysed every second rather than breaking the pass of every Model.
+MIN_INTERVAL = 1.0
+
+
 def next_due(now: float, interval: float) -> float:
     """The next multiple of `interval` after `now`: models sharing an interval share a pass."""
+    interval = max(interval, MIN_INTERVAL)
     return (math.floor(now / interval) + 1) * interval
 
 

@@ -126,6 +126,17 @@ def test_nothing_runs_before_it_is_due_and_due_times_align() -> None:
     assert monitor.run_once() == []
 
 
+def test_a_zero_interval_admitted_by_an_older_crd_breaks_no_pass() -> None:
+    client, clock = CountingClient(), [1000.0]
+    monitor = Monitor(client, lambda ns, name: None, clock=lambda: clock[0])
+    monitor.watch(("ml", "zero"), watch("zero", interval=0.0))
+    monitor.watch(("ml", "other"), watch("other"))
+    clock[0] = 1020.0
+    assert sorted(monitor.run_once()) == [("ml", "other"), ("ml", "zero")]
+    clock[0] = 1021.0  # the zero-interval Model comes round once a second, the other one waits
+    assert monitor.run_once() == [("ml", "zero")]
+
+
 def at(text: str) -> float:
     return datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC).timestamp()
 
