@@ -41,7 +41,12 @@ Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
 # (JSON cannot carry inf or NaN, but a hand-written YAML file can: `.inf`).
 Number = Annotated[float, Strict(), AllowInfNan(False)]
 Task = Literal["classification", "regression"]
-GATE_METRICS = ("accuracy", "f1_macro", "roc_auc", "r2", "mae", "rmse")
+# The metrics training measures for each task, which gates may name.
+TASK_METRICS: dict[Task, tuple[str, ...]] = {
+    "classification": ("accuracy", "f1_macro", "roc_auc"),
+    "regression": ("r2", "mae", "rmse"),
+}
+GATE_METRICS = (*TASK_METRICS["classification"], *TASK_METRICS["regression"])
 # Gates on these metrics are maxima (lower is better); gates on every other metric are minima.
 LOWER_IS_BETTER = frozenset({"mae", "rmse"})
 # The values a gate's threshold can take (accuracy 90 is a typo for 0.9, not a gate never passed).

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from modelops_api.contract import spec_hash
-from modelops_api.spec import GATE_METRICS, DatasetSpec
+from modelops_api.spec import TASK_METRICS, DatasetSpec
 from modelops_training import sources
 from modelops_training.cleaning import to_numbers
 from modelops_training.estimators import build
-from modelops_training.evaluation import METRICS
+from modelops_training.evaluation import evaluate
 from modelops_training.features import MedianImputer, oversample_minority
 from modelops_training.reference import numeric_reference
 from modelops_training.result import RESULT_FILE_LIMIT, TrainingError, fit_to_limit
@@ -167,8 +167,19 @@ def test_http_params_are_typed_with_their_defaults() -> None:
     assert (dataset.params.timeout_seconds, dataset.params.max_bytes) == (30.0, 1000)
 
 
-def test_every_gate_metric_is_computed_for_exactly_one_task() -> None:
-    assert sorted(METRICS["classification"] + METRICS["regression"]) == sorted(GATE_METRICS)
+def test_evaluation_measures_every_gate_metric_of_its_task() -> None:
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60)})
+    labels = pd.Series(np.where(x["a"] > 0, "yes", "no"))
+    values = pd.Series(2 * x["a"] + rng.normal(size=60) / 10)
+    for task, estimator, y in (
+        ("classification", LogisticRegression(), labels),
+        ("regression", LinearRegression(), values),
+    ):
+        measured, _, _ = evaluate(estimator.fit(x, y), x, y, task)
+        assert set(measured) == set(TASK_METRICS[task]), task
 
 
 def test_spec_hash_is_canonical_json() -> None:

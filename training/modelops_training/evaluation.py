@@ -17,17 +17,10 @@ import pandas as pd
 from sklearn import metrics as skm
 from sklearn.model_selection import train_test_split
 
-from modelops_api.spec import LOWER_IS_BETTER, Task, ValidationSpec
+from modelops_api.spec import LOWER_IS_BETTER, TASK_METRICS, Task, ValidationSpec
 
 from .columns import Schema
 from .result import TrainingError
-
-# The metrics `evaluate` computes for each task: the gate metrics of the API
-# (modelops_api.spec.GATE_METRICS), split by the task that has them.
-METRICS: dict[Task, tuple[str, ...]] = {
-    "classification": ("accuracy", "f1_macro", "roc_auc"),
-    "regression": ("r2", "mae", "rmse"),
-}
 
 
 @dataclass
@@ -40,7 +33,7 @@ class Split:
 
 def check_gates_apply(gates: dict[str, float], task: Task) -> None:
     """Fail before training when a gate names a metric the task does not have."""
-    known = METRICS[task]
+    known = TASK_METRICS[task]
     for name in gates:
         if name not in known:
             raise TrainingError(
