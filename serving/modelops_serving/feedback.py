@@ -14,6 +14,7 @@ computed from the stable version's predictions.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import sqlite3
@@ -37,13 +38,17 @@ class Memory:
         self._db = sqlite3.connect(
             str(path), timeout=10.0, isolation_level=None, check_same_thread=False
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
+        # Switching to WAL takes an exclusive lock without waiting on SQLite's busy timeout, so
+        # workers that start together would fail with "database is locked": they take turns.
+        with open(f"{path}.setup", "a") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS predictions ("
+                "seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, "
+                "preds TEXT NOT NULL, claimed TEXT NOT NULL DEFAULT '')"
+            )
         self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS predictions ("
-            "seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, "
-            "preds TEXT NOT NULL, claimed TEXT NOT NULL DEFAULT '')"
-        )
 
     def remember(self, request_id: str, predictions: list[Any]) -> None:
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import multiprocessing
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,33 @@ def test_memory_scores_each_row_once_and_forgets_the_oldest(tmp_path: Path) -> N
     other = Memory(tmp_path / "m.sqlite", capacity=3)  # another worker process sees the same
     assert other.claim("r3", 0) == ("ok", "a3")
     assert memory.claim("r3", 0) == ("duplicate", None)
+
+
+def _open_memory(path: Path, start: Any, results: Any) -> None:
+    start.wait()
+    try:
+        Memory(path, capacity=10)
+        results.put("ok")
+    except Exception as error:  # noqa: BLE001 - the failure is the result
+        results.put(repr(error))
+
+
+def test_workers_that_start_together_all_open_the_memory(tmp_path: Path) -> None:
+    """Worker processes start at once; switching a new table to WAL must not fail any of them."""
+    forked = multiprocessing.get_context("fork")
+    failures = []
+    for round_ in range(100):
+        path = tmp_path / f"m{round_}.sqlite"
+        start, results = forked.Barrier(6), forked.Queue()
+        workers = [
+            forked.Process(target=_open_memory, args=(path, start, results)) for _ in range(6)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(30)
+        failures += [r for r in (results.get(timeout=5) for _ in workers) if r != "ok"]
+    assert failures == []
 
 
 def test_feedback_items_are_validated_and_scored(tmp_path: Path) -> None:
