@@ -47,21 +47,38 @@ def index_of(name: str) -> int:
 
 
 def version_info(obj: Mapping[str, Any]) -> VersionInfo:
-    spec = obj.get("spec") or {}
-    status = obj.get("status") or {}
+    """What the planners read of a ModelVersion. The status schema keeps its fields open, so a
+    field of the wrong type (written by someone else) reads as absent instead of breaking the
+    pass: metrics keep only their numbers, text fields only text."""
+    spec = _mapping(obj.get("spec"))
+    status = _mapping(obj.get("status"))
     name = obj["metadata"]["name"]
+    phase = _text(status.get("phase")) or contract.PENDING
+    approved = status.get("approved", phase == contract.SUCCEEDED)
     return VersionInfo(
         name=name,
         index=index_of(name),
-        spec_hash=spec.get("specHash", ""),
-        reason=spec.get("reason", ""),
-        phase=status.get("phase") or contract.PENDING,
-        approved=bool(status.get("approved", status.get("phase") == contract.SUCCEEDED)),
-        metrics=dict(status.get("metrics") or {}),
-        message=status.get("message", ""),
-        status_reason=status.get("reason", ""),
-        artifact=status.get("artifact", ""),
+        spec_hash=_text(spec.get("specHash")),
+        reason=_text(spec.get("reason")),
+        phase=phase,
+        approved=approved is True,
+        metrics={
+            k: float(v)
+            for k, v in _mapping(status.get("metrics")).items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        },
+        message=_text(status.get("message")),
+        status_reason=_text(status.get("reason")),
+        artifact=_text(status.get("artifact")),
     )
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def sort_versions(versions: Iterable[VersionInfo]) -> list[VersionInfo]:
