@@ -163,12 +163,14 @@ class Kube:
         return True
 
     def patch_status(self, kind: str, namespace: str, name: str, status: Mapping[str, Any]) -> Body:
-        """A JSON merge patch of the status subresource (None values remove fields)."""
+        """A JSON merge patch of the status subresource (None values remove fields), under the
+        operator's field manager, so that managedFields say who wrote the status."""
         try:
             answer = self.request(
                 "PATCH",
                 path(kind, namespace, name, "status"),
                 body={"status": dict(status)},
+                query=[("fieldManager", contract.FIELD_MANAGER)],
                 content_type="application/merge-patch+json",
             )
         except ApiException as error:
