@@ -32,7 +32,14 @@ from modelops_operator.runtime.events import now
 from modelops_operator.runtime.kube import Kube, namespace_terminating
 from modelops_operator.runtime.store import Store
 from modelops_operator.settings import Settings
-from modelops_operator.status import Event, Observed, fold_phase, model_status, transitions
+from modelops_operator.status import (
+    Event,
+    Observed,
+    failed_status,
+    fold_phase,
+    model_status,
+    transitions,
+)
 from modelops_operator.versions import VersionInfo
 
 log = logging.getLogger("modelops.reconcile")
@@ -69,12 +76,15 @@ def reconcile(ctx: Context, namespace: str, name: str) -> Body | None:
     news: list[Event] = []
     try:
         return _pass(ctx, model, news)
-    except ApiException as error:
-        if not namespace_terminating(error):
-            raise
-        # The namespace, and the Model with it, is being deleted: nothing to do, nothing to retry.
-        log.info("%s/%s: its namespace is being deleted; nothing to reconcile", namespace, name)
-        return None
+    except Exception as error:
+        cause = error.__cause__ if isinstance(error, Reported) else error
+        if isinstance(cause, ApiException) and namespace_terminating(cause):
+            # The namespace, and the Model with it, is being deleted: nothing to do or retry.
+            log.info("%s/%s: its namespace is being deleted; nothing to reconcile", namespace, name)
+            return None
+        if not isinstance(error, Reported):
+            _report(ctx, model, error, news)
+        raise  # the queue retries the Model, later each time
     finally:
         for event_type, reason, message in fold_phase(news):
             ctx.event(model, event_type, reason, message)
@@ -103,13 +113,35 @@ def _pass(ctx: Context, model: Body, news: list[Event]) -> Body:
         ctx.kube.delete("ModelVersion", key[0], doomed)
     if monitored.schedule_error and monitored.schedule_error != _status(model).get("scheduleError"):
         news.append(("Warning", "InvalidSchedule", monitored.schedule_error))
-    observed = _observed(model, spec, served, monitored.state)
+    observed = _observed(model, spec, trained, served, monitored.state)
     new_status = _write_status(ctx, model, observed, _kept(model, monitored, trained, served), news)
     if monitored.analysed is not None:
         ctx.analysed[key] = monitored.analysed
-    if served.failure is not None:
-        raise served.failure
+    failure = trained.failure or served.failure
+    if failure is not None:
+        raise Reported(f"{key[0]}/{key[1]}: {_api_error(failure)}") from failure
     return new_status
+
+
+class Reported(Exception):
+    """A pass that ended in an error its status already shows: retried, not reported again."""
+
+
+def _report(ctx: Context, model: Body, error: Exception, news: list[Event]) -> None:
+    """Says on the Model that its pass failed and why (Degraded, Ready and a Warning Event), so
+    that no failure leaves its status silently stale while the queue retries."""
+    meta, status = model["metadata"], _status(model)
+    if isinstance(error, ApiException):
+        message = f"the API server refused a write: {_api_error(error)}"
+    else:
+        message = f"{type(error).__name__}: {error}"
+    patch = failed_status(status, "ReconcileFailed", message, meta.get("generation", 0), now())
+    try:
+        if any(status.get(k) != v for k, v in patch.items()):
+            ctx.kube.patch_status("Model", meta["namespace"], meta["name"], patch)
+            news.extend(transitions(status, {**status, **patch}))
+    except Exception:
+        log.exception("%s/%s: the failure could not be written", meta["namespace"], meta["name"])
 
 
 def _status(model: Body) -> Mapping[str, Any]:
@@ -222,7 +254,11 @@ def _serve(
 
 
 def _observed(
-    model: Body, spec: ModelSpec, served: Served, monitoring: Mapping[str, Any]
+    model: Body,
+    spec: ModelSpec,
+    trained: trainings.Trained,
+    served: Served,
+    monitoring: Mapping[str, Any],
 ) -> Observed:
     """What the status is computed from (status.model_status)."""
     step, current = served.step, served.current
@@ -236,7 +272,7 @@ def _observed(
         pin_problem=served.choice.problem,
         canary=step.canary,
         rolled_back=step.rolled_back,
-        write_error=_api_error(served.failure) if served.failure is not None else "",
+        write_error=_write_error(trained.failure, served.failure),
         **monitoring_state.view(spec.monitoring, monitoring),
         **step.deployment,
     )
@@ -289,13 +325,22 @@ def _invalid(ctx: Context, model: Body, error: str) -> Observed:
     )
 
 
+def _write_error(training: ApiException | None, serving: ApiException | None) -> str:
+    """Which write the API server refused in this pass, and what it said."""
+    if training is not None:
+        return f"training write refused: {_api_error(training)}"
+    if serving is not None:
+        return f"serving children not written: {_api_error(serving)}"
+    return ""
+
+
 def _api_error(error: ApiException) -> str:
     """What the API server said, in one line: its Status message when there is one."""
     try:
         message = json.loads(error.body or "{}").get("message")
-    except ValueError:
+    except (ValueError, AttributeError):
         message = None
-    return f"serving children not written: {error.status} {message or error.reason}"
+    return f"{error.status} {message or error.reason}"
 
 
 def _schedule(

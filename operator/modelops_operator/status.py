@@ -225,6 +225,23 @@ def model_status(o: Observed, previous: Mapping[str, Any], now: str) -> dict[str
     return status
 
 
+def failed_status(
+    previous: Mapping[str, Any], reason: str, message: str, generation: int, now: str
+) -> dict[str, Any]:
+    """The status fields to write when a pass failed before it could observe the Model: Degraded
+    and Ready say why; everything else stays as the last pass wrote it."""
+    conditions = list(previous.get("conditions") or [])
+    failed = merge_conditions(
+        conditions,
+        {contract.READY: ("False", reason, message), contract.DEGRADED: ("True", reason, message)},
+        generation,
+        now,
+    )
+    by_type = {c["type"]: c for c in failed}
+    kept = [by_type.pop(c.get("type"), c) for c in conditions]
+    return {"conditions": [*kept, *by_type.values()]}
+
+
 Event = tuple[str, str, str]  # (type, reason, message)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import PurePosixPath
 from typing import Any
 
 from modelops_api import contract
@@ -153,7 +154,13 @@ def build_training_job(version: Mapping[str, Any], settings: Settings) -> Body:
             "ownerReferences": [owner_reference(version)],
         },
         "spec": {
-            "backoffLimit": 0,  # a training that failed fails the same way again
+            # A training that failed fails the same way again: no retry. A pod that was evicted,
+            # preempted or lost with its node (the DisruptionTarget condition) did not fail:
+            # the Job replaces it without counting it.
+            "backoffLimit": 0,
+            "podFailurePolicy": {
+                "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]
+            },
             "activeDeadlineSeconds": settings.training_deadline_seconds,
             "template": {
                 "metadata": {
@@ -231,12 +238,23 @@ def memory_limit(pod: Mapping[str, Any] | None) -> str:
     return ""
 
 
-def outcome(job: Mapping[str, Any], pod: Mapping[str, Any] | None) -> Body:
+def in_store(artifact: object, artifacts_path: str) -> bool:
+    """Whether `artifact` is a `file://` URI of a file under `artifacts_path` (no `..`)."""
+    root = PurePosixPath(artifacts_path)
+    if not isinstance(artifact, str) or not artifact.startswith("file://"):
+        return False
+    path = PurePosixPath(artifact.removeprefix("file://"))
+    inside = path.is_relative_to(root) and path != root
+    return path.is_absolute() and ".." not in path.parts and inside
+
+
+def outcome(job: Mapping[str, Any], pod: Mapping[str, Any] | None, artifacts_path: str) -> Body:
     """The version's status fields once its Job has finished.
 
     The result in the termination message decides (Succeeded, Rejected or Failed); a Job that failed
     without one is Failed: `OOMKilled` when the kernel killed the container at its memory limit,
-    else with the Job's reason (deadline, evicted pod, crash before the result).
+    else with the Job's reason (deadline, crash before the result). A success whose archive is not
+    under the artifact store's root (`artifacts_path`) is Failed: serving loads only from there.
     """
     failed = _condition(job, "Failed")
     text = termination_message(pod)
@@ -262,6 +280,16 @@ def outcome(job: Mapping[str, Any], pod: Mapping[str, Any] | None) -> Body:
                 reason="NoArtifact",
                 message="the training reported success but no archive",
             )
+        elif status["phase"] == contract.SUCCEEDED and not in_store(
+            status["artifact"], artifacts_path
+        ):
+            status.update(
+                phase=contract.FAILED,
+                approved=False,
+                reason="ArtifactOutsideStore",
+                message=f"the training reported an archive outside file://{artifacts_path}",
+            )
+            del status["artifact"]
         return status
     if (termination(pod) or {}).get("reason") == "OOMKilled":
         limit = memory_limit(pod)

@@ -3,16 +3,24 @@
 `versions.plan_training` decides; this step writes: an outdated running version is marked
 Superseded and its Job deleted, a new ModelVersion is created, and each version in progress gets
 its Job (created when missing) and the Job's progress or outcome in its status.
+
+It trusts only what the operator made: a ModelVersion counts when its ownerReference is the
+Model's UID (a hand-made one with the right `spec.model` and labels does not), and a training
+result is read only from a pod whose ownerReference is the Job's UID. A write the API server
+refuses ends the step (`Trained.failure`); the pass reports it and serves on with what it has.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from kubernetes.client.exceptions import ApiException
+
 from modelops_api import contract
 from modelops_operator import training, versions
-from modelops_operator.objects import Body
+from modelops_operator.objects import Body, owned_by
 from modelops_operator.runtime.events import now
 from modelops_operator.runtime.kube import Kube
 from modelops_operator.runtime.store import Store
@@ -24,12 +32,13 @@ from modelops_operator.versions import TrainingPlan, VersionInfo
 @dataclass
 class Trained:
     """The Model's versions after the step (bodies and what the planners read of them), the plan
-    it followed, and its Events."""
+    it followed, its Events, and the API error that cut it short (if one did)."""
 
     bodies: dict[str, Body]
     infos: dict[str, VersionInfo]
     plan: TrainingPlan
     events: list[Event] = field(default_factory=list)
+    failure: ApiException | None = None
 
 
 def train(
@@ -43,7 +52,11 @@ def train(
     meta = model["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     status: Mapping[str, object] = model.get("status") or {}
-    bodies = {v["metadata"]["name"]: v for v in store.owned("ModelVersion", namespace, name)}
+    bodies = {
+        v["metadata"]["name"]: v
+        for v in store.owned("ModelVersion", namespace, name)
+        if owned_by(v, meta["uid"])
+    }
     infos = {n: versions.version_info(v) for n, v in bodies.items()}
     plan = versions.plan_training(
         name,
@@ -54,6 +67,18 @@ def train(
         trigger,
     )
     out = Trained(bodies, infos, plan)
+    try:
+        _write(kube, store, settings, model, training_hash, out)
+    except ApiException as error:
+        out.failure = error
+    return out
+
+
+def _write(
+    kube: Kube, store: Store, settings: Settings, model: Body, training_hash: str, out: Trained
+) -> None:
+    meta, plan, bodies, infos = model["metadata"], out.plan, out.bodies, out.infos
+    namespace = meta["namespace"]
     for old in plan.supersede:
         kube.delete("Job", namespace, old)
         patch = {
@@ -68,6 +93,8 @@ def train(
     if plan.create and plan.reason:
         body = training.build_model_version(model, plan.create, plan.reason, training_hash)
         created = kube.create(body) or kube.get("ModelVersion", namespace, plan.create)
+        if created is not None and not owned_by(created, meta["uid"]):
+            raise _not_ours(created, meta["name"])
         if created is not None:
             bodies[plan.create] = created
             infos[plan.create] = versions.version_info(created)
@@ -77,7 +104,18 @@ def train(
     for vname, info in list(infos.items()):
         if info.in_progress:
             infos[vname] = _follow_job(kube, store, settings, bodies[vname], info)
-    return out
+
+
+def _not_ours(found: Body, model: str) -> ApiException:
+    """The refusal for an object the operator must create that exists and is not the Model's:
+    reported on the Model like any refused write, and retried."""
+    error = ApiException(status=409, reason="Conflict")
+    message = (
+        f"{found.get('kind', 'object')} {found['metadata']['name']} exists and is not owned by "
+        f"Model {model}; delete or rename it"
+    )
+    error.body = json.dumps({"message": message})
+    return error
 
 
 def _follow_job(
@@ -88,6 +126,8 @@ def _follow_job(
     namespace, name = meta["namespace"], meta["name"]
     job = store.get("Job", namespace, name)
     patch: Body
+    if job is not None and not owned_by(job, meta["uid"]):
+        raise _not_ours(job, version["spec"]["model"])
     if job is None:
         # No status write: a version without a phase is Pending, and the Job's start (or end)
         # writes the next one.
@@ -95,8 +135,9 @@ def _follow_job(
         return info
     if training.job_finished(job):
         pods = kube.list("Pod", namespace, {"batch.kubernetes.io/job-name": name})
+        pods = [p for p in pods if owned_by(p, job["metadata"]["uid"])]
         pods.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")
-        patch = training.outcome(job, pods[-1] if pods else None)
+        patch = training.outcome(job, pods[-1] if pods else None, settings.artifacts_path)
         patch["finishedAt"] = now()
     elif training.job_started(job):
         patch = {

@@ -211,6 +211,8 @@ def test_iris_trains_records_and_serves(cluster: Cluster, control_plane: Control
     ]
     assert "--result-file" in train.args and train.termination_message_path in train.args
     assert pod.restart_policy == "Never" and job.spec.backoff_limit == 0
+    [evicted] = job.spec.pod_failure_policy.rules  # an evicted pod is replaced, not a failure
+    assert evicted.action == "Ignore" and evicted.on_pod_conditions[0].type == "DisruptionTarget"
     assert pod.security_context.run_as_non_root and train.security_context.read_only_root_filesystem
     mounts = {m.name: m.mount_path for m in train.volume_mounts}
     volumes = {v.name: v for v in pod.volumes}
@@ -247,6 +249,12 @@ def test_iris_trains_records_and_serves(cluster: Cluster, control_plane: Control
     assert budget
 
     eventually(lambda: cluster.model("iris").get("status", {}).get("stableVersion") == "iris-v1")
+    status_writers = {
+        f["manager"]
+        for f in cluster.model("iris")["metadata"]["managedFields"]
+        if f.get("subresource") == "status"
+    }
+    assert status_writers == {"modelops"}  # so GitOps tools and kubectl can tell who owns what
     columns = control_plane.kubectl_run("get", "models", "-n", cluster.ns).stdout
     header, row = columns.splitlines()[:2]
     assert header.split()[:6] == ["NAME", "PHASE", "STABLE", "WEIGHT", "ACCURACY", "DRIFT"]

@@ -154,7 +154,7 @@ def test_outcome_reads_the_termination_message() -> None:
         "tag": "iris:iris-v1",
         "junk": "ignored",
     }
-    got = training.outcome(job("Complete"), pod(json.dumps(result)))
+    got = training.outcome(job("Complete"), pod(json.dumps(result)), "/m")
     assert got["phase"] == "Succeeded" and got["approved"] is True
     assert got["metrics"] == {"accuracy": 0.9} and "junk" not in got
 
@@ -172,6 +172,7 @@ def test_rejected_is_kept_but_not_approved() -> None:
                 }
             )
         ),
+        "/m",
     )
     assert (got["phase"], got["approved"], got["reason"]) == (
         "Rejected",
@@ -188,12 +189,22 @@ def test_rejected_is_kept_but_not_approved() -> None:
         (job("Complete"), pod("not json"), "NoResult"),
         (job("Complete"), pod(json.dumps({"phase": "Succeeded"})), "NoArtifact"),
         (job("Complete"), pod(json.dumps(["a list"])), "NoResult"),
+        *(
+            (job("Complete"), pod(json.dumps({"phase": "Succeeded", "artifact": a})), reason)
+            for a, reason in [
+                ("file:///etc/passwd", "ArtifactOutsideStore"),
+                ("file:///m/../etc/a.bentomodel", "ArtifactOutsideStore"),
+                ("file:///m", "ArtifactOutsideStore"),
+                ("http://elsewhere/m/a.bentomodel", "ArtifactOutsideStore"),
+                ("m/a.bentomodel", "ArtifactOutsideStore"),
+            ]
+        ),
     ],
 )
 def test_outcome_without_a_usable_result_is_a_failure(
     the_job: dict[str, Any], the_pod: dict[str, Any] | None, reason: str
 ) -> None:
-    got = training.outcome(the_job, the_pod)
+    got = training.outcome(the_job, the_pod, "/m")
     assert (got["phase"], got["approved"], got["reason"]) == ("Failed", False, reason)
 
 
@@ -206,7 +217,7 @@ def test_a_training_killed_at_its_memory_limit_says_so() -> None:
             ]
         },
     }
-    got = training.outcome(job("Failed"), the_pod)
+    got = training.outcome(job("Failed"), the_pod, "/m")
     assert (got["phase"], got["reason"]) == ("Failed", "OOMKilled")
     assert "64Mi" in got["message"] and "limits.memory" in got["message"]
 

@@ -29,7 +29,7 @@ from kubernetes.client.exceptions import ApiException
 from modelops_api import contract
 from modelops_operator.analysis.model import CheckResult, Outcome, Results, Watch
 from modelops_operator.monitor import Monitor
-from modelops_operator.reconcile import Context, reconcile
+from modelops_operator.reconcile import Context, Reported, reconcile
 from modelops_operator.runtime.controller import seed
 from modelops_operator.runtime.store import Store
 from modelops_operator.settings import Settings
@@ -840,9 +840,10 @@ def test_a_refused_serving_write_is_in_the_status_and_the_pass_raises(world: Wor
     refusal = 'Deployment.apps "iris-stable" is invalid: spec.template: Invalid value'
     world.kube.fail("PATCH", "Deployment", status=422, message=refusal)
 
-    with pytest.raises(ApiException) as raised:
+    with pytest.raises(Reported) as raised:
         world.run()
-    assert raised.value.status == 422  # the queue retries the Model later
+    cause = raised.value.__cause__
+    assert isinstance(cause, ApiException) and cause.status == 422  # retried later
 
     assert world.version_status("iris-v1")["phase"] == contract.SUCCEEDED  # written before
     status = world.status()
@@ -862,6 +863,164 @@ def test_a_refused_serving_write_is_in_the_status_and_the_pass_raises(world: Wor
     assert world.status()["phase"] == contract.PHASE_SERVING
 
 
+def test_a_refused_training_job_is_in_the_status_and_serving_goes_on(world: World) -> None:
+    """The API server refuses the Job (an invalid quantity, a quota, RBAC): the Model says so in a
+    condition and an Event, instead of a log line and a retry nobody sees."""
+    world.serve_v1()
+    refusal = 'Job.batch "iris-v2" is invalid: spec.template.spec.containers[0].resources'
+    world.kube.fail("POST", "Job", status=422, message=refusal, times=None)
+    world.kube.put(with_estimators(iris(), 5))
+
+    with pytest.raises(Reported):
+        world.run()
+    assert world.kube.names("ModelVersion") == ["iris-v1", "iris-v2"]
+    degraded = world.condition(contract.DEGRADED)
+    assert (degraded["status"], degraded["reason"]) == ("True", "WriteFailed")
+    assert degraded["message"] == f"training write refused: 422 {refusal}"
+    assert world.events.of("WriteFailed")[0] == "Warning"
+    assert world.status()["stableVersion"] == "iris-v1"
+    assert world.deployment(STABLE) is not None  # serving is not the training's hostage
+
+    with pytest.raises(Reported):
+        world.run()  # the retry fails the same way: nothing new to say
+    assert world.events.posted == []
+
+    world.kube.clear_failures()
+    world.run()
+    assert world.kube.object("Job", "iris-v2") is not None
+    assert world.condition(contract.DEGRADED)["status"] == "False"
+
+
+def test_a_pass_that_breaks_says_so_on_the_model(world: World) -> None:
+    """Any error in a pass (here a canary status that someone else wrote as a string) ends in
+    Ready=False, Degraded=True and a Warning Event naming it; the queue retries."""
+    world.serve_v1()
+    world.kube.set_status("Model", MODEL, {"canary": "x"})
+
+    with pytest.raises(ValueError):
+        world.run()
+    degraded, ready = world.condition(contract.DEGRADED), world.condition(contract.READY)
+    assert (degraded["status"], degraded["reason"]) == ("True", "ReconcileFailed")
+    assert (ready["status"], ready["reason"]) == ("False", "ReconcileFailed")
+    assert degraded["message"].startswith("ValueError: ")
+    kind, message = world.events.of("ReconcileFailed")
+    assert kind == "Warning" and "ValueError" in message
+    with pytest.raises(ValueError):
+        world.run()
+    assert world.kube.writes() == [] and world.events.posted == []  # said once, not per retry
+
+
+def test_a_malformed_version_status_breaks_no_pass(world: World) -> None:
+    world.serve_v1()
+    world.kube.set_status(
+        "ModelVersion", "iris-v1", {"metrics": "x", "approved": "yes", "message": 3}
+    )
+    world.run()
+    assert world.status()["stableVersion"] == "iris-v1"
+    assert world.condition(contract.DEGRADED)["status"] == "False"
+
+
+def test_status_is_written_under_the_operators_field_manager(world: World) -> None:
+    world.kube.put(iris())
+    world.run()
+    patches = [r for r in world.kube.requests if r.path.endswith("/status")]
+    assert patches and all(("fieldManager", "modelops") in r.query for r in patches)
+
+
+# --- trust: only what the operator made counts -------------------------------------------------
+
+
+def forged_version(name: str, **spec: Any) -> Body:
+    """A ModelVersion someone made by hand: the Model's labels and spec.model, but no owner."""
+    return {
+        "apiVersion": contract.API_VERSION,
+        "kind": "ModelVersion",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "labels": {contract.LABEL_MODEL: MODEL, contract.LABEL_MANAGED_BY: contract.MANAGED_BY},
+        },
+        "spec": {"model": MODEL, "reason": "manual", "specHash": "sha256:x", **spec},
+    }
+
+
+def test_a_hand_made_version_is_neither_counted_nor_served(world: World) -> None:
+    world.serve_v1()
+    world.kube.put(forged_version("iris-v7"))
+    world.kube.set_status(
+        "ModelVersion",
+        "iris-v7",
+        {
+            "phase": contract.SUCCEEDED,
+            "approved": True,
+            "artifact": "file:///models/iris/iris-v7.bentomodel",
+            "metrics": {"accuracy": 0.99},
+        },
+    )
+    world.kube.put(with_estimators(iris(), 5))
+    world.run()
+
+    assert "canary" not in world.status() or world.status()["canary"] is None
+    assert world.status()["latestVersion"] == "iris-v2"  # v7 did not count: the next is v2
+    assert world.env(STABLE)["MODELOPS_VERSION"] == "iris-v1"
+
+
+def test_a_version_name_taken_by_someone_else_is_reported(world: World) -> None:
+    world.kube.put(forged_version("iris-v1"))
+    world.kube.put(iris())
+
+    with pytest.raises(Reported):
+        world.run()
+    degraded = world.condition(contract.DEGRADED)
+    assert degraded["status"] == "True"
+    assert "ModelVersion iris-v1 exists and is not owned by Model iris" in degraded["message"]
+    assert world.kube.object("Job", "iris-v1") is None
+
+
+def test_a_result_is_read_only_from_the_jobs_own_pod(world: World) -> None:
+    world.kube.put(iris())
+    world.run()
+    world.kube.finish_job("iris-v1", training_result("iris-v1", phase=contract.REJECTED))
+    job = world.kube.object("Job", "iris-v1")
+    assert job is not None
+    forged = training_result("iris-v1", artifact="file:///models/iris/iris-v1.bentomodel")
+    world.kube.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "iris-v1-forged",
+                "namespace": NS,
+                "labels": {"batch.kubernetes.io/job-name": "iris-v1"},
+            },
+            "spec": {"containers": [{"name": contract.TRAINING_CONTAINER}]},
+        }
+    )
+    terminated = {"exitCode": 0, "message": json.dumps(forged)}
+    world.kube.set_status(
+        "Pod",
+        "iris-v1-forged",
+        {
+            "containerStatuses": [
+                {"name": contract.TRAINING_CONTAINER, "state": {"terminated": terminated}}
+            ]
+        },
+    )
+    world.run()
+    assert world.version_status("iris-v1")["phase"] == contract.REJECTED
+    assert world.kube.names("Deployment") == []
+
+
+def test_an_archive_outside_the_store_is_never_served(world: World) -> None:
+    world.kube.put(iris())
+    world.run()
+    world.train("iris-v1", artifact="file:///etc/passwd")
+    world.run()
+    version = world.version_status("iris-v1")
+    assert (version["phase"], version["reason"]) == (contract.FAILED, "ArtifactOutsideStore")
+    assert world.kube.names("Deployment") == []
+
+
 def test_a_namespace_being_deleted_ends_the_pass_quietly(world: World) -> None:
     world.kube.put(iris())
     terminating = [{"reason": "NamespaceTerminating", "message": "namespace ml is terminating"}]
@@ -872,7 +1031,7 @@ def test_a_namespace_being_deleted_ends_the_pass_quietly(world: World) -> None:
 
     world.kube.clear_failures()
     world.kube.fail("POST", "ModelVersion", status=403, reason="Forbidden")  # RBAC: a real error
-    with pytest.raises(ApiException):
+    with pytest.raises(Reported):
         world.run()
 
 
