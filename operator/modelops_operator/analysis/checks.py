@@ -4,13 +4,17 @@ Every function takes the check's spec (CRD shape), the target's series (already 
 batched answer, or the `Unavailable` answer itself) and returns one `CheckResult`. The rule they
 share: **no data is not failure** — an unavailable Prometheus, no series, a NaN, or fewer
 observations than `minSamples` end in `inconclusive` with a reason that names which, never `fail`.
+Nor is a value that cannot be true a success: a count, share or quantile that Prometheus returns as
+NaN, +Inf, -Inf or negative is inconclusive too, with what Prometheus returned in the reason
+(a drift feature with such a count is left out, as one without series is). A custom check's value
+may be negative (the user's query decides what it measures); NaN and infinities are inconclusive.
 A threshold is inclusive: a value equal to `max` (or `min`) passes.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from modelops_api import contract
@@ -73,17 +77,38 @@ def _few(samples: float, needed: float, what: str) -> str:
     return f"{samples:.0f} {what} < minSamples {needed:.0f}"
 
 
+def _shown(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return f"a negative value ({value:g})"
+
+
+def _unusable(values: Iterable[float], what: str) -> str | None:
+    """Why values that cannot be negative (counts, shares, quantiles) are no measure: the first
+    NaN, ±Inf or negative one, said as Prometheus returned it; None when every value is usable."""
+    for value in values:
+        if not math.isfinite(value) or value < 0:
+            return f"Prometheus returned {_shown(value)} for {what}"
+    return None
+
+
+def _answered(series: Sequence[Sample]) -> list[Sample]:
+    """The predict requests that were not refused as bad input: a 4xx is the client's bad input,
+    counted in modelops_rejected_total; not the model's."""
+    return [s for s in series if not s.labels.get("http_response_code", "").startswith("4")]
+
+
 def _requests(series: Sequence[Sample]) -> tuple[float, float]:
     """(answered, failed): predict requests that were not refused as bad input, and the 5xx."""
-    answered = failed = 0.0
-    for s in series:
-        code = s.labels.get("http_response_code", "")
-        if code.startswith("4"):
-            continue  # the client's bad input, counted in modelops_rejected_total; not the model's
-        answered += s.value
-        if code.startswith("5"):
-            failed += s.value
-    return answered, failed
+    answered = _answered(series)
+    failed = (s for s in answered if s.labels.get("http_response_code", "").startswith("5"))
+    return sum(s.value for s in answered), sum(s.value for s in failed)
+
+
+def _bad_requests(series: Sequence[Sample], window: str) -> str | None:
+    return _unusable((s.value for s in _answered(series)), f"a /predict request count in {window}")
 
 
 def error_rate(spec: Mapping[str, Any], requests: Series, window: str) -> CheckResult:
@@ -95,9 +120,10 @@ def error_rate(spec: Mapping[str, Any], requests: Series, window: str) -> CheckR
         return _inconclusive(ERROR_RATE, threshold, _unavailable(requests))
     if not requests:
         return _inconclusive(ERROR_RATE, threshold, f"no /predict request series in {window}")
+    bad = _bad_requests(requests, window)
+    if bad is not None:
+        return _inconclusive(ERROR_RATE, threshold, bad)
     answered, failed = _requests(requests)
-    if math.isnan(answered) or math.isnan(failed):
-        return _inconclusive(ERROR_RATE, threshold, "the request counts are NaN")
     needed = _min_samples(ERROR_RATE, spec)
     value = failed / answered if answered > 0 else None
     if answered < needed:
@@ -130,6 +156,9 @@ def latency_p95(
     if math.isnan(value):
         reason = f"p95 is NaN (no /predict requests answered in {window})"
         return _inconclusive(LATENCY_P95, threshold, reason, None, answered)
+    bad = _unusable([value], f"the p95 latency in {window}") or _bad_requests(requests, window)
+    if bad is not None:
+        return _inconclusive(LATENCY_P95, threshold, bad)
     needed = _min_samples(LATENCY_P95, spec)
     if answered < needed:
         reason = _few(answered, needed, f"/predict requests in {window}")
@@ -201,8 +230,10 @@ def drift(
         if not observed:
             notes.append(f"{feature}: no series")
             continue
-        if any(math.isnan(v) for v in observed.values()):
-            notes.append(f"{feature}: NaN counts")
+        what = "a bucket count" if kind == "numeric" else "a category count"
+        bad = _unusable(observed.values(), what)
+        if bad is not None:
+            notes.append(f"{feature}: {bad}")
             continue
         try:
             if kind == "numeric":
@@ -241,11 +272,12 @@ def accuracy(spec: Mapping[str, Any], feedback: Series, window: str) -> CheckRes
     if not feedback:
         reason = f"no feedback series in {window} (a regressor, or monitoring off)"
         return _inconclusive(ACCURACY, threshold, reason)
-    correct = sum(s.value for s in feedback if s.labels.get("outcome") == "correct")
-    incorrect = sum(s.value for s in feedback if s.labels.get("outcome") == "incorrect")
-    total = correct + incorrect
-    if math.isnan(total):
-        return _inconclusive(ACCURACY, threshold, "the feedback counts are NaN")
+    counted = [s for s in feedback if s.labels.get("outcome") in ("correct", "incorrect")]
+    bad = _unusable((s.value for s in counted), f"a feedback count in {window}")
+    if bad is not None:
+        return _inconclusive(ACCURACY, threshold, bad)
+    correct = sum(s.value for s in counted if s.labels.get("outcome") == "correct")
+    total = sum(s.value for s in counted)
     value = correct / total if total > 0 else None
     needed = _min_samples(ACCURACY, spec)
     if total < needed:
@@ -280,8 +312,8 @@ def custom(spec: Mapping[str, Any], answer: Series, promql: str) -> CheckResult:
         )
         return _inconclusive(check, threshold, reason)
     value = answer[0].value
-    if math.isnan(value):
-        return _inconclusive(check, threshold, f"NaN for {promql}")
+    if not math.isfinite(value):  # a negative value is the user's to judge; NaN and ±Inf are not
+        return _inconclusive(check, threshold, f"Prometheus returned {_shown(value)} for {promql}")
     failed = (low is not None and value < low) or (high is not None and value > high)
     outcome = Outcome.FAIL if failed else Outcome.PASS
     verdict = "outside" if failed else "within"
