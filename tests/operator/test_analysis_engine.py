@@ -471,7 +471,8 @@ def test_client_reads_vectors_and_scalars_and_sends_its_timeout() -> None:
             client_module.QUERY_ERROR,
             "parse error at char 3",
         ),
-        (Canned(503, b"overloaded"), client_module.HTTP_ERROR, "HTTP 503"),
+        (Canned(503, b"overloaded"), client_module.UNREACHABLE, "HTTP 503"),
+        (Canned(403, b"forbidden"), client_module.HTTP_ERROR, "HTTP 403"),
         (Canned(200, b"<html>proxy</html>"), client_module.BAD_ANSWER, "not a query result"),
         (
             Canned(200, b'{"status": "error", "error": "x"}'),
@@ -506,3 +507,23 @@ def test_client_on_a_closed_port_is_unreachable_without_retries() -> None:
     assert isinstance(answer, Unavailable) and answer.kind == client_module.UNREACHABLE
     # prometheus-api-client's default retries (3, back-off 1 s) would take seconds
     assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_a_prometheus_answering_5xx_is_down_and_the_pass_stops(status: int) -> None:
+    adapter = Canned(status, b'{"status":"error","errorType":"unavailable","error":"overloaded"}')
+    answer = canned_client(adapter).query("up")
+    assert isinstance(answer, Unavailable) and answer.kind == client_module.UNREACHABLE
+    assert f"HTTP {status}" in answer.reason and "overloaded" in answer.reason
+    out = analyse(canned_client(adapter), [Target(STABLE, ALL, REFERENCE)], 60)
+    assert len(adapter.requests) == 2  # the query above, then the pass's first: nothing after it
+    assert all(f"({client_module.UNREACHABLE})" in r.reason for r in out[STABLE])
+
+
+@pytest.mark.parametrize("status", [400, 404, 422])
+def test_a_4xx_spoils_only_its_own_query(status: int) -> None:
+    adapter = Canned(status, b'{"status":"error","errorType":"bad_data","error":"parse error"}')
+    answer = canned_client(adapter).query("up")
+    assert isinstance(answer, Unavailable) and answer.kind != client_module.UNREACHABLE
+    analyse(canned_client(adapter), [Target(STABLE, ALL, REFERENCE)], 60)
+    assert len(adapter.requests) == 1 + 6  # five kinds and the custom query, all sent

@@ -3,7 +3,10 @@
 It wraps prometheus-api-client's `PrometheusConnect.custom_query` and turns every failure into an
 `Unavailable` answer with a kind and a sentence: connection refused, a timeout, an HTTP error
 (with Prometheus' own `error` text when it sent one), a body that is not JSON or not a vector, a
-`status: error` answer. Nothing raises out of `query()`.
+`status: error` answer. Nothing raises out of `query()`. The kind says whose fault it is: an HTTP
+5xx is the server's (Prometheus overloaded, restarting, or a proxy without it behind), so it is
+`unreachable` like a refused connection and the engine treats Prometheus as down; a 4xx is the
+query's (`query-error` for a bad query, `http-error` for other refusals), and spoils only it.
 
 Each query has a timeout twice over: the HTTP request's (`requests`' connect and read timeout,
 which prometheus-api-client passes through) and Prometheus' own evaluation `timeout` parameter, so
@@ -108,9 +111,9 @@ def _http_error(error: PrometheusApiClientException) -> Unavailable:
             detail = json.loads(f'"{found.group(1)}"')
         except ValueError:
             detail = found.group(1)
-    # 400 (bad_data) and 422 (execution) are the query's fault; 503 (timeout, canceled), other
-    # 5xx and 4xx are the server's or a proxy's.
-    kind = QUERY_ERROR if code in (400, 422) else HTTP_ERROR
+    # 400 (bad_data) and 422 (execution) are the query's fault, other 4xx a refusal of this
+    # request; a 5xx (503 for timeout or canceled, 502/504 from a proxy) means no Prometheus to ask.
+    kind = UNREACHABLE if code >= 500 else QUERY_ERROR if code in (400, 422) else HTTP_ERROR
     return Unavailable(kind, f"Prometheus answered HTTP {code}: {detail[:300]}")
 
 

@@ -5,8 +5,9 @@ predict requests by response code, p95 latency, feature buckets, feature categor
 whatever the number of models, and each answer is split by (namespace, model, version, track).
 Custom checks add one query per distinct substituted text. All queries of a pass are evaluated at
 one instant, so that every check of every target sees the same window. When Prometheus does not
-answer (refused, timed out), the rest of the pass is not sent: every check that needed it is
-inconclusive with that reason, and an outage costs one timeout per pass, not one per query.
+answer (refused, timed out, or an HTTP 5xx), the rest of the pass is not sent: every check that
+needed it is inconclusive with that reason, and an outage costs one timeout per pass, not one per
+query. A query Prometheus refuses (HTTP 4xx, a bad custom query) spoils only its own checks.
 """
 
 from __future__ import annotations
