@@ -7,7 +7,9 @@ Rules (docs/monitoring.md tells them to users):
   still reach the threshold), and `threshold` failures roll the canary back;
 - an analysis whose checks all *pass* advances one step; passing the last step promotes;
 - an *inconclusive* analysis (too few samples, no series, Prometheus unreachable) neither counts as
-  a failure nor advances: no data is not failure, and no data is not success either;
+  a failure nor advances: no data is not failure, and no data is not success either; an analysis
+  with no check at all (a Model with `checks: {}`) is inconclusive too ("no checks are
+  configured"): a canary is never promoted blind, only by hand or not at all;
 - a canary that has not advanced for `progressDeadline` does what `onDeadline` says: roll back, or
   hold where it is (with a condition that says so) until a person decides;
 - annotations decide by hand: promote, abort (roll back), pause and resume.
@@ -26,6 +28,7 @@ from modelops_api.spec import CanarySpec
 
 Action = Literal["wait", "advance", "promote", "rollback", "hold"]
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+NO_CHECKS = "no checks are configured"
 
 
 @dataclass(frozen=True)
@@ -40,9 +43,14 @@ class Analysis:
         values = set(self.outcomes.values())
         if FAIL in values:
             return FAIL
-        if INCONCLUSIVE in values:
+        if INCONCLUSIVE in values or not values:  # nothing judged is not a pass
             return INCONCLUSIVE
         return PASS
+
+    @property
+    def why(self) -> str:
+        """Why it did not pass, check by check (or that there was no check)."""
+        return _why(self.outcomes, self.reasons)
 
 
 @dataclass(frozen=True)
@@ -142,8 +150,8 @@ def decide(
                 f"{len(spec.steps)} ({weight}% of traffic)",
             )
     if now - float(current["stepStartedAt"]) >= spec.progress_deadline_seconds:
-        inconclusive = (current.get("lastAnalysis") or {}).get("reasons") or {}
-        why = "; ".join(f"{k}: {v}" for k, v in sorted(inconclusive.items())) or "no analysis"
+        last = current.get("lastAnalysis")
+        why = (last and _why(last.get("checks") or {}, last.get("reasons") or {})) or "no analysis"
         if spec.on_deadline == "rollback":
             return Decision(
                 "rollback",
@@ -162,14 +170,19 @@ def decide(
         and analysis.verdict == INCONCLUSIVE
         and current.get("lastAnalysisAt") == now
     ):
-        why = "; ".join(f"{k}: {v}" for k, v in sorted(analysis.reasons.items()))
-        return Decision("wait", current, "AnalysisInconclusive", why or "inconclusive")
+        return Decision("wait", current, "AnalysisInconclusive", analysis.why or "inconclusive")
     return Decision(
         "wait",
         current,
         "Analysing",
         f"step {int(current['step']) + 1}/{len(spec.steps)} at {current['weight']}%",
     )
+
+
+def _why(outcomes: Mapping[str, str], reasons: Mapping[str, str]) -> str:
+    if not outcomes:
+        return NO_CHECKS
+    return "; ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
 
 
 def _due(status: Mapping[str, Any], spec: CanarySpec, now: float) -> bool:

@@ -127,3 +127,22 @@ def test_split_reports_the_weight_replicas_really_give(
     stable: int, weight: int, expected: tuple[int, int]
 ) -> None:
     assert split(stable, weight) == expected
+
+
+def test_a_canary_without_checks_is_never_promoted_blind() -> None:
+    """A Model with `checks: {}`: every analysis is empty, and inconclusive, not a pass."""
+    assert Analysis().verdict == N
+    status: dict[str, Any] = start("iris-v2", 0.0, 2, SPEC)
+    actions = []
+    for tick in range(1, 11):
+        decision = decide(status, SPEC, tick * 60.0, Analysis(), 2)
+        actions.append(decision.action)
+        status = decision.status
+        if tick == 1:
+            assert decision.reason == "AnalysisInconclusive"
+            assert decision.message == "no checks are configured"
+            assert status["lastAnalysis"]["verdict"] == N
+    assert actions == ["wait"] * 9 + ["rollback"]  # the progress deadline (600 s) decides
+    assert "no checks are configured" in decision.message
+    by_hand = decide(start("iris-v2", 0.0, 2, SPEC), SPEC, 60.0, Analysis(), 2, "promote")
+    assert by_hand.action == "promote"
