@@ -68,6 +68,26 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "spec.training.validation.gates",
     ),
     ("bad-schedule", {"spec.training.schedule": "every day"}, "spec.training.schedule"),
+    (
+        "malformed-training-cpu",
+        {"spec.training.resources": {"limits": {"cpu": "two"}}},
+        "spec.training.resources.limits.cpu",
+    ),
+    (
+        "negative-serving-memory",
+        {"spec.serving.resources": {"requests": {"memory": -1}}},
+        "spec.serving.resources.requests.memory",
+    ),
+    (
+        "request-above-limit",
+        {"spec.serving.resources": {"requests": {"cpu": "1500m"}, "limits": {"cpu": 1}}},
+        "spec.serving.resources.requests",
+    ),
+    (
+        "unknown-resources-field",
+        {"spec.training.resources": {"limts": {"cpu": "1"}}},
+        "spec.training.resources.limts",
+    ),
     ("zero-replicas", {"spec.serving.replicas": 0}, "spec.serving.replicas"),
     (
         "min-above-max",

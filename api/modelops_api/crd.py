@@ -233,12 +233,21 @@ def _crd(
     }
 
 
+class _Dumper(yaml.SafeDumper):
+    """Writes a part the schema repeats (one class's rules under two fields) out each time, never
+    as a YAML anchor and alias."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def render(crd: Schema) -> str:
     """The CRD as YAML under its header comment, with a note that it is generated."""
     header = "".join(f"# {line}\n" for line in crd["#"].splitlines())
     header += "# Generated from api/modelops_api/spec.py by `make api`; do not edit.\n"
     body = {k: v for k, v in crd.items() if k != "#"}
-    return header + yaml.safe_dump(body, sort_keys=False, width=100, allow_unicode=True)
+    text = yaml.dump(body, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
+    return header + text
 
 
 def files(root: Path) -> dict[Path, str]:

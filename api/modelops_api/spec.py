@@ -15,6 +15,7 @@ rejected the same way.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -23,10 +24,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetPydanticSchema,
+    PlainValidator,
     Strict,
     StrictBool,
     StrictInt,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    WrapValidator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -328,6 +334,109 @@ class ValidationSpec(Spec):
         return self
 
 
+# A resource quantity as Kubernetes writes one (500m, 2, 1.5Gi, 1e3), never negative: Kubernetes'
+# own quantity pattern without its minus sign.
+QUANTITY_PATTERN = (
+    r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+_QUANTITY = re.compile(QUANTITY_PATTERN)
+_QUANTITY_PARTS = re.compile(r"^\+?([0-9.]+)(.*)$")  # of a quantity: its number, its suffix
+_QUANTITY_SUFFIX = {
+    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "k": Decimal("1e3"),
+    "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"), "P": Decimal("1e15"),
+    "E": Decimal("1e18"), "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40), "Pi": Decimal(2**50), "Ei": Decimal(2**60),
+}  # fmt: skip
+
+
+def quantity(value: object) -> Decimal:
+    """The amount in a Kubernetes resource quantity (`500m`, `2`, `1Gi`, `1e3`), which may not be
+    negative; a ValueError for anything Kubernetes would not parse as one."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"must not be negative, got {value}")
+        return Decimal(value)
+    if not isinstance(value, str) or not _QUANTITY.match(value):
+        raise ValueError(f"{value!r} is not a quantity (e.g. 500m, 2, 1.5Gi)")
+    number, suffix = _QUANTITY_PARTS.findall(value)[0]
+    if suffix and suffix not in _QUANTITY_SUFFIX:  # an exponent: 1e3, 2E-3
+        return Decimal(number + suffix)
+    return Decimal(number) * _QUANTITY_SUFFIX.get(suffix, Decimal(1))
+
+
+def _a_quantity(value: object) -> object:
+    if isinstance(value, str) and len(value) > 64:
+        raise ValueError("a quantity has at most 64 characters")
+    quantity(value)
+    return value
+
+
+# An int or a string, as Kubernetes' own quantity schema (x-kubernetes-int-or-string) takes it.
+Quantity = Annotated[
+    int | str,
+    PlainValidator(_a_quantity),
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "pattern": QUANTITY_PATTERN,
+            "minimum": 0,
+            "maxLength": 64,
+        }
+    ),
+]
+Quantities = Annotated[dict[str, Quantity], Field(max_length=16)]
+
+
+class ResourceRequirements(Spec):
+    """A container's resources as the CRD checks them; the spec keeps the mapping as written."""
+
+    limits: Quantities | None = Field(
+        None,
+        description="the most of each resource the container may use, as Kubernetes quantities "
+        "(cpu: 500m, memory: 1Gi)",
+    )
+    requests: Quantities | None = Field(
+        None, description="what the scheduler reserves for the container; each at most its limit"
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "!has(self.requests) || !has(self.limits) || self.requests.all(k, "
+                "!(k in self.limits) || !isQuantity(string(self.requests[k])) "
+                "|| !isQuantity(string(self.limits[k])) "
+                "|| quantity(string(self.requests[k])).compareTo(quantity(string(self.limits[k]))) "
+                "<= 0)",
+                "a resource's request must not exceed its limit",
+                ".requests",
+            ),
+        )
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ResourceRequirements:
+        for name, request in (self.requests or {}).items():
+            limit = (self.limits or {}).get(name)
+            if limit is not None and quantity(request) > quantity(limit):
+                raise ValueError(f"requests.{name}: {request} exceeds its limit {limit}")
+        return self
+
+
+def _as_written(value: Any, check: ValidatorFunctionWrapHandler) -> Any:
+    check(value)
+    return value
+
+
+# A container's ResourceRequirements: checked as the class above (whose schema the CRD has), and
+# kept as the mapping the user wrote, which goes into the container as it is.
+Resources = Annotated[
+    dict[str, Any],
+    GetPydanticSchema(lambda _, handler: handler(ResourceRequirements)),
+    WrapValidator(_as_written),
+]
+
+
 class TrainingSpec(Spec):
     dataset: DatasetSpec
     pipeline: PipelineSpec = Field(default_factory=PipelineSpec)
@@ -339,8 +448,8 @@ class TrainingSpec(Spec):
         description="cron expression (5 fields) or @hourly/@daily/@weekly/@monthly "
         "for periodic retraining",
     )
-    resources: dict[str, Any] | None = Field(
-        None, description="ResourceRequirements of the training container"
+    resources: Resources | None = Field(
+        None, description="limits and requests of the training container"
     )
 
 
@@ -429,8 +538,8 @@ class ServingSpec(Spec):
         description="pin the stable version (manual rollback); "
         "empty follows the newest approved version",
     )
-    resources: dict[str, Any] | None = Field(
-        None, description="ResourceRequirements of the serving container"
+    resources: Resources | None = Field(
+        None, description="limits and requests of each serving container"
     )
     autoscaling: AutoscalingSpec | None = Field(None, description="an HPA on the stable Deployment")
     canary: CanarySpec = Field(default_factory=CanarySpec)
