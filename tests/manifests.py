@@ -148,6 +148,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("bad-cooldown", {"spec.monitoring.cooldown": "soon"}, "spec.monitoring.cooldown"),
     ("name-too-long", {"metadata.name": "m" * 51}, "metadata.name"),
+    ("name-not-a-service-name", {"metadata.name": "1.iris"}, "metadata.name"),
     ("misspelt-field", {"spec.serving.replcas": 2}, "spec.serving.replcas"),
 ]
 

@@ -20,6 +20,9 @@ from modelops_api import contract
 from modelops_api.spec import ModelSpec, ModelVersionSpec
 
 Schema = dict[str, Any]
+# What a Service's name must be; a Model's name becomes its Service's (a custom resource's name need
+# only be a DNS subdomain, which may start with a digit or hold dots).
+DNS_1035_LABEL = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
 # JSON-schema keys that a structural schema keeps, in the order they are written.
 KEPT = (
     "description", "type", "required", "enum", "default", "format", "pattern",
@@ -142,6 +145,12 @@ def model_crd() -> Schema:
                 "rule": "size(self.metadata.name) <= 50",
                 "message": "metadata.name must be at most 50 characters "
                 "(version and child names append to it)",
+            },
+            {
+                "rule": f"self.metadata.name.matches('{DNS_1035_LABEL}')",
+                "message": "metadata.name must be a DNS-1035 label (lower-case letters, digits and "
+                "'-', starting with a letter and ending with a letter or digit): it names the "
+                "model's Service",
             },
         ],
     )
