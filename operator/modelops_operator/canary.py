@@ -12,6 +12,11 @@ Rules (docs/monitoring.md tells them to users):
   configured"): a canary is never promoted blind, only by hand or not at all;
 - a canary that has not advanced for `progressDeadline` does what `onDeadline` says: roll back, or
   hold where it is (with a condition that says so) until a person decides;
+- time when the analysis is *unavailable* (every inconclusive check is so because Prometheus could
+  not be asked: refused, timed out, HTTP 5xx) does not count toward the deadline: such an analysis
+  moves `stepStartedAt` (the time the deadline counts from) forward by the time since the previous
+  analysis, so an outage holds every canary where it is instead of rolling them all back; too few
+  samples, no series or a bad query still count;
 - annotations decide by hand: promote, abort (roll back), pause and resume.
 The stable Deployment keeps its replicas through the canary; the canary Deployment gets enough
 replicas for its step's weight (at least one), and the status reports the weight those replicas
@@ -25,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from modelops_api.spec import CanarySpec
+from modelops_operator.analysis.checks import outage
 
 Action = Literal["wait", "advance", "promote", "rollback", "hold"]
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
@@ -46,6 +52,17 @@ class Analysis:
         if INCONCLUSIVE in values or not values:  # nothing judged is not a pass
             return INCONCLUSIVE
         return PASS
+
+    @property
+    def unavailable(self) -> bool:
+        """Inconclusive only because Prometheus could not be asked: every inconclusive check's
+        reason says so (a check that passed before the outage does not change that)."""
+        waiting = [check for check, outcome in self.outcomes.items() if outcome == INCONCLUSIVE]
+        return (
+            self.verdict == INCONCLUSIVE
+            and bool(waiting)
+            and all(outage(self.reasons.get(check, "")) for check in waiting)
+        )
 
     @property
     def why(self) -> str:
@@ -107,6 +124,8 @@ def decide(
         return Decision("hold", current, "Paused", "the canary is paused by hand")
 
     if analysis is not None and _due(current, spec, now):
+        if analysis.unavailable:  # the deadline does not count what Prometheus' outage cost
+            current["stepStartedAt"] = _after_outage(current, now)
         current["lastAnalysisAt"] = now
         current["lastAnalysis"] = {
             "verdict": analysis.verdict,
@@ -170,7 +189,10 @@ def decide(
         and analysis.verdict == INCONCLUSIVE
         and current.get("lastAnalysisAt") == now
     ):
-        return Decision("wait", current, "AnalysisInconclusive", analysis.why or "inconclusive")
+        why = analysis.why or "inconclusive"
+        if analysis.unavailable:
+            why += " (the progress deadline waits while Prometheus is unavailable)"
+        return Decision("wait", current, "AnalysisInconclusive", why)
     return Decision(
         "wait",
         current,
@@ -183,6 +205,13 @@ def _why(outcomes: Mapping[str, str], reasons: Mapping[str, str]) -> str:
     if not outcomes:
         return NO_CHECKS
     return "; ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
+
+
+def _after_outage(status: Mapping[str, Any], now: float) -> float:
+    """`stepStartedAt` moved forward by the time since the previous analysis (never past now)."""
+    last = status.get("lastAnalysisAt")
+    since = now - float(last) if last is not None else 0.0
+    return min(now, float(status["stepStartedAt"]) + since)
 
 
 def _due(status: Mapping[str, Any], spec: CanarySpec, now: float) -> bool:

@@ -1,5 +1,7 @@
 """The canary state machine, table-driven: pass, failures below and at the threshold, inconclusive
-streaks, flapping, the progress deadline both ways, manual commands, and the replica split."""
+streaks, flapping, the progress deadline both ways, manual commands, and the replica split; a
+canary without checks, never promoted blind; and a Prometheus outage, which the deadline does not
+count (analyses made as the operator makes them: the engine's pass, turned into an `Analysis`)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,11 @@ from typing import Any
 
 import pytest
 
+from modelops_operator.analysis import Target, TargetKey, Unavailable, analyse
+from modelops_operator.analysis.client import QUERY_ERROR, TIMEOUT, UNREACHABLE, Answer
+from modelops_operator.analysis.model import Results
 from modelops_operator.canary import Analysis, CanarySpec, decide, split, start
+from modelops_operator.rollout import canary_analysis
 
 pytestmark = pytest.mark.unit
 
@@ -146,3 +152,104 @@ def test_a_canary_without_checks_is_never_promoted_blind() -> None:
     assert "no checks are configured" in decision.message
     by_hand = decide(start("iris-v2", 0.0, 2, SPEC), SPEC, 60.0, Analysis(), 2, "promote")
     assert by_hand.action == "promote"
+
+
+# --- Prometheus unavailable: the deadline waits ------------------------------------------------
+
+CHECKS = {"errorRate": {"max": 0.05}, "latencyP95Seconds": {"max": 0.5}, "accuracy": {"min": 0.9}}
+CANARY = TargetKey("ml", "iris", "iris-v2", "canary")
+
+
+class Answers:
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+
+    def query(self, promql: str, at: float | None = None) -> Answer:
+        return self.answer
+
+
+def analysed(answer: Answer, at: float) -> Analysis:
+    """The canary's analysis as the operator makes it: the engine's pass over a Prometheus that
+    answers `answer` to every query, turned into an `Analysis` by the rollout."""
+    results = analyse(Answers(answer), [Target(CANARY, CHECKS)], 60, at=at)
+    by_track = Results(at, {"canary": results[CANARY]}, {"canary": CANARY.version})
+    made = canary_analysis(by_track, {"version": CANARY.version, "lastAnalysisAt": at - 60})
+    assert made is not None
+    return made
+
+
+def run_from(status: dict[str, Any], tick: float, verdicts: list[tuple[str, ...]]) -> list[str]:
+    actions = []
+    for outcomes in verdicts:
+        tick += SPEC.interval_seconds
+        decision = decide(status, SPEC, tick, analysis(*outcomes), 2)
+        actions.append(decision.action)
+        status = decision.status
+    return actions
+
+
+@pytest.mark.parametrize("kind", [UNREACHABLE, TIMEOUT])
+def test_an_outage_three_times_the_deadline_then_passes_advances_never_rolls_back(
+    kind: str,
+) -> None:
+    status: dict[str, Any] = start("iris-v2", 0.0, 2, SPEC)
+    outage = 3 * SPEC.progress_deadline_seconds
+    tick = 0.0
+    while tick < outage:
+        tick += SPEC.interval_seconds
+        down = analysed(Unavailable(kind, "connection refused"), tick)
+        assert down.verdict == N and down.unavailable
+        decision = decide(status, SPEC, tick, down, 2)
+        assert decision.action == "wait", (tick, decision)
+        status = decision.status
+        assert status["stepStartedAt"] == tick  # the deadline counts from the last analysis
+        between = decide(status, SPEC, tick + 30.0, None, 2)  # a resync between two analyses
+        assert between.action == "wait", (tick + 30.0, between)
+    assert status["failedChecks"] == 0 and status["step"] == 0
+    assert "Prometheus unavailable" in decision.message
+    assert run_from(status, tick, [(P, P, P), (P, P, P)]) == ["advance", "promote"]
+
+
+def test_few_samples_still_reach_the_deadline() -> None:
+    few = [(N, N, N)] * 10  # the reasons say "fewer than 20 samples": the canary's own doing
+    assert not analysis(*few[0]).unavailable
+    assert run(few) == ["wait"] * 9 + ["rollback"]
+
+
+@pytest.mark.parametrize(
+    "reasons",
+    [
+        # one check lacked samples, another could not be asked: the deadline counts
+        {
+            "errorRate": "12 /predict requests in the last 60s < minSamples 20",
+            "accuracy": "Prometheus unavailable (unreachable): refused",
+        },
+        # Prometheus answered, but refused a bad query: that is no outage
+        {"errorRate": "Prometheus unavailable (query-error): Prometheus answered HTTP 400: parse"},
+    ],
+)
+def test_an_analysis_that_is_not_only_an_outage_counts_toward_the_deadline(
+    reasons: dict[str, str],
+) -> None:
+    outcomes = dict.fromkeys(reasons, N)
+    assert not Analysis(outcomes, reasons).unavailable
+    status: dict[str, Any] = start("iris-v2", 0.0, 2, SPEC)
+    actions = []
+    for tick in range(1, 11):
+        decision = decide(status, SPEC, tick * 60.0, Analysis(outcomes, reasons), 2)
+        actions.append(decision.action)
+        status = decision.status
+    assert actions == ["wait"] * 9 + ["rollback"]
+
+
+def test_a_bad_query_from_the_engine_is_not_an_outage() -> None:
+    assert not analysed(
+        Unavailable(QUERY_ERROR, "Prometheus answered HTTP 400: parse"), 60
+    ).unavailable
+
+
+def test_an_outage_after_some_checks_passed_is_still_an_outage() -> None:
+    outcomes = {"errorRate": P, "accuracy": N}
+    reasons = {"accuracy": "Prometheus unavailable (timeout): not sent"}
+    assert Analysis(outcomes, reasons).unavailable
+    assert not Analysis().unavailable  # no checks: the deadline counts

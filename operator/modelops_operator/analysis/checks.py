@@ -20,7 +20,7 @@ from typing import Any
 from modelops_api import contract
 from modelops_api.spec import AccuracyCheck, DriftCheck, ErrorRateCheck, LatencyCheck
 from modelops_operator.analysis import psi
-from modelops_operator.analysis.client import Sample, Unavailable
+from modelops_operator.analysis.client import OUTAGES, Sample, Unavailable
 from modelops_operator.analysis.model import (
     ACCURACY,
     CUSTOM_PREFIX,
@@ -59,6 +59,15 @@ def _inconclusive(
 
 def _unavailable(answer: Unavailable) -> str:
     return f"Prometheus unavailable ({answer.kind}): {answer.reason}"
+
+
+_OUTAGE_REASONS = tuple(f"Prometheus unavailable ({kind})" for kind in OUTAGES)
+
+
+def outage(reason: str) -> bool:
+    """Whether a check's reason says Prometheus could not be asked at all (refused, timed out,
+    HTTP 5xx), rather than that it answered too little, nothing, or an error for one query."""
+    return reason.startswith(_OUTAGE_REASONS)
 
 
 def _number(spec: Mapping[str, Any], key: str) -> float | None:

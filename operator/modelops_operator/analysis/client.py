@@ -36,6 +36,10 @@ TIMEOUT = "timeout"
 HTTP_ERROR = "http-error"
 QUERY_ERROR = "query-error"
 BAD_ANSWER = "bad-answer"
+# The kinds that mean Prometheus could not be asked at all (refused, timed out, HTTP 5xx), as
+# opposed to one query's error: the engine sends nothing more in the pass, the canary's progress
+# deadline waits.
+OUTAGES = (UNREACHABLE, TIMEOUT)
 
 
 class Sample(NamedTuple):

@@ -19,8 +19,7 @@ from typing import Any
 from modelops_operator.analysis import checks, queries
 from modelops_operator.analysis.client import (
     BAD_ANSWER,
-    TIMEOUT,
-    UNREACHABLE,
+    OUTAGES,
     Answer,
     QueryClient,
     Sample,
@@ -110,7 +109,7 @@ class _Pass:
                 answer = self.client.query(promql, self.at)
             except Exception as error:  # a client that breaks its contract still yields no fail
                 answer = Unavailable(BAD_ANSWER, f"the query raised {error!r}")
-            if isinstance(answer, Unavailable) and answer.kind in (UNREACHABLE, TIMEOUT):
+            if isinstance(answer, Unavailable) and answer.kind in OUTAGES:
                 self.down = answer
         self.answers[promql] = answer
         return answer
