@@ -97,6 +97,19 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("steps-decreasing", {"spec.serving.canary.steps": [50, 10]}, "spec.serving.canary.steps"),
     ("step-out-of-range", {"spec.serving.canary.steps": [10, 100]}, "spec.serving.canary.steps[1]"),
     ("steps-repeated", {"spec.serving.canary.steps": [10, 10]}, "spec.serving.canary.steps[1]"),
+    (
+        "canary-of-thousands",
+        {"spec.serving.replicas": 100, "spec.serving.canary.steps": [99]},
+        "spec.serving.canary.steps",
+    ),
+    (
+        "autoscaled-canary-of-thousands",
+        {
+            "spec.serving.autoscaling": {"minReplicas": 200, "maxReplicas": 400},
+            "spec.serving.canary.steps": [10, 50],
+        },
+        "spec.serving.canary.steps",
+    ),
     ("bad-interval", {"spec.serving.canary.interval": "5 minutes"}, "spec.serving.canary.interval"),
     ("zero-interval", {"spec.serving.canary.interval": "0s"}, "spec.serving.canary.interval"),
     (

@@ -478,14 +478,21 @@ class AutoscalingSpec(Spec):
 
 
 CanaryStep = Annotated[StrictInt, Field(ge=1, le=99)]
+DEFAULT_CANARY_STEPS = (10, 50)
+# The most pods a canary runs. At a step of w percent beside n stable pods the canary gets
+# n * w / (100 - w) (modelops_operator.canary.split), so steps near 100 would ask for many times the
+# stable count: `replicas: 100, steps: [99]` is 9,900 pods.
+MAX_CANARY_REPLICAS = 100
 
 
 class CanarySpec(Spec):
     steps: tuple[CanaryStep, ...] = Field(
-        (10, 50),
+        DEFAULT_CANARY_STEPS,
         min_length=1,
         max_length=10,
-        description="traffic shares in percent the canary goes through",
+        description="traffic shares in percent the canary goes through; at a step of w beside n "
+        "stable pods (replicas, or autoscaling.minReplicas) the canary runs n*w/(100-w) pods, "
+        f"at most {MAX_CANARY_REPLICAS}",
         json_schema_extra={
             "x-kubernetes-list-type": "set",
             **rules(("self.isSorted()", "canary.steps must be strictly increasing")),
@@ -543,6 +550,33 @@ class ServingSpec(Spec):
     )
     autoscaling: AutoscalingSpec | None = Field(None, description="an HPA on the stable Deployment")
     canary: CanarySpec = Field(default_factory=CanarySpec)
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "(has(self.canary) && has(self.canary.steps) ? self.canary.steps : "
+                f"{list(DEFAULT_CANARY_STEPS)}).all(w, "
+                "(has(self.autoscaling) ? self.autoscaling.minReplicas : self.replicas) * w "
+                f"<= {MAX_CANARY_REPLICAS} * (100 - w))",
+                f"the canary would run more than {MAX_CANARY_REPLICAS} pods: at a step of w "
+                "percent beside n stable pods (replicas, or autoscaling.minReplicas) it runs "
+                "n*w/(100-w); take smaller steps or fewer replicas",
+                ".canary.steps",
+            ),
+        )
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ServingSpec:
+        stable = self.autoscaling.min_replicas if self.autoscaling else self.replicas
+        for step in self.canary.steps:
+            if stable * step > MAX_CANARY_REPLICAS * (100 - step):
+                raise ValueError(
+                    f"canary.steps: a step of {step} beside {stable} stable pods runs "
+                    f"{stable * step / (100 - step):g} canary pods, more than "
+                    f"{MAX_CANARY_REPLICAS}; take smaller steps or fewer replicas"
+                )
+        return self
 
     @property
     def pinned(self) -> str:
