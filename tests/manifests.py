@@ -16,6 +16,12 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = yaml.safe_load((REPO / "examples" / "iris.yaml").read_text())
 DELETE = object()
 
+# The example as a regression Model (diabetes), for rules about regression metrics.
+REGRESSION: dict[str, Any] = {
+    "spec.training.dataset": {"uri": "builtin:diabetes", "target": "progression"},
+    "spec.training.estimator.class": "sklearn.ensemble.RandomForestRegressor",
+}
+
 # (id, {dotted path: new value or DELETE}, text the API server's message must contain)
 CASES: list[tuple[str, dict[str, Any], str]] = [
     ("no-training", {"spec.training": DELETE}, "spec.training: Required value"),
@@ -65,6 +71,16 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     (
         "gate-out-of-range",
         {"spec.training.validation.gates": {"accuracy": 1.5}},
+        "spec.training.validation.gates",
+    ),
+    (
+        "r2-gate-above-one",
+        {**REGRESSION, "spec.training.validation.gates": {"r2": 1.5}},
+        "spec.training.validation.gates",
+    ),
+    (
+        "negative-mae-gate",
+        {**REGRESSION, "spec.training.validation.gates": {"mae": -0.5}},
         "spec.training.validation.gates",
     ),
     ("bad-schedule", {"spec.training.schedule": "every day"}, "spec.training.schedule"),

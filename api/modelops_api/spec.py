@@ -14,6 +14,7 @@ rejected the same way.
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
@@ -302,6 +303,35 @@ class EstimatorSpec(Spec):
     )
 
 
+def _listed(names: tuple[str, ...] | list[str], last: str) -> str:
+    """`a, b and c` (or `a, b or c`)."""
+    return f"{', '.join(names[:-1])} {last} {names[-1]}" if len(names) > 1 else names[0]
+
+
+def _by_range(ranges: dict[str, tuple[float, float]]) -> dict[tuple[float, float], list[str]]:
+    """The metrics that share each range, in the order first named."""
+    grouped: dict[tuple[float, float], list[str]] = {}
+    for name, bounds in ranges.items():
+        grouped.setdefault(bounds, []).append(name)
+    return grouped
+
+
+def _bounds(low: float, high: float) -> str:
+    """What a value within [low, high] must be, in words (either end may be infinite)."""
+    if math.isinf(low):
+        return f"be at most {high:g}"
+    if math.isinf(high):
+        return f"be at least {low:g}"
+    return f"lie in [{low:g}, {high:g}]"
+
+
+def _cel_bounds(value: str, low: float, high: float) -> str:
+    """A CEL test that `value` lies within [low, high] (either end may be infinite)."""
+    tests = [f"{value} >= {low!r}"] if not math.isinf(low) else []
+    tests += [f"{value} <= {high!r}"] if not math.isinf(high) else []
+    return " && ".join(tests)
+
+
 class ValidationSpec(Spec):
     test_size: Number = Field(0.2, ge=0.05, le=0.5, description="share of rows held out")
     random_state: StrictInt = Field(42, ge=0, description="seed of the split and the estimator")
@@ -312,13 +342,15 @@ class ValidationSpec(Spec):
         "a maximum for mae, rmse",
         json_schema_extra=rules(
             (
-                "self.all(k, k in ['accuracy', 'f1_macro', 'roc_auc', 'r2', 'mae', 'rmse'])",
-                "gates may name accuracy, f1_macro, roc_auc, r2, mae or rmse",
+                f"self.all(k, k in {list(GATE_METRICS)})",
+                f"gates may name {_listed(GATE_METRICS, 'or')}",
             ),
-            (
-                "self.all(k, !(k in ['accuracy', 'f1_macro', 'roc_auc']) "
-                "|| (self[k] >= 0.0 && self[k] <= 1.0))",
-                "accuracy, f1_macro and roc_auc gates must lie in [0, 1]",
+            *(
+                (
+                    f"self.all(k, !(k in {names}) || ({_cel_bounds('self[k]', low, high)}))",
+                    f"{_listed(names, 'and')} gates must {_bounds(low, high)}",
+                )
+                for (low, high), names in _by_range(GATE_RANGES).items()
             ),
         ),
     )
@@ -327,10 +359,10 @@ class ValidationSpec(Spec):
     def _check(self) -> ValidationSpec:
         for name, value in self.gates.items():
             if name not in GATE_RANGES:
-                raise ValueError(f"gates.{name}: gates may name {', '.join(GATE_METRICS)}")
+                raise ValueError(f"gates.{name}: gates may name {_listed(GATE_METRICS, 'or')}")
             low, high = GATE_RANGES[name]
             if not low <= value <= high:
-                raise ValueError(f"gates.{name}: must be in [{low:g}, {high:g}], got {value:g}")
+                raise ValueError(f"gates.{name}: must {_bounds(low, high)}, got {value:g}")
         return self
 
 
