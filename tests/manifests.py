@@ -35,6 +35,11 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         {"spec.training.dataset.uri": "ftp://data/x.csv"},
         "spec.training.dataset.uri",
     ),
+    (
+        "unknown-builtin-dataset",
+        {"spec.training.dataset.uri": "builtin:nosuch"},
+        "spec.training.dataset.uri",
+    ),
     ("empty-target", {"spec.training.dataset.target": ""}, "spec.training.dataset.target"),
     ("bad-format", {"spec.training.dataset.format": "xlsx"}, "spec.training.dataset.format"),
     (

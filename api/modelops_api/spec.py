@@ -183,14 +183,60 @@ class HttpParams(Spec):
     )
 
 
+def _listed(names: tuple[str, ...] | list[str], last: str) -> str:
+    """`a, b and c` (or `a, b or c`)."""
+    return f"{', '.join(names[:-1])} {last} {names[-1]}" if len(names) > 1 else names[0]
+
+
+def _by_range(ranges: dict[str, tuple[float, float]]) -> dict[tuple[float, float], list[str]]:
+    """The metrics that share each range, in the order first named."""
+    grouped: dict[tuple[float, float], list[str]] = {}
+    for name, bounds in ranges.items():
+        grouped.setdefault(bounds, []).append(name)
+    return grouped
+
+
+def _bounds(low: float, high: float) -> str:
+    """What a value within [low, high] must be, in words (either end may be infinite)."""
+    if math.isinf(low):
+        return f"be at most {high:g}"
+    if math.isinf(high):
+        return f"be at least {low:g}"
+    return f"lie in [{low:g}, {high:g}]"
+
+
+def _cel_bounds(value: str, low: float, high: float) -> str:
+    """A CEL test that `value` lies within [low, high] (either end may be infinite)."""
+    tests = [f"{value} >= {low!r}"] if not math.isinf(low) else []
+    tests += [f"{value} <= {high!r}"] if not math.isinf(high) else []
+    return " && ".join(tests)
+
+
+# The datasets scikit-learn ships that `builtin:<name>` loads (modelops_training.sources), and the
+# task each one is for.
+BUILTIN_DATASETS: dict[str, Task] = {
+    "iris": "classification",
+    "wine": "classification",
+    "breast_cancer": "classification",
+    "diabetes": "regression",
+}
+
+
 class DatasetSpec(Spec):
     uri: str = Field(
         min_length=1,
         max_length=2048,
         pattern=r"^(builtin:[a-z_]+|synthetic:(classification|regression)(\?.*)?|file:///.+|https?://.+)$",
-        description="builtin:<iris|wine|breast_cancer|diabetes>, "
+        description=f"builtin:<{'|'.join(BUILTIN_DATASETS)}>, "
         "synthetic:classification|regression[?rows=..&features=..&seed=..&shift=..], "
         "file:///path.csv or http(s)://...",
+        json_schema_extra=rules(
+            (
+                "!self.startsWith('builtin:') "
+                f"|| self in {[f'builtin:{name}' for name in BUILTIN_DATASETS]}",
+                f"the builtin datasets are {_listed(tuple(BUILTIN_DATASETS), 'and')}",
+            ),
+        ),
     )
     format: Literal["csv", "parquet"] = Field("csv", description="of a file or http(s) source")
     target: str = Field(min_length=1, max_length=253, description="the column to predict")
@@ -225,6 +271,12 @@ class DatasetSpec(Spec):
 
     @model_validator(mode="after")
     def _check(self) -> DatasetSpec:
+        scheme, _, name = self.uri.partition(":")
+        if scheme == "builtin" and name not in BUILTIN_DATASETS:
+            raise ValueError(
+                f"uri: builtin:{name} is not a builtin dataset; the builtin datasets are "
+                f"{_listed(tuple(BUILTIN_DATASETS), 'and')}"
+            )
         if self.features is not None:
             if not self.features:
                 raise ValueError("features: is empty; omit it to use every column")
@@ -301,35 +353,6 @@ class EstimatorSpec(Spec):
     params: dict[str, Any] = Field(
         default_factory=dict, description="checked by constructing the estimator"
     )
-
-
-def _listed(names: tuple[str, ...] | list[str], last: str) -> str:
-    """`a, b and c` (or `a, b or c`)."""
-    return f"{', '.join(names[:-1])} {last} {names[-1]}" if len(names) > 1 else names[0]
-
-
-def _by_range(ranges: dict[str, tuple[float, float]]) -> dict[tuple[float, float], list[str]]:
-    """The metrics that share each range, in the order first named."""
-    grouped: dict[tuple[float, float], list[str]] = {}
-    for name, bounds in ranges.items():
-        grouped.setdefault(bounds, []).append(name)
-    return grouped
-
-
-def _bounds(low: float, high: float) -> str:
-    """What a value within [low, high] must be, in words (either end may be infinite)."""
-    if math.isinf(low):
-        return f"be at most {high:g}"
-    if math.isinf(high):
-        return f"be at least {low:g}"
-    return f"lie in [{low:g}, {high:g}]"
-
-
-def _cel_bounds(value: str, low: float, high: float) -> str:
-    """A CEL test that `value` lies within [low, high] (either end may be infinite)."""
-    tests = [f"{value} >= {low!r}"] if not math.isinf(low) else []
-    tests += [f"{value} <= {high!r}"] if not math.isinf(high) else []
-    return " && ".join(tests)
 
 
 class ValidationSpec(Spec):

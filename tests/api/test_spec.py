@@ -11,7 +11,15 @@ import pytest
 from manifests import CASES, EXAMPLE, mutate
 
 from modelops_api import __main__ as generate
-from modelops_api.spec import ModelSpec, SpecError, TrainingSpec, parse, seconds
+from modelops_api.spec import (
+    BUILTIN_DATASETS,
+    ModelSpec,
+    SpecError,
+    TrainingSpec,
+    parse,
+    seconds,
+)
+from modelops_training.sources import BUILTIN
 
 pytestmark = pytest.mark.unit
 
@@ -66,6 +74,11 @@ def test_rules_beyond_the_crd_hold_for_a_hand_written_training_spec() -> None:
         parse(TrainingSpec, bad, "spec.training")
     with pytest.raises(SpecError, match=r"validation\.randomState"):
         parse(TrainingSpec, {**training, "validation": {"randomState": True}}, "spec.training")
+
+
+def test_the_builtin_datasets_are_those_training_loads() -> None:
+    """The API names the builtin datasets (the CRD refuses others); training loads them."""
+    assert {name: task for name, (_, _, task) in BUILTIN.items()} == BUILTIN_DATASETS
 
 
 @pytest.mark.parametrize(
