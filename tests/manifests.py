@@ -40,6 +40,11 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         {"spec.training.dataset.uri": "builtin:nosuch"},
         "spec.training.dataset.uri",
     ),
+    (
+        "task-not-the-sources",
+        {"spec.training.dataset.task": "regression", "spec.training.validation.gates": {}},
+        "spec.training.dataset.task",
+    ),
     ("empty-target", {"spec.training.dataset.target": ""}, "spec.training.dataset.target"),
     ("bad-format", {"spec.training.dataset.format": "xlsx"}, "spec.training.dataset.format"),
     (
@@ -86,6 +91,11 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     (
         "negative-mae-gate",
         {**REGRESSION, "spec.training.validation.gates": {"mae": -0.5}},
+        "spec.training.validation.gates",
+    ),
+    (
+        "regression-gate-on-a-classifier",
+        {"spec.training.validation.gates": {"r2": 0.5}},
         "spec.training.validation.gates",
     ),
     ("bad-schedule", {"spec.training.schedule": "every day"}, "spec.training.schedule"),

@@ -222,6 +222,17 @@ BUILTIN_DATASETS: dict[str, Task] = {
 }
 
 
+def _cel_source_is(uri: str, task: Task) -> str:
+    """A CEL test that the source `uri` names is a builtin or synthetic dataset of `task`."""
+    builtins = [f"builtin:{name}" for name, of in BUILTIN_DATASETS.items() if of == task]
+    return f"({uri} in {builtins} || {uri}.startsWith('synthetic:{task}'))"
+
+
+def _sources_of(task: Task) -> str:
+    builtins = [f"builtin:{name}" for name, of in BUILTIN_DATASETS.items() if of == task]
+    return _listed((*builtins, f"synthetic:{task}"), "and")
+
+
 class DatasetSpec(Spec):
     uri: str = Field(
         min_length=1,
@@ -246,7 +257,11 @@ class DatasetSpec(Spec):
     categorical: Names | None = Field(
         None, description="columns to one-hot encode; default: the non-numeric ones"
     )
-    task: Task | None = Field(None, description="default: inferred from the target")
+    task: Task | None = Field(
+        None,
+        description="default: the estimator's (classifier or regressor); when given, it must "
+        "agree with the estimator and with a builtin or synthetic source",
+    )
     params: HttpParams | None = Field(None, description="for http(s) sources only")
 
     model_config = ConfigDict(
@@ -265,6 +280,15 @@ class DatasetSpec(Spec):
                 "!has(self.params) || self.uri.startsWith('http')",
                 "dataset.params applies to http(s) sources only; others take theirs from the URI",
                 ".params",
+            ),
+            *(
+                (
+                    f"!has(self.task) || self.task == '{task}' "
+                    f"|| !{_cel_source_is('self.uri', task)}",
+                    f"dataset.task contradicts the source: {_sources_of(task)} are {task} data",
+                    ".task",
+                )
+                for task in TASK_METRICS
             ),
         )
     )
@@ -288,11 +312,30 @@ class DatasetSpec(Spec):
             outside = [n for n in self.categorical if self.features and n not in self.features]
             if outside:
                 raise ValueError(f"categorical: names {outside[0]!r}, which is not in features")
+        if self.task and self.source_task and self.task != self.source_task:
+            raise ValueError(f"task: {self.uri} is {self.source_task} data, not {self.task}")
         if self.params is not None and not self.uri.startswith("http"):
             raise ValueError(
                 "params: applies to http(s) sources only; the others take theirs from the URI"
             )
         return self
+
+    @property
+    def source_task(self) -> Task | None:
+        """The task a builtin or synthetic source is for; None for data from a file or URL."""
+        scheme, _, rest = self.uri.partition(":")
+        if scheme == "builtin":
+            return BUILTIN_DATASETS.get(rest)
+        for task in TASK_METRICS:
+            if scheme == "synthetic" and rest.partition("?")[0] == task:
+                return task
+        return None
+
+    @property
+    def known_task(self) -> Task | None:
+        """The task the spec tells by itself (dataset.task or its source's); None when only the
+        estimator tells it, which the training runtime checks."""
+        return self.task or self.source_task
 
 
 class CleaningSpec(Spec):
@@ -362,7 +405,7 @@ class ValidationSpec(Spec):
         default_factory=dict,
         max_length=6,
         description="metric name -> threshold: a minimum for accuracy, f1_macro, roc_auc, r2; "
-        "a maximum for mae, rmse",
+        "a maximum for mae, rmse; only metrics of the Model's task",
         json_schema_extra=rules(
             (
                 f"self.all(k, k in {list(GATE_METRICS)})",
@@ -492,6 +535,12 @@ Resources = Annotated[
 ]
 
 
+def _cel_task_is(task: Task) -> str:
+    """A CEL test, on a training spec, that the spec tells by itself that its task is `task`."""
+    source = _cel_source_is("self.dataset.uri", task)
+    return f"(has(self.dataset.task) ? self.dataset.task == '{task}' : {source})"
+
+
 class TrainingSpec(Spec):
     dataset: DatasetSpec
     pipeline: PipelineSpec = Field(default_factory=PipelineSpec)
@@ -506,6 +555,35 @@ class TrainingSpec(Spec):
     resources: Resources | None = Field(
         None, description="limits and requests of the training container"
     )
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            *(
+                (
+                    "!has(self.validation) || !has(self.validation.gates) "
+                    f"|| !{_cel_task_is(task)} "
+                    f"|| self.validation.gates.all(k, k in {list(metrics)})",
+                    f"a {task} Model's gates may name {_listed(metrics, 'or')} (its task is "
+                    "dataset.task, or its builtin or synthetic source's)",
+                    ".validation.gates",
+                )
+                for task, metrics in TASK_METRICS.items()
+            ),
+        )
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainingSpec:
+        task = self.dataset.known_task
+        if task is None:
+            return self  # the estimator tells the task; the training runtime checks the gates
+        for name in self.validation.gates:
+            if name not in TASK_METRICS[task]:
+                raise ValueError(
+                    f"validation.gates.{name}: is not a {task} metric; a {task} Model's gates "
+                    f"may name {_listed(TASK_METRICS[task], 'or')}"
+                )
+        return self
 
 
 class AutoscalingSpec(Spec):

@@ -347,7 +347,9 @@ def test_spec_file_that_cannot_be_read(tmp_path: Path, train: Callable[..., Any]
 def test_declared_task_must_match_estimator(
     write_spec: Callable[..., Path], train: Callable[..., Any]
 ) -> None:
-    spec = iris_spec(dataset={"uri": "builtin:iris", "target": "species", "task": "regression"})
+    # diabetes is regression data, as declared; the estimator is a classifier
+    dataset = {"uri": "builtin:diabetes", "target": "progression", "task": "regression"}
+    spec = iris_spec(dataset=dataset, validation={})
     expect_failure(train(write_spec(spec)), "TaskMismatch", "classifier")
 
 
