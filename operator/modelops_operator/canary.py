@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from modelops_api.spec import CanarySpec
-from modelops_operator.analysis.checks import outage
 
 Action = Literal["wait", "advance", "promote", "rollback", "hold"]
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
@@ -39,10 +38,12 @@ NO_CHECKS = "no checks are configured"
 
 @dataclass(frozen=True)
 class Analysis:
-    """The outcome of one analysis of the canary: every check's outcome, and why."""
+    """The outcome of one analysis of the canary: every check's outcome, and why; `outages`
+    names the checks left inconclusive because Prometheus could not be asked at all."""
 
     outcomes: Mapping[str, str] = field(default_factory=dict)  # check -> pass|fail|inconclusive
     reasons: Mapping[str, str] = field(default_factory=dict)
+    outages: frozenset[str] = frozenset()
 
     @property
     def verdict(self) -> str:
@@ -55,14 +56,10 @@ class Analysis:
 
     @property
     def unavailable(self) -> bool:
-        """Inconclusive only because Prometheus could not be asked: every inconclusive check's
-        reason says so (a check that passed before the outage does not change that)."""
-        waiting = [check for check, outcome in self.outcomes.items() if outcome == INCONCLUSIVE]
-        return (
-            self.verdict == INCONCLUSIVE
-            and bool(waiting)
-            and all(outage(self.reasons.get(check, "")) for check in waiting)
-        )
+        """Inconclusive only because Prometheus could not be asked: every inconclusive check is
+        an outage (a check that passed before the outage does not change that)."""
+        waiting = {check for check, outcome in self.outcomes.items() if outcome == INCONCLUSIVE}
+        return self.verdict == INCONCLUSIVE and bool(waiting) and waiting <= self.outages
 
     @property
     def why(self) -> str:

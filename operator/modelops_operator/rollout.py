@@ -48,6 +48,7 @@ def canary_analysis(results: Results | None, status: Mapping[str, Any]) -> canar
     return canary.Analysis(
         outcomes={r.check: str(r.outcome) for r in checks},
         reasons={r.check: r.reason for r in checks if r.outcome != Outcome.PASS},
+        outages=frozenset(r.check for r in checks if r.outage),
     )
 
 

@@ -217,26 +217,32 @@ def test_few_samples_still_reach_the_deadline() -> None:
 
 
 @pytest.mark.parametrize(
-    "reasons",
+    ("reasons", "outages"),
     [
         # one check lacked samples, another could not be asked: the deadline counts
-        {
-            "errorRate": "12 /predict requests in the last 60s < minSamples 20",
-            "accuracy": "Prometheus unavailable (unreachable): refused",
-        },
+        (
+            {
+                "errorRate": "12 /predict requests in the last 60s < minSamples 20",
+                "accuracy": "Prometheus unavailable (unreachable): refused",
+            },
+            frozenset({"accuracy"}),
+        ),
         # Prometheus answered, but refused a bad query: that is no outage
-        {"errorRate": "Prometheus unavailable (query-error): Prometheus answered HTTP 400: parse"},
+        (
+            {"errorRate": "Prometheus unavailable (query-error): answered HTTP 400: parse"},
+            frozenset(),
+        ),
     ],
 )
 def test_an_analysis_that_is_not_only_an_outage_counts_toward_the_deadline(
-    reasons: dict[str, str],
+    reasons: dict[str, str], outages: frozenset[str]
 ) -> None:
     outcomes = dict.fromkeys(reasons, N)
-    assert not Analysis(outcomes, reasons).unavailable
+    assert not Analysis(outcomes, reasons, outages).unavailable
     status: dict[str, Any] = start("iris-v2", 0.0, 2, SPEC)
     actions = []
     for tick in range(1, 11):
-        decision = decide(status, SPEC, tick * 60.0, Analysis(outcomes, reasons), 2)
+        decision = decide(status, SPEC, tick * 60.0, Analysis(outcomes, reasons, outages), 2)
         actions.append(decision.action)
         status = decision.status
     assert actions == ["wait"] * 9 + ["rollback"]
@@ -251,5 +257,5 @@ def test_a_bad_query_from_the_engine_is_not_an_outage() -> None:
 def test_an_outage_after_some_checks_passed_is_still_an_outage() -> None:
     outcomes = {"errorRate": P, "accuracy": N}
     reasons = {"accuracy": "Prometheus unavailable (timeout): not sent"}
-    assert Analysis(outcomes, reasons).unavailable
+    assert Analysis(outcomes, reasons, frozenset({"accuracy"})).unavailable
     assert not Analysis().unavailable  # no checks: the deadline counts

@@ -57,17 +57,12 @@ def _inconclusive(
     return CheckResult(check, Outcome.INCONCLUSIVE, value, threshold, samples, reason, features)
 
 
-def _unavailable(answer: Unavailable) -> str:
-    return f"Prometheus unavailable ({answer.kind}): {answer.reason}"
-
-
-_OUTAGE_REASONS = tuple(f"Prometheus unavailable ({kind})" for kind in OUTAGES)
-
-
-def outage(reason: str) -> bool:
-    """Whether a check's reason says Prometheus could not be asked at all (refused, timed out,
-    HTTP 5xx), rather than that it answered too little, nothing, or an error for one query."""
-    return reason.startswith(_OUTAGE_REASONS)
+def _unavailable(check: str, threshold: str, answer: Unavailable) -> CheckResult:
+    """Inconclusive for want of an answer; an `outage` when Prometheus could not be asked at all
+    (refused, timed out, HTTP 5xx), rather than answering one query with an error."""
+    reason = f"Prometheus unavailable ({answer.kind}): {answer.reason}"
+    outage = answer.kind in OUTAGES
+    return CheckResult(check, Outcome.INCONCLUSIVE, None, threshold, None, reason, outage=outage)
 
 
 def _number(spec: Mapping[str, Any], key: str) -> float | None:
@@ -126,7 +121,7 @@ def error_rate(spec: Mapping[str, Any], requests: Series, window: str) -> CheckR
     if limit is None:
         return _inconclusive(ERROR_RATE, threshold, "the check has no numeric max")
     if isinstance(requests, Unavailable):
-        return _inconclusive(ERROR_RATE, threshold, _unavailable(requests))
+        return _unavailable(ERROR_RATE, threshold, requests)
     if not requests:
         return _inconclusive(ERROR_RATE, threshold, f"no /predict request series in {window}")
     bad = _bad_requests(requests, window)
@@ -156,7 +151,7 @@ def latency_p95(
         return _inconclusive(LATENCY_P95, threshold, "the check has no numeric max")
     for answer in (latency, requests):
         if isinstance(answer, Unavailable):
-            return _inconclusive(LATENCY_P95, threshold, _unavailable(answer))
+            return _unavailable(LATENCY_P95, threshold, answer)
     assert not isinstance(latency, Unavailable) and not isinstance(requests, Unavailable)
     answered, _ = _requests(requests)
     if not latency:
@@ -216,7 +211,7 @@ def drift(
         return _inconclusive(DRIFT, threshold, "no reference proportions for this version")
     for answer in (buckets, categories):
         if isinstance(answer, Unavailable):
-            return _inconclusive(DRIFT, threshold, _unavailable(answer))
+            return _unavailable(DRIFT, threshold, answer)
     assert not isinstance(buckets, Unavailable) and not isinstance(categories, Unavailable)
     numeric = _by_feature(buckets, "le")
     categorical = _by_feature(categories, "category")
@@ -277,7 +272,7 @@ def accuracy(spec: Mapping[str, Any], feedback: Series, window: str) -> CheckRes
     if limit is None:
         return _inconclusive(ACCURACY, threshold, "the check has no numeric min")
     if isinstance(feedback, Unavailable):
-        return _inconclusive(ACCURACY, threshold, _unavailable(feedback))
+        return _unavailable(ACCURACY, threshold, feedback)
     if not feedback:
         reason = f"no feedback series in {window} (a regressor, or monitoring off)"
         return _inconclusive(ACCURACY, threshold, reason)
@@ -311,7 +306,7 @@ def custom(spec: Mapping[str, Any], answer: Series, promql: str) -> CheckResult:
     if low is None and high is None:
         return _inconclusive(check, threshold, "the check has neither min nor max")
     if isinstance(answer, Unavailable):
-        return _inconclusive(check, threshold, _unavailable(answer))
+        return _unavailable(check, threshold, answer)
     if not answer:
         return _inconclusive(check, threshold, f"no series for {promql}")
     if len(answer) > 1:

@@ -76,7 +76,9 @@ class CheckResult:
     `value` is the measured value (None when there is none); `threshold` says what passes
     (`<= 0.05`); `samples` is the number of observations behind the value (requests, feature
     values, feedback items; None for custom checks, which have no such count); `reason` is a
-    sentence for the status. `features` holds the per-feature drift of a drift check.
+    sentence for the status. `features` holds the per-feature drift of a drift check. `outage`
+    marks an inconclusive result because Prometheus could not be asked at all (refused, timed out,
+    HTTP 5xx): the canary's progress deadline does not count such time.
     """
 
     check: str
@@ -86,6 +88,7 @@ class CheckResult:
     samples: float | None
     reason: str
     features: tuple[FeatureDrift, ...] = field(default=())
+    outage: bool = False
 
     def as_status(self) -> dict[str, Any]:
         """A JSON-friendly dict (no NaN or infinities) for a Model's status."""
