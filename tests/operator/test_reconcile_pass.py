@@ -17,7 +17,7 @@ import copy
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,14 @@ FAILING = [
     check("accuracy", Outcome.PASS, 0.95),
 ]
 UNREACHABLE = [
-    check(name, Outcome.INCONCLUSIVE, None, "Prometheus unavailable: unreachable")
+    replace(
+        check(name, Outcome.INCONCLUSIVE, None, "Prometheus unavailable (unreachable): refused"),
+        outage=True,
+    )
+    for name in ("errorRate", "latencyP95Seconds", "accuracy")
+]
+FEW_SAMPLES = [
+    check(name, Outcome.INCONCLUSIVE, None, "3 samples in the last 60s < minSamples 20")
     for name in ("errorRate", "latencyP95Seconds", "accuracy")
 ]
 
@@ -686,6 +693,18 @@ def test_an_unreachable_prometheus_neither_promotes_nor_rolls_back(world: World)
     assert "Prometheus unavailable" in world.status()["canary"]["message"]
 
 
+def test_a_prometheus_outage_past_the_deadline_rolls_nothing_back(world: World) -> None:
+    world.canary_v2()
+    world.age_canary(16 * 60.0)  # Prometheus was down for longer than the 15m deadline
+    world.monitor.publish(
+        {"stable": "iris-v1", "canary": "iris-v2"}, stable=UNREACHABLE, canary=UNREACHABLE
+    )
+    world.run()
+    canary = world.status()["canary"]
+    assert (canary["version"], canary["reason"]) == ("iris-v2", "AnalysisInconclusive")
+    assert world.deployment(CANARY) is not None
+
+
 @pytest.mark.parametrize(
     ("on_deadline", "phase", "canary_left"),
     [("rollback", contract.ROLLED_BACK, False), ("hold", contract.SUCCEEDED, True)],
@@ -703,7 +722,7 @@ def test_a_canary_without_conclusion_does_what_on_deadline_says(
 
     world.age_canary(16 * 60.0)  # past the 15m progress deadline with nothing conclusive
     world.monitor.publish(
-        {"stable": "iris-v1", "canary": "iris-v2"}, stable=PASSING, canary=UNREACHABLE
+        {"stable": "iris-v1", "canary": "iris-v2"}, stable=PASSING, canary=FEW_SAMPLES
     )
     world.run()
 
