@@ -99,6 +99,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "spec.training.validation.gates",
     ),
     ("bad-schedule", {"spec.training.schedule": "every day"}, "spec.training.schedule"),
+    ("schedule-minute-60", {"spec.training.schedule": "60 * * * *"}, "spec.training.schedule"),
     (
         "malformed-training-cpu",
         {"spec.training.resources": {"limits": {"cpu": "two"}}},

@@ -535,6 +535,55 @@ Resources = Annotated[
 ]
 
 
+# A cron expression as the operator's scheduler (croniter) reads one: five fields (minute, hour,
+# day of month, month, day of week), each a list of `*`, a value or a range a-b, each with an
+# optional step /n; months and days may be named (jan, mon). Values outside a field's range (minute
+# 60, hour 24) are refused here rather than found by the operator at the first fire.
+_CRON_FIELDS = (
+    "[0-5]?[0-9]",  # minute 0-59
+    "[01]?[0-9]|2[0-3]",  # hour 0-23
+    "0?[1-9]|[12][0-9]|3[01]",  # day of month 1-31
+    "0?[1-9]|1[0-2]|(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)",  # month 1-12
+    "[0-7]|(?i:sun|mon|tue|wed|thu|fri|sat)",  # day of week 0-7 (0 and 7: Sunday)
+)
+
+
+def _cron_field(values: str) -> str:
+    item = f"(?:\\*|(?:{values})(?:-(?:{values}))?)(?:/[1-9][0-9]*)?"
+    return f"{item}(?:,{item})*"
+
+
+SCHEDULE_PATTERN = (
+    "^(?:@(?:hourly|daily|weekly|monthly|yearly)|"
+    + "\\s+".join(_cron_field(values) for values in _CRON_FIELDS)
+    + ")$"
+)
+_SCHEDULE = re.compile(SCHEDULE_PATTERN)
+_SCHEDULE_FORM = (
+    "must be a cron expression (minute hour day-of-month month day-of-week, each field *, a "
+    "value or a range a-b, with an optional step /n, or a list of these) or @hourly, @daily, "
+    "@weekly, @monthly or @yearly"
+)
+
+
+def _a_schedule(expression: str) -> str:
+    if not _SCHEDULE.match(expression):
+        raise ValueError(_SCHEDULE_FORM)
+    return expression
+
+
+# A CEL rule rather than a pattern, so that the API server's message says what a schedule is
+# rather than quoting the regular expression.
+Schedule = Annotated[
+    str,
+    Field(
+        max_length=256,
+        json_schema_extra=rules((f"self.matches(r'{SCHEDULE_PATTERN}')", _SCHEDULE_FORM)),
+    ),
+    AfterValidator(_a_schedule),
+]
+
+
 def _cel_task_is(task: Task) -> str:
     """A CEL test, on a training spec, that the spec tells by itself that its task is `task`."""
     source = _cel_source_is("self.dataset.uri", task)
@@ -546,12 +595,7 @@ class TrainingSpec(Spec):
     pipeline: PipelineSpec = Field(default_factory=PipelineSpec)
     estimator: EstimatorSpec
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
-    schedule: str | None = Field(
-        None,
-        pattern=r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$",
-        description="cron expression (5 fields) or @hourly/@daily/@weekly/@monthly "
-        "for periodic retraining",
-    )
+    schedule: Schedule | None = Field(None, description="when to retrain periodically, in UTC")
     resources: Resources | None = Field(
         None, description="limits and requests of the training container"
     )

@@ -4,10 +4,12 @@ every invalid manifest the API server rejects, naming the same field."""
 from __future__ import annotations
 
 import copy
+import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from croniter import croniter
 from manifests import CASES, EXAMPLE, mutate
 
 from modelops_api import __main__ as generate
@@ -79,6 +81,36 @@ def test_rules_beyond_the_crd_hold_for_a_hand_written_training_spec() -> None:
 def test_the_builtin_datasets_are_those_training_loads() -> None:
     """The API names the builtin datasets (the CRD refuses others); training loads them."""
     assert {name: task for name, (_, _, task) in BUILTIN.items()} == BUILTIN_DATASETS
+
+
+SCHEDULES = [
+    "@daily",
+    "0 3 * * *",
+    "*/15 9-17 * * 1-5",
+    "1/5 * * * *",
+    "0 0 1 Jan-Mar *",
+    "0 0 * * MON,wed,7",
+    "59 23 31 12 0",
+    "0,30 0-23/2 */7 * sun-sat",
+]
+
+
+@pytest.mark.parametrize("expression", SCHEDULES)
+def test_a_schedule_the_spec_takes_is_one_the_operator_reads(expression: str) -> None:
+    training = {**EXAMPLE["spec"]["training"], "schedule": expression}
+    assert parse(TrainingSpec, training, "spec.training").schedule == expression
+    croniter(expression, datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)).get_prev(float)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["every day", "60 * * * *", "0 24 * * *", "0 0 0 * *", "0 0 * 13 *", "0 0 * * 8",
+     "*/0 * * * *", "* * * * * *", "@reboot", " 0 0 * * *", "0 0 * * mond"],
+)  # fmt: skip
+def test_a_schedule_the_operator_cannot_read_is_refused(expression: str) -> None:
+    training = {**EXAMPLE["spec"]["training"], "schedule": expression}
+    with pytest.raises(SpecError, match=r"spec\.training\.schedule: must be a cron expression"):
+        parse(TrainingSpec, training, "spec.training")
 
 
 @pytest.mark.parametrize(

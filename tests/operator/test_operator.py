@@ -636,10 +636,11 @@ def test_a_schedule_retrains_on_time(isolated: tuple[Cluster, OwnOperator]) -> N
     fired = eventually(lambda: cluster.model("iris")["status"].get("lastScheduledAt"))
     assert fired % 60 == 0  # a whole minute, as the schedule says
 
-    body["spec"]["training"]["schedule"] = "61 * * * *"
+    # February 31st: a cron expression the CRD takes, but one that never fires.
+    body["spec"]["training"]["schedule"] = "0 0 31 2 *"
     cluster.apply_model(body)
     error = eventually(lambda: cluster.model("iris")["status"].get("scheduleError"))
-    assert "spec.training.schedule '61 * * * *'" in error
+    assert "spec.training.schedule '0 0 31 2 *'" in error
     # A schedule says when to train, not what: changing it trained no new version.
     assert "iris-v4" not in cluster.versions()
     assert cluster.versions().get("iris-v3", {}).get("spec", {}).get("reason") != "spec-change"
