@@ -455,7 +455,7 @@ def quantity(value: object) -> Decimal:
         if value < 0:
             raise ValueError(f"must not be negative, got {value}")
         return Decimal(value)
-    if not isinstance(value, str) or not _QUANTITY.match(value):
+    if not isinstance(value, str) or not _QUANTITY.fullmatch(value):
         raise ValueError(f"{value!r} is not a quantity (e.g. 500m, 2, 1.5Gi)")
     number, suffix = _QUANTITY_PARTS.findall(value)[0]
     if suffix and suffix not in _QUANTITY_SUFFIX:  # an exponent: 1e3, 2E-3
@@ -567,7 +567,7 @@ _SCHEDULE_FORM = (
 
 
 def _a_schedule(expression: str) -> str:
-    if not _SCHEDULE.match(expression):
+    if not _SCHEDULE.fullmatch(expression):
         raise ValueError(_SCHEDULE_FORM)
     return expression
 

@@ -105,7 +105,7 @@ def test_a_schedule_the_spec_takes_is_one_the_operator_reads(expression: str) ->
 @pytest.mark.parametrize(
     "expression",
     ["every day", "60 * * * *", "0 24 * * *", "0 0 0 * *", "0 0 * 13 *", "0 0 * * 8",
-     "*/0 * * * *", "* * * * * *", "@reboot", " 0 0 * * *", "0 0 * * mond"],
+     "*/0 * * * *", "* * * * * *", "@reboot", " 0 0 * * *", "0 0 * * *\n", "0 0 * * mond"],
 )  # fmt: skip
 def test_a_schedule_the_operator_cannot_read_is_refused(expression: str) -> None:
     training = {**EXAMPLE["spec"]["training"], "schedule": expression}
