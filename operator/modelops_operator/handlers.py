@@ -8,7 +8,8 @@ own status writes, and status noise that decides nothing, queue nothing. The que
 Model's reconciles one at a time. The handlers are coroutines: they only take a short lock of the
 store or the queue, so Kopf runs them in its event loop instead of handing each watch event to a
 thread of its executor. The periodic resync and the analysis passes run in background
-threads of the controller (runtime/controller.py).
+threads of the controller (runtime/controller.py). With leader election the handlers run on every
+replica, so a standby's store stays warm; only the leader's queue has workers (runtime/leader.py).
 
 No change-detection handler (`on.create`/`on.update`) and no Kopf timer: those would have Kopf
 write its progress annotations on every Model, and a timer puts a finalizer on every Model, which
@@ -50,7 +51,8 @@ class NoEssence(kopf.DiffBaseStorage):
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
-    """Seeds the store before the watches start, then starts the queue and the background loops."""
+    """Starts the controller before the watches start: it seeds the store and starts the queue and
+    the background loops, or, with leader election, enters the election and does so once elected."""
     settings.persistence.diffbase_storage = NoEssence()
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=f"kopf.{contract.GROUP}"

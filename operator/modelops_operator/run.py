@@ -1,8 +1,8 @@
 """`modelops operator`: builds the operator from its parts and runs it under Kopf.
 
 Settings come from the environment and the command line; every part (the store, the API client,
-the queue, the analysis loop, the pass's context, the controller) is built here, once, and handed
-to what uses it.
+the queue, the analysis loop, the pass's context, the leader elector, the controller) is built
+here, once, and handed to what uses it.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from modelops_operator.reconcile import Context, reconcile
 from modelops_operator.runtime.controller import Controller
 from modelops_operator.runtime.events import kube_event_sink
 from modelops_operator.runtime.kube import Kube
+from modelops_operator.runtime.leader import ApiLeases, LeaderElector, Timing, identity
 from modelops_operator.runtime.store import Store
 from modelops_operator.runtime.workqueue import WorkQueue
-from modelops_operator.settings import SettingsError, resolve
+from modelops_operator.settings import Settings, SettingsError, resolve
 
 
 def _load_client() -> client.ApiClient:
@@ -37,6 +38,15 @@ def _load_client() -> client.ApiClient:
 
 # Models reconciled in parallel: a pass mostly waits for the API server.
 WORKERS = 12
+
+
+def _elector(settings: Settings) -> LeaderElector | None:
+    """The Lease's candidate, on a client of its own: reconcile traffic never delays a renewal."""
+    if not settings.leader_election:
+        return None
+    leases = ApiLeases(_load_client(), settings.lease_namespace, settings.lease_name)
+    where = f"lease {settings.lease_namespace}/{settings.lease_name}"
+    return LeaderElector(leases, identity(settings.pod_name), Timing.of(settings), lease=where)
 
 
 def main(argv: list[str]) -> int:
@@ -56,7 +66,9 @@ def main(argv: list[str]) -> int:
     queue = WorkQueue(workers=WORKERS)
     monitor = Monitor(PrometheusClient(settings.prometheus_url), queue.add)
     context = Context(kube, store, settings, kube_event_sink(kube), monitor)
-    controller = Controller(kube, store, queue, settings, partial(reconcile, context), monitor)
+    controller = Controller(
+        kube, store, queue, settings, partial(reconcile, context), monitor, _elector(settings)
+    )
     scope: dict[str, Any] = (
         {"namespaces": list(settings.namespaces)} if settings.namespaces else {"clusterwide": True}
     )

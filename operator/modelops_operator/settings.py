@@ -10,6 +10,17 @@
 | resync interval, seconds | MODELOPS_RESYNC_SECONDS | 60 |
 | versions kept per model | MODELOPS_HISTORY_LIMIT | 10 |
 | training deadline, seconds | MODELOPS_TRAINING_DEADLINE_SECONDS | 3600 |
+| leader election (replicas > 1) | MODELOPS_LEADER_ELECTION (true/false) | false (the chart: true) |
+| its Lease's name | MODELOPS_LEADER_ELECTION_LEASE | modelops-operator |
+| its Lease's namespace | MODELOPS_LEADER_ELECTION_NAMESPACE, else POD_NAMESPACE | (required) |
+| this replica's name (the Lease's holder) | POD_NAME | the host name |
+| lease duration, seconds (whole) | MODELOPS_LEADER_ELECTION_LEASE_SECONDS | 15 |
+| renew deadline, seconds | MODELOPS_LEADER_ELECTION_RENEW_SECONDS | 10 |
+| retry period, seconds | MODELOPS_LEADER_ELECTION_RETRY_SECONDS | 2 |
+
+The three durations are client-go's defaults and obey its rules: the renew deadline is shorter than
+the lease duration (a leader that cannot renew stops before anyone else may take over) and longer
+than the retry period (runtime/leader.py).
 """
 
 from __future__ import annotations
@@ -32,6 +43,13 @@ class Settings:
     resync_seconds: float = 60.0
     history_limit: int = 10
     training_deadline_seconds: int = 3600
+    leader_election: bool = False
+    lease_name: str = "modelops-operator"
+    lease_namespace: str = ""
+    pod_name: str = ""  # empty: the host name
+    lease_duration_seconds: int = 15
+    renew_deadline_seconds: float = 10.0
+    retry_period_seconds: float = 2.0
 
     @property
     def cluster_wide(self) -> bool:
@@ -65,9 +83,44 @@ def _positive(env: Mapping[str, str], name: str, default: float, kind: type[floa
     return value
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    text = env.get(name, "").strip().lower()
+    if not text:
+        return default
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, not {text!r}")
+
+
+def check_leader_election(settings: Settings) -> Settings:
+    """`settings`, when its leader election can work: a Lease namespace, and durations in
+    client-go's order (retry period < renew deadline < lease duration)."""
+    if not settings.leader_election:
+        return settings
+    if not settings.lease_namespace:
+        raise SettingsError(
+            "leader election needs the Lease's namespace: set MODELOPS_LEADER_ELECTION_NAMESPACE "
+            "or POD_NAMESPACE"
+        )
+    if not settings.renew_deadline_seconds < settings.lease_duration_seconds:
+        raise SettingsError(
+            f"the renew deadline ({settings.renew_deadline_seconds:g}s) must be shorter than the "
+            f"lease duration ({settings.lease_duration_seconds}s)"
+        )
+    if not settings.retry_period_seconds < settings.renew_deadline_seconds:
+        raise SettingsError(
+            f"the retry period ({settings.retry_period_seconds:g}s) must be shorter than the "
+            f"renew deadline ({settings.renew_deadline_seconds:g}s)"
+        )
+    return settings
+
+
 def from_environment(env: Mapping[str, str]) -> Settings:
     d = Settings()
     names = env.get("MODELOPS_NAMESPACES", "").split(",")
+    lease_namespace = env.get("MODELOPS_LEADER_ELECTION_NAMESPACE", "").strip()
     return Settings(
         runtime_image=env.get("MODELOPS_RUNTIME_IMAGE", d.runtime_image),
         image_pull_policy=env.get("MODELOPS_IMAGE_PULL_POLICY", d.image_pull_policy),
@@ -78,6 +131,19 @@ def from_environment(env: Mapping[str, str]) -> Settings:
         history_limit=int(_positive(env, "MODELOPS_HISTORY_LIMIT", d.history_limit, int)),
         training_deadline_seconds=int(
             _positive(env, "MODELOPS_TRAINING_DEADLINE_SECONDS", d.training_deadline_seconds, int)
+        ),
+        leader_election=_flag(env, "MODELOPS_LEADER_ELECTION", d.leader_election),
+        lease_name=env.get("MODELOPS_LEADER_ELECTION_LEASE", "").strip() or d.lease_name,
+        lease_namespace=lease_namespace or env.get("POD_NAMESPACE", "").strip(),
+        pod_name=env.get("POD_NAME", "").strip(),
+        lease_duration_seconds=int(
+            _positive(env, "MODELOPS_LEADER_ELECTION_LEASE_SECONDS", d.lease_duration_seconds, int)
+        ),
+        renew_deadline_seconds=_positive(
+            env, "MODELOPS_LEADER_ELECTION_RENEW_SECONDS", d.renew_deadline_seconds, float
+        ),
+        retry_period_seconds=_positive(
+            env, "MODELOPS_LEADER_ELECTION_RETRY_SECONDS", d.retry_period_seconds, float
         ),
     )
 
@@ -98,6 +164,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prometheus-url", help="Prometheus base URL")
     p.add_argument("--resync-seconds", type=float, help="periodic reconcile of every Model")
     p.add_argument("--history-limit", type=int, help="ModelVersions kept per Model")
+    p.add_argument(
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="act only while holding the Lease, so that replicas take turns "
+        "(default: MODELOPS_LEADER_ELECTION)",
+    )
     p.add_argument(
         "--liveness",
         default="http://0.0.0.0:8080/healthz",
@@ -120,9 +193,10 @@ def resolve(
         "prometheus_url": args.prometheus_url,
         "resync_seconds": args.resync_seconds,
         "history_limit": args.history_limit,
+        "leader_election": args.leader_election,
     }
     values = {k: v for k, v in overrides.items() if v is not None}
     for name in ("resync_seconds", "history_limit"):
         if name in values and values[name] <= 0:
             raise SettingsError(f"--{name.replace('_', '-')} must be positive")
-    return dataclasses.replace(base, **values), args
+    return check_leader_election(dataclasses.replace(base, **values)), args

@@ -3,6 +3,14 @@
 Built in `modelops_operator.run` from its parts; Kopf's startup handler calls `start`, its cleanup
 handler `stop`. The resync is the safety net: every Model is queued once per interval, and a pass
 with nothing to do costs no request (it reads the store).
+
+With leader election (runtime/leader.py) `start` only enters the election: the replica's watches
+keep its store warm and its queue collects Models, but nothing acts until it is elected. Then
+`lead` lists every watched kind again from the API server (so the new leader plans from what the
+previous one wrote, not from what its own watches have delivered so far), queues every Model, and
+only then starts the workers, the analysis loop and the resync. Versions and Jobs have
+deterministic names (a second create is a 409) and a canary's clock is in the Model's status, so
+the new leader's first passes continue where the old one stopped instead of repeating a step.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from kubernetes.client.exceptions import ApiException
 from modelops_api import contract
 from modelops_operator.monitor import Monitor
 from modelops_operator.runtime.kube import Kube
+from modelops_operator.runtime.leader import LeaderElector
 from modelops_operator.runtime.store import Store
 from modelops_operator.runtime.workqueue import WorkQueue
 from modelops_operator.settings import Settings, is_pattern
@@ -54,7 +63,8 @@ def seed(kube: Kube, store: Store, namespaces: tuple[str, ...]) -> None:
 
 class Controller:
     """The store, the queue of Models (whose workers run `reconcile(namespace, name)`), the
-    analysis loop and the resync, started and stopped as one."""
+    analysis loop and the resync, started and stopped as one; with an elector, started only once
+    this replica leads."""
 
     def __init__(
         self,
@@ -64,14 +74,31 @@ class Controller:
         settings: Settings,
         reconcile: Callable[[str, str], object],
         monitor: Monitor | None = None,
+        elector: LeaderElector | None = None,
     ) -> None:
         self.kube, self.store, self.queue = kube, store, queue
         self.settings, self.reconcile, self.monitor = settings, reconcile, monitor
+        self.elector = elector
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
+        """Without an elector: `lead` now, before Kopf starts the watches. With one: enters the
+        election and returns; the elector calls `lead` once this replica is elected."""
+        if self.elector is None:
+            self.lead()
+        else:
+            self.elector.start(self.lead)
+
+    def lead(self) -> None:
+        """Seeds the store from the API server, queues every Model, then acts."""
         seed(self.kube, self.store, self.settings.namespaces)
+        if self._stop.is_set():
+            return
+        models = self.store.names("Model")
+        for namespace, name in models:
+            self.queue.add(namespace, name)
+        log.info("acting: %d Models queued", len(models))
         self.queue.start(self.reconcile)
         if self.monitor is not None:
             self.monitor.start()
@@ -86,6 +113,8 @@ class Controller:
         self.queue.stop()
         for thread in self._threads:
             thread.join(timeout=30)
+        if self.elector is not None:  # after the queue drained: a standby takes over at once
+            self.elector.stop()
 
     def _resync(self) -> None:
         while not self._stop.wait(self.settings.resync_seconds):
