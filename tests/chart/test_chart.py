@@ -198,8 +198,12 @@ def test_lint_and_template_pass_a_server_side_dry_run(
     lint = helm.run("lint", "--strict", str(CHART))
     assert "0 chart(s) failed" in lint.stdout and "[WARNING]" not in lint.stdout
 
-    # The schema rejects what the chart cannot do: two replicas without peering, a root pod.
-    for bad in (sets(replicas="2"), sets(podSecurityContext__runAsNonRoot="false")):
+    # The schema rejects what the chart cannot do: two replicas without leader election, a root pod.
+    assert helm.run("lint", "--strict", str(CHART), *sets(replicas="2")).returncode == 0
+    for bad in (
+        sets(replicas="2", leaderElection__enabled="false"),
+        sets(podSecurityContext__runAsNonRoot="false"),
+    ):
         refused = helm.run("lint", str(CHART), *bad, check=False)
         assert refused.returncode != 0 and "schema" in refused.stdout + refused.stderr
 
@@ -217,6 +221,7 @@ def test_lint_and_template_pass_a_server_side_dry_run(
     )
     rendered = {
         "default": helm.template("--namespace", release_ns),
+        "two replicas": helm.template("--namespace", release_ns, *sets(replicas="2")),
         "namespaced": helm.template(
             "--namespace",
             release_ns,
@@ -248,11 +253,26 @@ def test_lint_and_template_pass_a_server_side_dry_run(
     finally:
         kubectl(control_plane, "delete", "crd", "podmonitors.monitoring.coreos.com", "--wait=false")
     kinds = [d["kind"] for d in yaml.safe_load_all(rendered["namespaced"]) if d]
-    assert kinds.count("Role") == 2 and kinds.count("RoleBinding") == 2
+    # A Role and RoleBinding per namespace, and one for the Lease in the release namespace.
+    assert kinds.count("Role") == 3 and kinds.count("RoleBinding") == 3
     assert kinds.count("PersistentVolumeClaim") == 2 and "PodMonitor" in kinds
     assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds  # Roles only
     default_kinds = [d["kind"] for d in yaml.safe_load_all(rendered["default"]) if d]
-    assert "Role" not in default_kinds and default_kinds.count("ClusterRole") == 1
+    assert default_kinds.count("Role") == 1 and default_kinds.count("ClusterRole") == 1
+    lease_role = next(
+        d for d in yaml.safe_load_all(rendered["default"]) if d and d["kind"] == "Role"
+    )
+    assert lease_role["metadata"]["namespace"] == release_ns
+    assert {r for rule in lease_role["rules"] for r in rule["resources"]} == {"leases"}
+    two = next(
+        d for d in yaml.safe_load_all(rendered["two replicas"]) if d and d["kind"] == "Deployment"
+    )
+    assert two["spec"]["replicas"] == 2 and two["spec"]["strategy"]["type"] == "RollingUpdate"
+    pod = two["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["MODELOPS_LEADER_ELECTION"]["value"] == "true"
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert "podAntiAffinity" in pod["affinity"]
 
 
 def test_namespaced_install_reconciles_iris_as_its_service_account(
@@ -310,6 +330,9 @@ def test_namespaced_install_reconciles_iris_as_its_service_account(
 
     model = Models(node_api, ml).reconcile_to_serving()
     assert model["status"]["observedGeneration"] == model["metadata"]["generation"]
+    # Leader election is on by default: the one replica holds the release's Lease.
+    lease = client.CoordinationV1Api(node_api).read_namespaced_lease(sa, release_ns)
+    assert lease.spec.holder_identity.startswith(f"{pod.metadata.name}_")
     log = helm.kubectl("logs", "-n", release_ns, f"deployment/{sa}")
     assert "store seeded" in log
     assert denied(node, release_ns) == []

@@ -98,7 +98,19 @@ def test_chart_defaults_match_the_operator_and_the_distribution() -> None:
     assert values["podSecurityContext"] == training.pod_security_context()
     assert values["securityContext"] == training.container_security_context()
     schema = yaml.safe_load((CHART / "values.schema.json").read_text())
-    assert schema["properties"]["replicas"]["maximum"] == 1  # standalone: no peering
+    # Leader election is on, at the operator's (client-go's) durations; without it, one replica.
+    election = values["leaderElection"]
+    assert election["enabled"] is True and not defaults.leader_election  # the chart turns it on
+    assert (
+        election["leaseDurationSeconds"],
+        election["renewDeadlineSeconds"],
+        election["retryPeriodSeconds"],
+    ) == (
+        defaults.lease_duration_seconds,
+        defaults.renew_deadline_seconds,
+        defaults.retry_period_seconds,
+    )
+    assert schema["then"]["properties"]["replicas"]["maximum"] == 1
     assert set(values) <= set(schema["properties"])
 
 
