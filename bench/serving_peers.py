@@ -8,7 +8,7 @@ KServe's model server, side by side on this machine.
 preprocessing) and archives it; the same `pipeline.pkl` is then served, one worker each, by:
 
 - our runtime (`bentoml serve modelops_serving.service:ModelService`), monitoring on (the default:
-  input histograms, prediction counts, the prediction memory for feedback);
+  input histograms, prediction counts, a signed prediction id for feedback);
 - our runtime with `MODELOPS_MONITORING=off`;
 - MLServer with its scikit-learn runtime (`mlserver`, `mlserver-sklearn`, `parallel_workers: 0`),
   in a virtual environment of its own under ~/.cache/modelops/peers (its pins never touch ours);
@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 from benchdocs import write_section
 
+from modelops_api import contract
 from modelops_sandbox import tools
 from modelops_sandbox.processes import spawn
 
@@ -206,6 +207,10 @@ def ours(work: Path, archive: Path, monitoring: str) -> Iterator[Server]:
     port = free_port()
     home = work / f"home-{monitoring}"
     home.mkdir()
+    credentials = work / "credentials"  # monitored answers carry a signed prediction id
+    credentials.mkdir(exist_ok=True)
+    (credentials / contract.CREDENTIAL_TOKEN).write_text("bench-token")
+    (credentials / contract.CREDENTIAL_KEY).write_text("bench-signing-key")
     env = {
         **os.environ,
         "BENTOML_HOME": str(home),
@@ -216,6 +221,7 @@ def ours(work: Path, archive: Path, monitoring: str) -> Iterator[Server]:
         "MODELOPS_TRACK": "stable",
         "MODELOPS_HOST": "127.0.0.1",
         "MODELOPS_MONITORING": monitoring,
+        contract.ENV_CREDENTIALS: str(credentials),
     }
     argv = [str(BIN / "bentoml"), "serve", "modelops_serving.service:ModelService"]
     log = work / f"ours-{monitoring}.log"

@@ -1,5 +1,5 @@
 """What monitoring adds to one request, measured in process: validation is shared by both modes;
-recording (histograms, counters in multiprocess mode) and the prediction memory are monitoring's.
+recording (histograms, counters in multiprocess mode) and the signed prediction id are monitoring's.
 
     .venv/bin/python bench/serving_record_cost.py [--repeat 3000]
 
@@ -26,7 +26,7 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = _DIR
 
 import numpy as np  # noqa: E402
 
-from modelops_serving.feedback import Memory  # noqa: E402
+from modelops_serving.credentials import Credentials  # noqa: E402
 from modelops_serving.metrics import Recorder  # noqa: E402
 from modelops_serving.schema import Schema, validate_rows  # noqa: E402
 
@@ -49,9 +49,13 @@ def main() -> int:
         prediction={},
         metrics={},
     )
-    memory = Memory(Path(_DIR) / "memory.sqlite", 50_000)
+    keys = Path(_DIR) / "credentials"
+    keys.mkdir()
+    (keys / "token").write_text("bench-token")
+    (keys / "signing-key").write_text("bench-signing-key")
+    credentials = Credentials(keys)
     rng = np.random.default_rng(0)
-    print("| rows per request | validate µs | record metrics µs | remember µs | monitoring µs |")
+    print("| rows per request | validate µs | record metrics µs | sign id µs | monitoring µs |")
     print("| ---: | ---: | ---: | ---: | ---: |")
     for batch in (1, 100):
         rows = rng.uniform(4.0, 8.0, (batch, 4)).round(1).tolist()
@@ -66,11 +70,11 @@ def main() -> int:
             monitor.record_predictions(labels)
         record = (time.perf_counter() - start) / repeat * 1e6
         start = time.perf_counter()
-        for i in range(repeat):
-            memory.remember(f"{batch}-{i}", labels)
-        remember = (time.perf_counter() - start) / repeat * 1e6
-        total = record + remember
-        print(f"| {batch} | {validate:.0f} | {record:.0f} | {remember:.0f} | {total:.0f} |")
+        for _ in range(repeat):
+            credentials.issue("v1", labels)
+        sign = (time.perf_counter() - start) / repeat * 1e6
+        total = record + sign
+        print(f"| {batch} | {validate:.0f} | {record:.0f} | {sign:.0f} | {total:.0f} |")
     return 0
 
 

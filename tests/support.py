@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import pytest
 from kubernetes import client
 
+from modelops_api import contract
 from modelops_sandbox import audit
 from modelops_sandbox.cluster import Cluster
 from modelops_sandbox.operatorproc import OperatorProcess
@@ -163,3 +164,21 @@ def training_result(model: str, version: str, phase: str = "Succeeded", **fields
     }
     result.update(fields)
     return json.dumps(result)
+
+
+FEEDBACK_TOKEN = "test-feedback-token"
+
+
+def serving_credentials(directory: Path) -> dict[str, str]:
+    """Writes the files a Model's serving Secret mounts (the token that `/feedback` needs, and a
+    signing key) into `directory`; the environment that points a runtime at them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / contract.CREDENTIAL_TOKEN).write_text(FEEDBACK_TOKEN)
+    (directory / contract.CREDENTIAL_KEY).write_text(f"signing-key-of-{directory.name}")
+    return {contract.ENV_CREDENTIALS: str(directory)}
+
+
+def bearer() -> dict[str, str]:
+    """The header of a caller that may give feedback and read the full /metadata."""
+    return {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
+

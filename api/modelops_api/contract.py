@@ -85,6 +85,11 @@ ENV_MODEL: Final = "MODELOPS_MODEL"
 ENV_VERSION: Final = "MODELOPS_VERSION"
 ENV_TRACK: Final = "MODELOPS_TRACK"
 ENV_HOST: Final = "MODELOPS_HOST"
+ENV_CREDENTIALS: Final = "MODELOPS_CREDENTIALS"  # the directory of the Model's serving credentials
+CREDENTIAL_TOKEN: Final = "token"  # key of the Secret: the bearer token of /feedback, /metadata
+CREDENTIAL_KEY: Final = "signing-key"  # key of the Secret: signs prediction ids
+
+
 STABLE: Final = "stable"
 CANARY: Final = "canary"
 TRACKS: Final = (STABLE, CANARY)
@@ -112,3 +117,8 @@ def spec_hash(training: Mapping[str, Any]) -> str:
 def training_hash(training: Mapping[str, Any]) -> str:
     """The identity of a training spec: its hash without the fields that do not change the model."""
     return spec_hash({k: v for k, v in training.items() if k not in NOT_IN_HASH})
+
+
+def credentials_secret(model: str) -> str:
+    """The name of the Model's serving credentials Secret (CREDENTIAL_TOKEN, CREDENTIAL_KEY)."""
+    return f"{model}-serving-credentials"

@@ -1,5 +1,7 @@
 """Pure builders of a Model's serving children: the Deployment per track, the Service, HPA and PDB.
 
+Serving pods mount the Model's credentials Secret (credentials.py) and nothing else of the API.
+
 One Service selects every serving pod of a model; each track (stable, canary) is its own Deployment
 whose selector adds the track label, so the Service spreads traffic by replica ratio on any cluster
 (no mesh) while the two Deployments never adopt each other's pods. Each pod imports its version's
@@ -13,6 +15,7 @@ from typing import Any
 
 from modelops_api import contract
 from modelops_api.spec import ServingSpec
+from modelops_operator import credentials
 from modelops_operator.objects import Body
 from modelops_operator.settings import Settings
 from modelops_operator.training import (
@@ -73,6 +76,7 @@ def build_deployment(
             {"name": contract.ENV_VERSION, "value": version.name},
             {"name": contract.ENV_TRACK, "value": track},
             {"name": contract.ENV_HOST, "value": "0.0.0.0"},
+            {"name": contract.ENV_CREDENTIALS, "value": credentials.MOUNT},
             {"name": "BENTOML_HOME", "value": BENTOML_HOME},
             {"name": "HOME", "value": "/tmp"},
         ],
@@ -100,6 +104,7 @@ def build_deployment(
         "securityContext": container_security_context(),
         "volumeMounts": [
             {"name": "artifacts", "mountPath": settings.artifacts_path, "readOnly": True},
+            {"name": credentials.VOLUME, "mountPath": credentials.MOUNT, "readOnly": True},
             {"name": "bentoml-home", "mountPath": BENTOML_HOME},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
@@ -128,6 +133,10 @@ def build_deployment(
                             "claimName": settings.artifacts_claim,
                             "readOnly": True,
                         },
+                    },
+                    {
+                        "name": credentials.VOLUME,
+                        "secret": {"secretName": contract.credentials_secret(name)},
                     },
                     {"name": "bentoml-home", "emptyDir": {}},
                     {"name": "tmp", "emptyDir": {}},

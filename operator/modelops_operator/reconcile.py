@@ -60,7 +60,7 @@ class Context:
     analysed: dict[ModelKey, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.references = watches.References(self.kube)
+        self.references = watches.References(self.kube, self.settings.credentials_key)
 
 
 def reconcile(ctx: Context, namespace: str, name: str) -> Body | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from modelops_api import contract
 from modelops_api.spec import ServingSpec
-from modelops_operator import canary, children
+from modelops_operator import canary, children, credentials
 from modelops_operator.analysis.model import Outcome, Results
 from modelops_operator.objects import Body
 from modelops_operator.runtime.kube import Kube
@@ -154,6 +154,7 @@ def _serve_stable(
 ) -> dict[str, Any]:
     """Applies the stable children; removes the optional ones no longer wanted."""
     namespace, name = model["metadata"]["namespace"], model["metadata"]["name"]
+    kube.ensure(credentials.build_secret(model, settings.credentials_key))
     deployment = kube.ensure(
         children.build_deployment(
             model, serving, stable, children.STABLE, children.stable_replicas(serving), settings

@@ -8,6 +8,7 @@ here, once, and handed to what uses it.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from functools import partial
 from typing import Any
@@ -61,6 +62,11 @@ def main(argv: list[str]) -> int:
     )
     if not args.verbose:  # one line per watch event is noise at a thousand Models
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    if not os.environ.get("MODELOPS_CREDENTIALS_KEY"):
+        logging.getLogger("modelops").warning(
+            "MODELOPS_CREDENTIALS_KEY is not set: this process made up a key, so every Model's "
+            "feedback token changes when it restarts (the chart keeps one in a Secret)"
+        )
     store = Store()
     kube = Kube(_load_client(), store)
     queue = WorkQueue(workers=WORKERS)

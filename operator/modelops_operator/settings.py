@@ -10,6 +10,7 @@
 | resync interval, seconds | MODELOPS_RESYNC_SECONDS | 60 |
 | versions kept per model | MODELOPS_HISTORY_LIMIT | 10 |
 | training deadline, seconds | MODELOPS_TRAINING_DEADLINE_SECONDS | 3600 |
+| serving credentials' key | MODELOPS_CREDENTIALS_KEY | made up per process (chart: a Secret) |
 | leader election (replicas > 1) | MODELOPS_LEADER_ELECTION (true/false) | false (the chart: true) |
 | its Lease's name | MODELOPS_LEADER_ELECTION_LEASE | modelops-operator |
 | its Lease's namespace | MODELOPS_LEADER_ELECTION_NAMESPACE, else POD_NAMESPACE | (required) |
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -43,6 +45,8 @@ class Settings:
     resync_seconds: float = 60.0
     history_limit: int = 10
     training_deadline_seconds: int = 3600
+    # Derives each Model's serving credentials (credentials.py); made up per process when unset.
+    credentials_key: str = ""
     leader_election: bool = False
     lease_name: str = "modelops-operator"
     lease_namespace: str = ""
@@ -132,6 +136,8 @@ def from_environment(env: Mapping[str, str]) -> Settings:
         training_deadline_seconds=int(
             _positive(env, "MODELOPS_TRAINING_DEADLINE_SECONDS", d.training_deadline_seconds, int)
         ),
+        credentials_key=env.get("MODELOPS_CREDENTIALS_KEY", "").strip()
+        or secrets.token_urlsafe(32),
         leader_election=_flag(env, "MODELOPS_LEADER_ELECTION", d.leader_election),
         lease_name=env.get("MODELOPS_LEADER_ELECTION_LEASE", "").strip() or d.lease_name,
         lease_namespace=lease_namespace or env.get("POD_NAMESPACE", "").strip(),

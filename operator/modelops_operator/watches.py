@@ -19,7 +19,7 @@ from typing import Any
 
 from modelops_api import contract
 from modelops_api.spec import ModelSpec
-from modelops_operator import children
+from modelops_operator import children, credentials
 from modelops_operator.analysis.model import DRIFT, Target, TargetKey, Watch
 from modelops_operator.monitor import Monitor
 from modelops_operator.objects import Body, ModelKey
@@ -30,10 +30,13 @@ REFERENCE_RETRY = 30.0
 
 
 class References:
-    """Reference distributions by version, read from serving pods when the status has none."""
+    """Reference distributions by version, read from serving pods when the status has none; the
+    full `/metadata` asks for the Model's token, which the operator derives from its key."""
 
-    def __init__(self, kube: Kube, clock: Callable[[], float] = time.monotonic) -> None:
-        self.kube, self.clock = kube, clock
+    def __init__(
+        self, kube: Kube, credentials_key: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.kube, self.clock, self.credentials_key = kube, clock, credentials_key
         self._misses: dict[tuple[str, str], float] = {}  # version -> when reading it last failed
 
     def of(self, version: Body | None) -> Mapping[str, Any] | None:
@@ -48,12 +51,15 @@ class References:
         if missed is not None and self.clock() - missed < REFERENCE_RETRY:
             return None
         selector = {contract.LABEL_VERSION: meta["name"], contract.LABEL_COMPONENT: "serving"}
+        model = (version.get("spec") or {}).get("model") or ""
+        bearer = credentials.token(self.credentials_key, meta["namespace"], model)
         for pod in self.kube.list("Pod", meta["namespace"], selector):
             if not _ready(pod):
                 continue
             url = f"http://{pod['status'].get('podIP')}:{contract.SERVING_PORT}/metadata"
+            request = urllib.request.Request(url, headers={"Authorization": f"Bearer {bearer}"})
             try:
-                with urllib.request.urlopen(url, timeout=5) as response:
+                with urllib.request.urlopen(request, timeout=5) as response:
                     metadata = json.loads(response.read())
             except (OSError, ValueError) as error:
                 log.info("reference of %s not read from %s: %s", meta["name"], url, error)

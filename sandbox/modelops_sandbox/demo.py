@@ -86,10 +86,11 @@ def watch_model(
 
 class Traffic:
     """Prediction traffic with ground-truth feedback, in a background thread, to the model's
-    Service (kube-proxy spreads it over the ready pods of both tracks). Feedback carries the
-    prediction and the version that made it, so any replica scores it; one that reaches a pod of
-    the other track is counted there as `other_version` and not scored. `shift` moves the petal
-    measurements, as a change in the world would."""
+    Service (kube-proxy spreads it over the ready pods of both tracks). Feedback refers to each
+    answer's signed prediction id and carries the Model's token, read from its Secret; any replica
+    of the version scores it, and one that reaches a pod of the other track is counted there as
+    `other_version` and not scored. `shift` moves the petal measurements, as a change in the
+    world would."""
 
     def __init__(
         self,
@@ -122,9 +123,13 @@ class Traffic:
         self._thread: threading.Thread | None = None
         self._rng = random.Random(7)
         self._url = ""
+        self._auth: dict[str, str] = {}
 
     def send(self, requests: int) -> dict[str, int]:
         self._url = self._url or self.sandbox.service_url(self.model, self.namespace)
+        if self.feedback and not self._auth:
+            token = self.sandbox.feedback_token(self.model, self.namespace)
+            self._auth = {"Authorization": f"Bearer {token}"}
         names = list(self.data.target_names)
         for _ in range(requests):
             picks = self._rng.sample(range(len(self.data.data)), self.rows)
@@ -143,13 +148,13 @@ class Traffic:
                 if self.feedback:
                     items = [
                         {
-                            "prediction": prediction,
-                            "version": answer["version"],
+                            "request_id": answer["request_id"],
+                            "row": row,
                             "truth": names[self.data.target[r]],
                         }
-                        for prediction, r in zip(answer["predictions"], picks, strict=True)
+                        for row, r in enumerate(picks)
                     ]
-                    fed = post_json(f"{self._url}/feedback", {"items": items})
+                    fed = post_json(f"{self._url}/feedback", {"items": items}, headers=self._auth)
                     self.counts["correct"] += int(fed.get("correct", 0))
                     self.counts["incorrect"] += int(fed.get("incorrect", 0))
             except urllib.error.HTTPError:

@@ -18,6 +18,7 @@ installed there with the chart when `install_operator` (its nodes must have the 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import shutil
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelops_api import contract
 from modelops_sandbox import tools
 from modelops_sandbox.cluster import Cluster
 from modelops_sandbox.controlplane import KubectlError, run_kubectl
@@ -193,6 +195,14 @@ class Sandbox(Lifecycle):
         service = self.get("service", model, namespace)
         return f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
 
+    def feedback_token(self, model: str, namespace: str | None = None) -> str:
+        """The Model's feedback token, read from its credentials Secret as any client that RBAC
+        lets read it would (docs/serving.md, "Credentials")."""
+        secret = self.get("secret", contract.credentials_secret(model), namespace)
+        if not secret:
+            raise KubectlError(f"no Secret {contract.credentials_secret(model)} (yet)")
+        return base64.b64decode(secret["data"][contract.CREDENTIAL_TOKEN]).decode()
+
     def serving_pods(self, model: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """Ready serving pods of `model`: name, address, track and version."""
         pods = json.loads(
@@ -266,10 +276,14 @@ class Sandbox(Lifecycle):
             self._installed = False
 
 
-def post_json(url: str, body: Any, timeout: float = 10.0) -> Any:
+def post_json(
+    url: str, body: Any, timeout: float = 10.0, headers: dict[str, str] | None = None
+) -> Any:
     """POSTs JSON and returns the JSON answer (raises on a non-2xx status)."""
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **(headers or {})},
     )
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())

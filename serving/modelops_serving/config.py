@@ -34,6 +34,8 @@ class RuntimeConfig:
     max_batch: int
     nan_policy: str
     feedback_memory: int
+    feedback_window: float
+    credentials: str
     artifact_wait_seconds: float
     request_timeout: int
 
@@ -95,7 +97,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> RuntimeConfig:
         monitoring=_switch(env, "MODELOPS_MONITORING", True),
         max_batch=_int(env, "MODELOPS_MAX_BATCH", 1000, 1),
         nan_policy=_choice(env, "MODELOPS_NAN_POLICY", "reject", NAN_POLICIES),
-        feedback_memory=_int(env, "MODELOPS_FEEDBACK_MEMORY", 50_000, 0),
+        feedback_memory=_int(env, "MODELOPS_FEEDBACK_MEMORY", 50_000, 1),
+        feedback_window=_float(env, "MODELOPS_FEEDBACK_WINDOW", 7 * 86400.0),
+        credentials=env.get(contract.ENV_CREDENTIALS, "").strip(),
         artifact_wait_seconds=_float(env, "MODELOPS_ARTIFACT_WAIT_SECONDS", 600.0),
         request_timeout=_int(env, "MODELOPS_REQUEST_TIMEOUT", 10, 1),
     )

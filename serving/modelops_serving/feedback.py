@@ -1,21 +1,18 @@
-"""Ground truth for earlier predictions: the prediction memory and the scoring of feedback.
+"""Ground truth for earlier predictions: which rows were scored, and the scoring of feedback.
 
-`/predict` remembers what it answered under the request id it returned, in a small SQLite table in
-the pod-local `BENTOML_HOME` shared by the runtime's worker processes (feedback may reach another
-worker than the prediction did). The table keeps the newest `MODELOPS_FEEDBACK_MEMORY` requests;
-older ids become unknown, and feedback on them is counted as such, not failed. Each row of a
-request is scored at most once; a repeat is counted as a duplicate.
-
-Feedback can also carry the prediction itself (`{"prediction": ..., "truth": ...}`), which needs no
-memory and works across replicas. An item may name the `version` that made the prediction; an item
-for another version is counted as `other_version` and not scored, so a canary's accuracy is never
-computed from the stable version's predictions.
+Feedback refers to a prediction by the `request_id` that `/predict` returned: a signed id that
+carries the version and the predictions (credentials.py), so the truth is always compared with
+what the model really answered, on any replica. Each row of an id is scored at most once per pod:
+a small SQLite table in the pod-local `BENTOML_HOME`, shared by the runtime's worker processes
+(feedback may reach another worker than the prediction did), keeps the rows claimed for the newest
+`MODELOPS_FEEDBACK_MEMORY` ids. A repeat is counted as a duplicate; an id that is not ours
+(`forged`), too old (`expired`) or of another version (`other_version`), and a row beyond the
+prediction (`unknown_row`) are counted, not scored and not failed.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import math
 import sqlite3
 import threading
@@ -23,13 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .credentials import Credentials, Opened
 from .schema import Problem, Rejected
 
 PRUNE_EVERY = 512
 
 
-class Memory:
-    """Predictions by request id, bounded to the newest `capacity` requests."""
+class Claims:
+    """The rows scored so far, by id, bounded to the newest `capacity` ids."""
 
     def __init__(self, path: Path, capacity: int) -> None:
         self.capacity = capacity
@@ -44,57 +42,46 @@ class Memory:
             fcntl.flock(guard, fcntl.LOCK_EX)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(
-                "CREATE TABLE IF NOT EXISTS predictions ("
+                "CREATE TABLE IF NOT EXISTS claims ("
                 "seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, "
-                "preds TEXT NOT NULL, claimed TEXT NOT NULL DEFAULT '')"
+                "rows TEXT NOT NULL)"
             )
         self._db.execute("PRAGMA synchronous=OFF")
 
-    def remember(self, request_id: str, predictions: list[Any]) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO predictions (id, preds) VALUES (?, ?)",
-                (request_id, json.dumps(predictions)),
-            )
-            self._since_prune += 1
-            if self._since_prune >= PRUNE_EVERY:
-                self._since_prune = 0
-                self._db.execute(
-                    "DELETE FROM predictions WHERE seq <= (SELECT MAX(seq) FROM predictions) - ?",
-                    (self.capacity,),
-                )
-
-    def claim(self, request_id: str, row: int) -> tuple[str, Any]:
-        """('ok', prediction), or (reason, None): unknown_request, unknown_row or duplicate."""
+    def claim(self, request_id: str, row: int) -> bool:
+        """True the first time `row` of `request_id` is claimed, False for a repeat."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 found = self._db.execute(
-                    "SELECT seq, preds, claimed FROM predictions WHERE id = ?", (request_id,)
+                    "SELECT seq, rows FROM claims WHERE id = ?", (request_id,)
                 ).fetchone()
                 if found is None:
-                    return "unknown_request", None
-                seq, preds_text, claimed_text = found
-                if self.capacity and seq <= self._newest() - self.capacity:
-                    return "unknown_request", None
-                preds = json.loads(preds_text)
-                if not 0 <= row < len(preds):
-                    return "unknown_row", None
-                claimed = set(claimed_text.split(",")) if claimed_text else set()
-                if str(row) in claimed:
-                    return "duplicate", None
-                claimed.add(str(row))
+                    self._db.execute(
+                        "INSERT INTO claims (id, rows) VALUES (?, ?)", (request_id, str(row))
+                    )
+                    self._prune()
+                    return True
+                seq, rows_text = found
+                rows = set(rows_text.split(","))
+                if str(row) in rows:
+                    return False
+                rows.add(str(row))
                 self._db.execute(
-                    "UPDATE predictions SET claimed = ? WHERE seq = ?",
-                    (",".join(sorted(claimed)), seq),
+                    "UPDATE claims SET rows = ? WHERE seq = ?", (",".join(sorted(rows)), seq)
                 )
-                return "ok", preds[row]
+                return True
             finally:
                 self._db.execute("COMMIT")
 
-    def _newest(self) -> int:
-        row = self._db.execute("SELECT MAX(seq) FROM predictions").fetchone()
-        return int(row[0] or 0)
+    def _prune(self) -> None:
+        self._since_prune += 1
+        if self._since_prune >= PRUNE_EVERY:
+            self._since_prune = 0
+            self._db.execute(
+                "DELETE FROM claims WHERE seq <= (SELECT MAX(seq) FROM claims) - ?",
+                (self.capacity,),
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -104,10 +91,8 @@ class Memory:
 @dataclass
 class Item:
     truth: Any
-    request_id: str | None = None
+    request_id: str
     row: int = 0
-    prediction: Any = None
-    version: str | None = None
 
 
 @dataclass
@@ -169,17 +154,16 @@ def parse_items(body_items: Any, *, task: str, max_items: int) -> list[Item]:
 
     for i, raw in enumerate(body_items):
         if not isinstance(raw, dict):
-            bad(
-                "invalid_row",
-                i,
-                "items",
-                "must be an object with 'truth' and a 'request_id' or a 'prediction'",
-            )
+            bad("invalid_row", i, "items", "must be an object with 'request_id' and 'truth'")
             continue
-        extra = set(raw) - {"truth", "request_id", "row", "prediction", "version"}
-        for key in sorted(extra):
-            bad("extra_feature", i, key, f"{key!r} is not a feedback field")
-        has_id, has_pred = "request_id" in raw, "prediction" in raw
+        before = len(problems)
+        for key in sorted(set(raw) - {"truth", "request_id", "row"}):
+            why = (
+                "feedback names a prediction by the 'request_id' that /predict returned"
+                if key in ("prediction", "version")
+                else f"{key!r} is not a feedback field"
+            )
+            bad("extra_feature", i, key, why)
         if "truth" not in raw:
             bad("missing_feature", i, "truth", "'truth' is missing")
         elif raw["truth"] is None:
@@ -188,61 +172,39 @@ def parse_items(body_items: Any, *, task: str, max_items: int) -> list[Item]:
             bad("wrong_type", i, "truth", "'truth' must be a finite number for a regressor")
         elif task == "classification" and not isinstance(raw["truth"], (str, int)):
             bad("wrong_type", i, "truth", "'truth' must be a class label (string or integer)")
-        if has_id == has_pred:
-            bad(
-                "missing_feature" if not has_id else "extra_feature",
-                i,
-                "request_id" if not has_id else "prediction",
-                "give either 'request_id' (and 'row') or 'prediction', not both"
-                if has_id
-                else "give either 'request_id' (and 'row') or 'prediction'",
-            )
-        elif has_id:
-            if not isinstance(raw["request_id"], str) or not raw["request_id"]:
-                bad("wrong_type", i, "request_id", "'request_id' must be a non-empty string")
-            row = raw.get("row", 0)
-            if not isinstance(row, int) or isinstance(row, bool) or row < 0:
-                bad("wrong_type", i, "row", "'row' must be a non-negative integer")
-        else:
-            pred = raw["prediction"]
-            if task != "classification" and not _is_number(pred):
-                bad("wrong_type", i, "prediction", "'prediction' must be a finite number")
-            elif task == "classification" and not isinstance(pred, (str, int)):
-                bad("wrong_type", i, "prediction", "'prediction' must be a class label")
-        if "version" in raw and not isinstance(raw["version"], str):
-            bad("wrong_type", i, "version", "'version' must be a string")
-        if "row" in raw and not has_id:
-            bad("extra_feature", i, "row", "'row' only goes with 'request_id'")
-        if not problems or problems[-1].row != i:
-            items.append(
-                Item(
-                    truth=raw["truth"],
-                    request_id=raw.get("request_id"),
-                    row=int(raw.get("row", 0)),
-                    prediction=raw.get("prediction"),
-                    version=raw.get("version"),
-                )
-            )
+        if "request_id" not in raw:
+            bad("missing_feature", i, "request_id", "'request_id' (from /predict) is missing")
+        elif not isinstance(raw["request_id"], str) or not raw["request_id"]:
+            bad("wrong_type", i, "request_id", "'request_id' must be a non-empty string")
+        row = raw.get("row", 0)
+        if not isinstance(row, int) or isinstance(row, bool) or row < 0:
+            bad("wrong_type", i, "row", "'row' must be a non-negative integer")
+        if len(problems) == before:
+            items.append(Item(truth=raw["truth"], request_id=raw["request_id"], row=row))
     if problems:
         raise Rejected(problems[:20])
     return items
 
 
-def score(items: list[Item], *, task: str, memory: Memory | None, version: str = "") -> Outcome:
-    """Match each item with its prediction and compare with the truth."""
+def score(
+    items: list[Item],
+    *,
+    task: str,
+    credentials: Credentials,
+    claims: Claims,
+    version: str,
+    window: float,
+) -> Outcome:
+    """Match each item with the prediction its id carries and compare it with the truth."""
     outcome = Outcome()
     for item in items:
-        if item.version is not None and version and item.version != version:
-            outcome.unmatched["other_version"] = outcome.unmatched.get("other_version", 0) + 1
+        opened = credentials.open(item.request_id, window)
+        reason = _unmatched(opened, item, version, claims)
+        if reason is not None:
+            outcome.unmatched[reason] = outcome.unmatched.get(reason, 0) + 1
             continue
-        prediction = item.prediction
-        if item.request_id is not None:
-            status, prediction = (
-                memory.claim(item.request_id, item.row) if memory else ("unknown_request", None)
-            )
-            if status != "ok":
-                outcome.unmatched[status] = outcome.unmatched.get(status, 0) + 1
-                continue
+        assert isinstance(opened, Opened)
+        prediction = opened.predictions[item.row]
         if task == "classification":
             if str(prediction) == str(item.truth):
                 outcome.correct += 1
@@ -251,3 +213,16 @@ def score(items: list[Item], *, task: str, memory: Memory | None, version: str =
         else:
             outcome.errors.append(float(prediction) - float(item.truth))
     return outcome
+
+
+def _unmatched(opened: Opened | str, item: Item, version: str, claims: Claims) -> str | None:
+    """Why the item cannot be scored, or None (and its row is claimed)."""
+    if isinstance(opened, str):
+        return opened
+    if opened.version != version:
+        return "other_version"
+    if item.row >= len(opened.predictions):
+        return "unknown_row"
+    if not claims.claim(opened.signature, item.row):
+        return "duplicate"
+    return None

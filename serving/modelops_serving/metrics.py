@@ -44,8 +44,9 @@ REJECT_REASONS = (
     "wrong_type",
     "missing_value",
     "unscorable",
+    "unauthorized",
 )
-UNMATCHED_REASONS = ("unknown_request", "unknown_row", "duplicate", "other_version")
+UNMATCHED_REASONS = ("forged", "expired", "unknown_row", "duplicate", "other_version")
 ERROR_MULTIPLIERS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 MAX_CATEGORIES = 100  # series per categorical feature when the reference names none
 SMALL_BATCH = 16  # below this, bisect per value is cheaper than numpy's binning

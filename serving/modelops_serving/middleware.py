@@ -1,4 +1,10 @@
-"""HTTP glue around the BentoML service: `GET /metadata`, and one error shape for every bad body.
+"""HTTP glue around the BentoML service: `GET /metadata`, the credential check of `/feedback`, and
+one error shape for every bad body.
+
+`POST /feedback` needs the Model's bearer token (credentials.py): without it the answer is 401,
+`unauthorized`, before the body is read. `GET /metadata` answers anyone what a client needs to call
+the model (names and types of the features, the task, the limits); with the token it adds what
+the data looks like (categories, classes, metrics, reference distributions).
 
 BentoML parses the JSON body before the API method runs and answers a body that is not JSON (or not
 a JSON object) with its own 400. This ASGI middleware rewrites those answers into the runtime's
@@ -30,7 +36,9 @@ ENDPOINTS = {"/predict": "predict", "/feedback": "feedback"}
 current: Runtime | None = None
 
 
-def _json_message(status: int, body: dict[str, Any], reason: str) -> tuple[Message, Message]:
+def _json_message(
+    status: int, body: dict[str, Any], reason: str, *extra: tuple[bytes, bytes]
+) -> tuple[Message, Message]:
     data = json.dumps(body).encode()
     start = {
         "type": "http.response.start",
@@ -39,9 +47,14 @@ def _json_message(status: int, body: dict[str, Any], reason: str) -> tuple[Messa
             (b"content-type", b"application/json"),
             (b"content-length", str(len(data)).encode()),
             (REASON_HEADER, reason.encode()),
+            *extra,
         ],
     }
     return start, {"type": "http.response.body", "body": data, "more_body": False}
+
+
+def _authorization(scope: Scope) -> bytes | None:
+    return next((v for k, v in scope.get("headers", []) if k.lower() == b"authorization"), None)
 
 
 def _explain(raw: bytes) -> str:
@@ -61,6 +74,14 @@ def _explain(raw: bytes) -> str:
     return str(payload)[:200]
 
 
+def _may_give_feedback(scope: Scope) -> bool:
+    """Whether the request carries the token; a runtime without credentials (or not loaded yet)
+    lets the endpoint answer why it takes no feedback."""
+    if current is None or current.credentials is None:
+        return True
+    return current.authorized(_authorization(scope))
+
+
 class RuntimeMiddleware:
     """Serves GET /metadata and reshapes BentoML's own 4xx answers on the runtime's endpoints."""
 
@@ -73,11 +94,14 @@ class RuntimeMiddleware:
             return
         path = scope.get("path", "")
         if path == "/metadata" and scope.get("method") in ("GET", "HEAD"):
-            await self._metadata(send)
+            await self._metadata(scope, send)
             return
         endpoint = ENDPOINTS.get(path)
         if endpoint is None or scope.get("method") != "POST":
             await self.app(scope, receive, send)
+            return
+        if endpoint == "feedback" and not _may_give_feedback(scope):
+            await self._unauthorized(send)
             return
         scope = dict(scope)
         scope["headers"] = [
@@ -124,12 +148,26 @@ class RuntimeMiddleware:
         await send(start)
         await send(body_message)
 
-    async def _metadata(self, send: Send) -> None:
+    async def _unauthorized(self, send: Send) -> None:
+        message = "feedback needs the Model's token: Authorization: Bearer <token>"
+        reason = "unauthorized"
+        body = {
+            "error": message,
+            "reason": reason,
+            "problems": [{"reason": reason, "message": message, "field": "Authorization"}],
+        }
+        if current is not None:
+            current.recorder.record_rejected("feedback", reason)
+        start, body_message = _json_message(401, body, reason, (b"www-authenticate", b"Bearer"))
+        await send(start)
+        await send(body_message)
+
+    async def _metadata(self, scope: Scope, send: Send) -> None:
         if current is None:
             body: dict[str, Any] = {"state": "starting"}
             status = 503
         else:
-            body = current.metadata()
+            body = current.metadata(full=current.authorized(_authorization(scope)))
             status = 200 if current.ready else 503
         start, message = _json_message(status, body, "metadata" if status == 200 else "not_ready")
         await send(start)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,8 @@ from modelops_api import contract
 
 from . import artifact
 from .config import RuntimeConfig
-from .feedback import Memory, parse_items, score
+from .credentials import Credentials, CredentialsError
+from .feedback import Claims, parse_items, score
 from .metrics import Recorder, Silent
 from .schema import ContractError, Problem, Rejected, validate_rows
 from .scoring import Scorer
@@ -48,6 +48,10 @@ def settle_garbage_collection() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
 
 
+# Load errors whose message says it all: logged without a traceback.
+EXPLAINED = (artifact.ArtifactError, ContractError, CredentialsError)
+
+
 class NotReady(Exception):
     """The model is not loaded (yet, or at all); the message says which."""
 
@@ -59,7 +63,8 @@ class Runtime:
         self.settings = settings
         self.model: artifact.LoadedModel | None = None
         self.recorder: Recorder | Silent = Silent()
-        self.memory: Memory | None = None
+        self.credentials: Credentials | None = None
+        self.claims: Claims | None = None
         self.state = "loading"
         self.error = ""
         self._classes: list[str] = []
@@ -84,6 +89,8 @@ class Runtime:
             self.error = message
 
         try:
+            if s.credentials:
+                self.credentials = Credentials(Path(s.credentials))
             model = artifact.load(
                 s.artifact,
                 s.model,
@@ -103,11 +110,9 @@ class Runtime:
                     prediction=model.metadata.get("prediction"),
                     metrics=model.metadata.get("metrics"),
                 )
-                if s.feedback_memory > 0:
+                if s.credentials:
                     home = artifact.bentoml_home()
-                    self.memory = Memory(
-                        Path(home) / "modelops-predictions.sqlite", s.feedback_memory
-                    )
+                    self.claims = Claims(Path(home) / "modelops-claims.sqlite", s.feedback_memory)
             classes = getattr(model.pipeline, "classes_", None)
             self._classes = (
                 [str(c) for c in classes] if classes is not None else list(model.classes)
@@ -127,7 +132,7 @@ class Runtime:
             log.error(
                 "cannot serve the model: %s",
                 exc,
-                exc_info=not isinstance(exc, (artifact.ArtifactError, ContractError)),
+                exc_info=not isinstance(exc, EXPLAINED),
             )
 
     def _require(self) -> artifact.LoadedModel:
@@ -157,15 +162,10 @@ class Runtime:
         labels = predictions.tolist()
         self.recorder.record_inputs(columns)
         self.recorder.record_predictions(labels)
-        request_id = uuid.uuid4().hex
-        if self.memory is not None:
-            self.memory.remember(request_id, labels)
-        out: dict[str, Any] = {
-            "request_id": request_id,
-            "model": model.model,
-            "version": model.version,
-            "predictions": labels,
-        }
+        out: dict[str, Any] = {"model": model.model, "version": model.version}
+        if self.claims is not None and self.credentials is not None:  # feedback is taken
+            out["request_id"] = self.credentials.issue(model.version, labels)
+        out["predictions"] = labels
         if probabilities is not None:
             out["probabilities"] = [
                 dict(zip(self._classes, row, strict=True)) for row in probabilities.tolist()
@@ -186,29 +186,39 @@ class Runtime:
 
     def feedback(self, items: Any) -> dict[str, Any]:
         model = self._require()
-        if not self.recorder.enabled:
-            raise Rejected(
-                [Problem("monitoring_off", "feedback is off because MODELOPS_MONITORING=off")],
-                status=409,
+        if self.credentials is None or self.claims is None:
+            why = (
+                "MODELOPS_MONITORING=off"
+                if not self.recorder.enabled
+                else f"no credentials ({contract.ENV_CREDENTIALS})"
             )
+            raise Rejected([Problem("feedback_off", f"feedback is off: {why}")], status=409)
         try:
             parsed = parse_items(items, task=model.task, max_items=self.settings.max_batch)
         except Rejected as error:
             raise self.reject("feedback", error) from None
-        outcome = score(parsed, task=model.task, memory=self.memory, version=model.version)
+        outcome = score(
+            parsed,
+            task=model.task,
+            credentials=self.credentials,
+            claims=self.claims,
+            version=model.version,
+            window=self.settings.feedback_window,
+        )
         self.recorder.record_outcomes(outcome.correct, outcome.incorrect, outcome.errors)
         for reason, n in outcome.unmatched.items():
             self.recorder.record_unmatched(reason, n)
         return outcome.as_dict(model.task)
 
-    def metadata(self) -> dict[str, Any]:
+    def authorized(self, header: bytes | None) -> bool:
+        """Whether a request's `Authorization` header carries the Model's token."""
+        return self.credentials is not None and self.credentials.authorized(header)
+
+    def metadata(self, full: bool) -> dict[str, Any]:
+        """What a client needs to call the model; `full` (an authorized caller, such as the
+        operator) adds what the data looks like: classes, metrics, reference distributions."""
         s = self.settings
-        out: dict[str, Any] = {
-            "state": self.state,
-            "track": s.track,
-            "artifact": s.artifact,
-            "monitoring": s.monitoring,
-        }
+        out: dict[str, Any] = {"state": self.state, "track": s.track, "monitoring": s.monitoring}
         if self.error:
             out["error"] = self.error
         model = self.model
@@ -222,6 +232,15 @@ class Runtime:
             tag=model.tag,
             task=model.task,
             target=meta.get("target"),
+            features=[
+                {"name": f.get("name"), "type": f.get("type")} for f in meta.get("features") or []
+            ],
+            limits={"maxBatch": s.max_batch, "nanPolicy": s.nan_policy},
+        )
+        if not full:
+            return out
+        out.update(
+            artifact=s.artifact,
             features=meta.get("features"),
             classes=list(model.classes) or None,
             metrics=meta.get("metrics"),
@@ -231,7 +250,6 @@ class Runtime:
             specHash=meta.get("specHash"),
             reference=meta.get(contract.REFERENCE),
             prediction=meta.get("prediction"),
-            limits={"maxBatch": s.max_batch, "nanPolicy": s.nan_policy},
         )
         if self.recorder.warnings:
             out["monitoringWarnings"] = list(self.recorder.warnings)

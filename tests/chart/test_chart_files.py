@@ -127,10 +127,12 @@ def test_rbac_has_a_rule_for_every_kind_the_operator_calls() -> None:
     for kind, (prefix, plural) in kube.PATHS.items():
         group = "" if prefix == "/api/v1" else prefix.split("/")[2]
         assert (group, plural) in granted, kind
-    # Read-only where the operator only reads; never Secrets, never RBAC, never a wildcard.
+    # Read-only where the operator only reads; Secrets written, never read; never RBAC, never a
+    # wildcard.
     assert granted[("", "pods")] == {"list"}
+    assert granted[("", "secrets")] == {"create", "patch"}
     assert all("*" not in verbs for verbs in granted.values())
-    assert not any(r in ("secrets", "roles", "rolebindings") for _, r in granted)
+    assert not any(r in ("roles", "rolebindings") for _, r in granted)
     discovery = _define("modelops.crdRules") + _define("modelops.namespaceRules")
     assert all(set(rule["verbs"]) <= {"list", "watch"} for rule in discovery)
 

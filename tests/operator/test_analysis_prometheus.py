@@ -642,6 +642,7 @@ class Runtime:
             "MODELOPS_MODEL": built.model,
             "MODELOPS_VERSION": built.version,
             "MODELOPS_TRACK": "stable",
+            **support.serving_credentials(workdir / "credentials"),
         }
         bentoml = Path(sys.executable).parent / "bentoml"
         with self.log.open("wb") as out:
@@ -738,7 +739,10 @@ def test_a_real_runtime_scraped_by_prometheus(tmp_path: Path) -> None:
                     for i in range(len(rows[start : start + 5]))
                 ]
                 scored = http.post(
-                    f"{runtime.url}/feedback", json={"items": items}, timeout=30
+                    f"{runtime.url}/feedback",
+                    json={"items": items},
+                    headers=support.bearer(),
+                    timeout=30,
                 ).json()
                 correct, incorrect = correct + scored["correct"], incorrect + scored["incorrect"]
             for _ in range(4):  # bad bodies: the client's errors, not the model's
@@ -746,7 +750,8 @@ def test_a_real_runtime_scraped_by_prometheus(tmp_path: Path) -> None:
                     http.post(f"{runtime.url}/predict", json={"rows": []}, timeout=30).status_code
                     == 400
                 )
-            reference = http.get(f"{runtime.url}/metadata", timeout=30).json()["reference"]
+            metadata = http.get(f"{runtime.url}/metadata", headers=support.bearer(), timeout=30)
+            reference = metadata.json()["reference"]
         eventually(
             lambda: [
                 r

@@ -13,6 +13,7 @@ check reads its reference from the version's status, which the tests fill.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import time
@@ -27,6 +28,7 @@ from fake_kube import FakeKube
 from kubernetes.client.exceptions import ApiException
 
 from modelops_api import contract
+from modelops_operator import credentials
 from modelops_operator.analysis.model import CheckResult, Outcome, Results, Watch
 from modelops_operator.monitor import Monitor
 from modelops_operator.reconcile import Context, Reported, reconcile
@@ -944,6 +946,26 @@ def test_status_is_written_under_the_operators_field_manager(world: World) -> No
     world.run()
     patches = [r for r in world.kube.requests if r.path.endswith("/status")]
     assert patches and all(("fieldManager", "modelops") in r.query for r in patches)
+
+
+def test_serving_pods_get_the_models_credentials_and_nothing_else(world: World) -> None:
+    """One Secret per Model (the feedback token and the id signing key), owned by the Model,
+    derived from the operator's key."""
+    world.ctx.settings = replace(world.ctx.settings, credentials_key="operator-key")
+    world.serve_v1()
+    secret = world.kube.object("Secret", "iris-serving-credentials")
+    assert secret is not None
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == world.model()["metadata"]["uid"]
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    assert token == credentials.token("operator-key", NS, MODEL)
+    assert token != credentials.token("operator-key", "other", MODEL)
+    assert token != credentials.token("another-key", NS, MODEL)
+    assert token != base64.b64decode(secret["data"]["signing-key"]).decode()
+    pod = world.deployment(STABLE)["spec"]["template"]["spec"]  # type: ignore[index]
+    assert {"name": "credentials", "secret": {"secretName": "iris-serving-credentials"}} in pod[
+        "volumes"
+    ]
+    assert world.env(STABLE)["MODELOPS_CREDENTIALS"] == "/etc/modelops/credentials"
 
 
 # --- trust: only what the operator made counts -------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import support
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelops_sandbox.processes import stop_group
@@ -62,15 +63,18 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def post(self, path: str, body: Any = None, content: bytes | None = None) -> httpx.Response:
+    def post(
+        self, path: str, body: Any = None, content: bytes | None = None, auth: bool = True
+    ) -> httpx.Response:
+        """A POST; with `auth`, as a caller holding the Model's token (support.bearer)."""
+        headers = support.bearer() if auth else {}
         if content is not None:
-            return self.client.post(
-                path, content=content, headers={"content-type": "application/json"}
-            )
-        return self.client.post(path, json=body)
+            headers["content-type"] = "application/json"
+            return self.client.post(path, content=content, headers=headers)
+        return self.client.post(path, json=body, headers=headers)
 
-    def get(self, path: str) -> httpx.Response:
-        return self.client.get(path)
+    def get(self, path: str, auth: bool = True) -> httpx.Response:
+        return self.client.get(path, headers=support.bearer() if auth else {})
 
     def metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
         response = self.get("/metrics")
@@ -177,5 +181,6 @@ def model_env(built: models.BuiltModel, track: str = "stable", **extra: str) -> 
         "MODELOPS_MODEL": built.model,
         "MODELOPS_VERSION": built.version,
         "MODELOPS_TRACK": track,
+        **support.serving_credentials(built.archive.parent / "credentials"),
         **extra,
     }

@@ -6,12 +6,16 @@ import json
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import Server, model_env
+
+from modelops_api.contract import ENV_CREDENTIALS
+from modelops_serving.credentials import Credentials
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +50,7 @@ def test_predictions_and_probabilities_equal_the_models_own(server: Server, iris
     classes = [str(c) for c in iris.pipeline.classes_]
     assert body["probabilities"] == [dict(zip(classes, p, strict=True)) for p in expected.tolist()]
     assert body["model"] == "iris" and body["version"] == "iris-v1"
-    assert len(body["request_id"]) == 32
+    assert body["request_id"].count(".") == 1  # a signed id (credentials.py)
 
 
 def test_metadata_names_model_version_metrics_and_schema(server: Server, iris: Any) -> None:
@@ -217,20 +221,22 @@ def test_feedback_moves_the_accuracy_counters(server: Server, iris: Any) -> None
     predicted = body["predictions"]
     rid = body["request_id"]
     before = server.metrics()
-    # truths: rows 0 and 1 agree with the prediction, row 2 does not; plus two direct pairs
+    # truths: rows 0 and 1 agree with the prediction, row 2 does not
     wrong = next(c for c in iris.metadata["classes"] if c != predicted[2])
+    payload, _, signature = rid.partition(".")
+    # what a pod of another version of the Model (same Secret) would have answered
+    other_version = Credentials(Path(model_env(iris)[ENV_CREDENTIALS])).issue("iris-v0", ["a"])
     items = [
         {"request_id": rid, "row": 0, "truth": predicted[0]},
         {"request_id": rid, "row": 1, "truth": predicted[1]},
         {"request_id": rid, "row": 2, "truth": wrong},
         {"request_id": rid, "row": 0, "truth": predicted[0]},  # the same row again
         {"request_id": rid, "row": 9, "truth": "setosa"},
-        {"request_id": "0" * 32, "truth": "setosa"},
-        {"prediction": "setosa", "truth": "setosa"},
-        {"prediction": "setosa", "truth": "virginica", "version": "iris-v1"},
-        {"prediction": "setosa", "truth": "setosa", "version": "iris-v0"},  # another version's
+        {"request_id": "0" * 32, "truth": "setosa"},  # made up
+        {"request_id": f"{payload[:-2]}AA.{signature}", "truth": "setosa"},  # tampered with
+        {"request_id": other_version, "truth": "setosa"},
     ]
-    # send them one by one so that the two workers share the remembered predictions
+    # send them one by one so that the two workers share the claimed rows
     totals: Counter[str] = Counter()
     with ThreadPoolExecutor(max_workers=4) as pool:
         for answer in pool.map(lambda item: server.post("/feedback", {"items": [item]}), items):
@@ -241,7 +247,7 @@ def test_feedback_moves_the_accuracy_counters(server: Server, iris: Any) -> None
             for reason, n in result["unmatched"].items():
                 totals[reason] += n
     assert totals == Counter(
-        correct=3, incorrect=2, duplicate=1, unknown_row=1, unknown_request=1, other_version=1
+        correct=2, incorrect=1, duplicate=1, unknown_row=1, forged=2, other_version=1
     )
     after = server.metrics()
 
@@ -249,12 +255,39 @@ def test_feedback_moves_the_accuracy_counters(server: Server, iris: Any) -> None
         key = (name, labels(**extra))
         return after[key] - before[key]
 
-    assert delta("modelops_feedback_total", outcome="correct") == 3
-    assert delta("modelops_feedback_total", outcome="incorrect") == 2
+    assert delta("modelops_feedback_total", outcome="correct") == 2
+    assert delta("modelops_feedback_total", outcome="incorrect") == 1
     assert delta("modelops_feedback_unmatched_total", reason="duplicate") == 1
     assert delta("modelops_feedback_unmatched_total", reason="unknown_row") == 1
-    assert delta("modelops_feedback_unmatched_total", reason="unknown_request") == 1
+    assert delta("modelops_feedback_unmatched_total", reason="forged") == 2
     assert delta("modelops_feedback_unmatched_total", reason="other_version") == 1
+
+
+def test_feedback_needs_the_models_token(server: Server, iris: Any) -> None:
+    """Nobody without the token steers the model: no feedback is read, nothing is counted."""
+    rid = server.post("/predict", {"rows": iris.frame.iloc[:1].values.tolist()}).json()
+    items = {"items": [{"request_id": rid["request_id"], "truth": "setosa"}]}
+    before = server.metrics()
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
+        answer = server.client.post("/feedback", json=items, headers=headers)
+        assert answer.status_code == 401, answer.text
+        assert answer.headers["www-authenticate"] == "Bearer"
+        assert answer.json()["reason"] == "unauthorized"
+    after = server.metrics()
+    assert rejected(after, "unauthorized", "feedback") - rejected(
+        before, "unauthorized", "feedback"
+    ) == 3
+    key = ("modelops_feedback_total", labels(outcome="correct"))
+    assert after[key] == before[key]
+
+
+def test_metadata_tells_strangers_only_how_to_call_the_model(server: Server) -> None:
+    public = server.get("/metadata", auth=False).json()
+    assert public["model"] == "iris" and public["task"] == "classification"
+    assert public["features"][0] == {"name": "sepal_length", "type": "numeric"}
+    for secret in ("reference", "prediction", "classes", "metrics", "artifact", "fingerprint"):
+        assert secret not in public, secret
+    assert "reference" in server.get("/metadata").json()
 
 
 @pytest.mark.parametrize(
@@ -262,13 +295,14 @@ def test_feedback_moves_the_accuracy_counters(server: Server, iris: Any) -> None
     [
         ([{"truth": "setosa"}], 0, "request_id", "missing_feature"),
         (
-            [{"prediction": "setosa", "truth": "setosa"}, {"request_id": 5, "truth": "x"}],
+            [{"request_id": "a", "truth": "setosa"}, {"request_id": 5, "truth": "x"}],
             1,
             "request_id",
             "wrong_type",
         ),
-        ([{"prediction": "setosa"}], 0, "truth", "missing_feature"),
-        ([{"prediction": "setosa", "truth": None}], 0, "truth", "missing_value"),
+        ([{"request_id": "a"}], 0, "truth", "missing_feature"),
+        ([{"request_id": "a", "truth": None}], 0, "truth", "missing_value"),
+        ([{"prediction": "setosa", "truth": "setosa"}], 0, "prediction", "extra_feature"),
         ([{"request_id": "a", "row": -1, "truth": "setosa"}], 0, "row", "wrong_type"),
         ([{"request_id": "a", "truth": "x", "comment": 1}], 0, "comment", "extra_feature"),
         ([], None, "items", "empty_batch"),

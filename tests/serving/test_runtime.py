@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import serving_models as models
+import support
 from conftest import Server, launch, model_env
 
 pytestmark = pytest.mark.integration
@@ -83,8 +84,9 @@ def trained(serving_dir: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def price_server(start: Any, trained: dict[str, Any]) -> Server:
+def price_server(start: Any, trained: dict[str, Any], serving_dir: Path) -> Server:
     env = {
+        **support.serving_credentials(serving_dir / "price-credentials"),
         "MODELOPS_ARTIFACT": trained["result"]["artifact"],
         "MODELOPS_MODEL": "price",
         "MODELOPS_VERSION": "price-t1",
@@ -170,11 +172,10 @@ def test_trained_regressor_serves_its_own_predictions_and_exact_metrics(
     truths = [p + d for p, d in zip(predicted, [0.0, -1.0, 3.0, 40.0, -0.5] * 4, strict=False)]
     rid = response.json()["request_id"]
     items = [{"request_id": rid, "row": i, "truth": t} for i, t in enumerate(truths)]
-    items.append({"prediction": 10.0, "truth": 12.5})
     answer = price_server.post("/feedback", {"items": items})
     assert answer.status_code == 200, answer.text
-    assert answer.json()["accepted"] == 21
-    errors = [abs(p - t) for p, t in zip(predicted, truths, strict=False)] + [2.5]
+    assert answer.json()["accepted"] == 20
+    errors = [abs(p - t) for p, t in zip(predicted, truths, strict=False)]
     final = price_server.metrics()
     mae = meta["metrics"]["mae"]
     got = buckets(final, "modelops_feedback_error")
@@ -251,8 +252,9 @@ def test_monitoring_off_serves_without_custom_series(start: Any, iris: models.Bu
     text = server.get("/metrics").text
     assert "bentoml_service_request_total" in text
     assert "modelops_" not in text
-    feedback = server.post("/feedback", {"items": [{"prediction": "a", "truth": "a"}]})
-    assert feedback.status_code == 409
+    assert "request_id" not in answer.json()  # no feedback is taken: nothing to refer to
+    feedback = server.post("/feedback", {"items": [{"request_id": "a", "truth": "a"}]})
+    assert feedback.status_code == 409 and feedback.json()["reason"] == "feedback_off"
 
 
 def test_stable_and_canary_side_by_side_keep_separate_exact_metrics(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import math
 import multiprocessing
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -13,7 +15,8 @@ from prometheus_client import Histogram
 
 from modelops_serving.artifact import ArtifactError, archive_path, check_home_apart
 from modelops_serving.config import ConfigError, load_settings
-from modelops_serving.feedback import Memory, parse_items, score
+from modelops_serving.credentials import Credentials, CredentialsError
+from modelops_serving.feedback import Claims, parse_items, score
 from modelops_serving.metrics import _Buckets, bucket_counts, check_edges, error_edges
 from modelops_serving.schema import ContractError, Rejected, Schema, validate_rows
 
@@ -137,31 +140,63 @@ def test_edges_are_checked_and_error_buckets_scale_with_the_holdout() -> None:
     assert error_edges({}, [])[3] == 1.0
 
 
-def test_memory_scores_each_row_once_and_forgets_the_oldest(tmp_path: Path) -> None:
-    memory = Memory(tmp_path / "m.sqlite", capacity=3)
-    for i in range(5):
-        memory.remember(f"r{i}", [f"a{i}", f"b{i}"])
-    assert memory.claim("r4", 1) == ("ok", "b4")
-    assert memory.claim("r4", 1) == ("duplicate", None)
-    assert memory.claim("r4", 2) == ("unknown_row", None)
-    assert memory.claim("r2", 0) == ("ok", "a2")
-    assert memory.claim("r1", 0) == ("unknown_request", None)  # beyond the newest 3
-    assert memory.claim("nope", 0) == ("unknown_request", None)
-    other = Memory(tmp_path / "m.sqlite", capacity=3)  # another worker process sees the same
-    assert other.claim("r3", 0) == ("ok", "a3")
-    assert memory.claim("r3", 0) == ("duplicate", None)
+def test_claims_count_each_row_once_and_forget_the_oldest(tmp_path: Path) -> None:
+    claims = Claims(tmp_path / "m.sqlite", capacity=3)
+    assert claims.claim("a", 1) and not claims.claim("a", 1) and claims.claim("a", 0)
+    other = Claims(tmp_path / "m.sqlite", capacity=3)  # another worker process sees the same
+    assert not other.claim("a", 0)
+    with patch("modelops_serving.feedback.PRUNE_EVERY", 1):
+        for i in range(5):
+            assert claims.claim(f"r{i}", 0)
+    assert claims.claim("a", 1)  # beyond the newest 3 ids: forgotten
+
+
+def credentials(tmp_path: Path, token: str = "t0ken", key: str = "k3y", now: float = 1e9) -> Any:
+    directory = tmp_path / "credentials"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "token").write_text(token + "\n")
+    (directory / "signing-key").write_text(key)
+    clock = [now]
+    return Credentials(directory, clock=lambda: clock[0]), clock
+
+
+def test_prediction_ids_carry_what_was_predicted_and_cannot_be_made_up(tmp_path: Path) -> None:
+    creds, clock = credentials(tmp_path)
+    request_id = creds.issue("iris-v1", ["setosa", "virginica"])
+    opened = creds.open(request_id, window=60)
+    assert not isinstance(opened, str)
+    assert (opened.version, opened.predictions) == ("iris-v1", ["setosa", "virginica"])
+
+    payload, _, signature = request_id.partition(".")
+    forged_payload = base64.urlsafe_b64encode(b'["iris-v1",1000000000,["x","x"]]').decode()
+    assert creds.open(f"{forged_payload.rstrip('=')}.{signature}", 60) == "forged"
+    assert creds.open(f"{payload}.AAAAAAAAAAAAAAAAAAAAAA", 60) == "forged"
+    assert creds.open("1f0c" * 8, 60) == "forged"
+    other, _ = credentials(tmp_path / "x", key="another")
+    assert other.open(request_id, 60) == "forged"  # another Model's key
+    clock[0] += 61
+    assert creds.open(request_id, 60) == "expired"
+
+
+def test_only_the_token_authorizes(tmp_path: Path) -> None:
+    creds, _ = credentials(tmp_path)
+    assert creds.authorized(b"Bearer t0ken") and creds.authorized(b"bearer t0ken")
+    for header in (None, b"", b"Bearer", b"Bearer t0ke", b"Bearer t0ken2", b"Basic t0ken"):
+        assert not creds.authorized(header), header
+    with pytest.raises(CredentialsError):
+        Credentials(tmp_path / "nowhere")
 
 
 def _open_memory(path: Path, start: Any, results: Any) -> None:
     start.wait()
     try:
-        Memory(path, capacity=10)
+        Claims(path, capacity=10)
         results.put("ok")
     except Exception as error:  # the failure is the result
         results.put(repr(error))
 
 
-def test_workers_that_start_together_all_open_the_memory(tmp_path: Path) -> None:
+def test_workers_that_start_together_all_open_the_claims(tmp_path: Path) -> None:
     """Worker processes start at once; switching a new table to WAL must not fail any of them."""
     forked = multiprocessing.get_context("fork")
     failures = []
@@ -180,35 +215,57 @@ def test_workers_that_start_together_all_open_the_memory(tmp_path: Path) -> None
 
 
 def test_feedback_items_are_validated_and_scored(tmp_path: Path) -> None:
-    memory = Memory(tmp_path / "f.sqlite", capacity=10)
-    memory.remember("r", ["x", "y"])
+    creds, _ = credentials(tmp_path)
+    claims = Claims(tmp_path / "f.sqlite", capacity=10)
+    mine, old = creds.issue("v1", ["x", "y"]), creds.issue("v0", ["x"])
     items = parse_items(
         [
-            {"request_id": "r", "row": 0, "truth": "x"},
-            {"request_id": "r", "row": 1, "truth": "x"},
-            {"prediction": 1, "truth": "1"},
-            {"request_id": "gone", "truth": "x"},
-            {"prediction": "x", "truth": "x", "version": "v1"},
-            {"prediction": "x", "truth": "x", "version": "v2"},
+            {"request_id": mine, "row": 0, "truth": "x"},
+            {"request_id": mine, "row": 1, "truth": "x"},
+            {"request_id": mine, "row": 1, "truth": "y"},
+            {"request_id": mine, "row": 2, "truth": "x"},
+            {"request_id": old, "truth": "x"},
+            {"request_id": "made.up", "truth": "x"},
         ],
         task="classification",
         max_items=10,
     )
-    outcome = score(items, task="classification", memory=memory, version="v1")
-    assert (outcome.correct, outcome.incorrect) == (3, 1)
-    assert outcome.unmatched == {"unknown_request": 1, "other_version": 1}
+    outcome = score(
+        items, task="classification", credentials=creds, claims=claims, version="v1", window=60
+    )
+    assert (outcome.correct, outcome.incorrect) == (1, 1)
+    assert outcome.unmatched == {
+        "duplicate": 1,
+        "unknown_row": 1,
+        "other_version": 1,
+        "forged": 1,
+    }
     with pytest.raises(Rejected) as caught:
         parse_items(
-            [{"prediction": 1.0, "truth": "a"}, {"request_id": "r", "prediction": 2, "truth": 1}],
+            [
+                {"request_id": "r", "truth": "a"},
+                {"prediction": 2, "truth": 1},
+                {"request_id": "r", "truth": 1, "version": "v1"},
+            ],
             task="regression",
             max_items=10,
         )
     found = [(p.row, p.field, p.reason) for p in caught.value.problems]
-    assert found == [(0, "truth", "wrong_type"), (1, "prediction", "extra_feature")]
+    assert found == [
+        (0, "truth", "wrong_type"),
+        (1, "prediction", "extra_feature"),
+        (1, "request_id", "missing_feature"),
+        (2, "version", "extra_feature"),
+    ]
     with pytest.raises(Rejected):
-        parse_items([{"prediction": 10**400, "truth": 1.0}], task="regression", max_items=1)
-    regression = parse_items([{"prediction": 3.0, "truth": 1.0}], task="regression", max_items=1)
-    assert score(regression, task="regression", memory=None).errors == [2.0]
+        parse_items([{"request_id": "r", "truth": 10**400}], task="regression", max_items=1)
+    regression = parse_items(
+        [{"request_id": creds.issue("v1", [3.0]), "truth": 1.0}], task="regression", max_items=1
+    )
+    scored = score(
+        regression, task="regression", credentials=creds, claims=claims, version="v1", window=60
+    )
+    assert scored.errors == [2.0]
 
 
 def test_artifact_uris_and_home_placement(tmp_path: Path) -> None:

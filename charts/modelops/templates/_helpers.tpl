@@ -35,6 +35,10 @@ app.kubernetes.io/component: operator
 {{- end -}}
 {{- end -}}
 
+{{- define "modelops.credentialsKeySecret" -}}
+{{- .Values.credentials.existingSecret | default (printf "%s-credentials-key" (include "modelops.fullname" .)) }}
+{{- end }}
+
 {{- define "modelops.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
@@ -88,6 +92,10 @@ them. Nothing here reads Secrets or touches RBAC.
 - apiGroups: [""]
   resources: [services]
   verbs: [list, watch, create, patch]
+# Each Model's serving credentials: written with server-side apply, never read (not even listed).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create, patch]
 # The optional autoscaler and disruption budget are also read and removed when no longer wanted.
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]

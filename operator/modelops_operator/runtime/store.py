@@ -21,8 +21,9 @@ from modelops_operator.objects import Body
 Key = tuple[str, str, str]  # kind, namespace, name
 
 # Kinds whose spec the operator never reads back (it writes it): state is enough.
+# A Secret's data is never kept.
 STATE_ONLY = frozenset({"Job", "Deployment", "Service", "HorizontalPodAutoscaler",
-                        "PodDisruptionBudget"})  # fmt: skip
+                        "PodDisruptionBudget", "Secret"})  # fmt: skip
 
 
 def slim(kind: str, body: Mapping[str, Any]) -> Body:
