@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client, config
-from support import Node
+from support import Node, wait_established
 
+from modelops_api import contract
 from modelops_sandbox.cluster import Cluster
 from modelops_sandbox.controlplane import ControlPlane
 
@@ -110,8 +111,10 @@ def namespace(namespace_factory: Callable[[str], str]) -> str:
 def crds(control_plane: ControlPlane) -> Path:
     """The project's CRDs, installed from crds/ and Established."""
     control_plane.kubectl_run("apply", "--server-side", "-f", str(REPO / "crds"))
-    control_plane.kubectl_run(
-        "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"
+    wait_established(
+        lambda *args: control_plane.kubectl_run(*args).stdout.strip(),
+        f"{contract.MODELS}.{contract.GROUP}",
+        f"{contract.MODEL_VERSIONS}.{contract.GROUP}",
     )
     return REPO / "crds"
 

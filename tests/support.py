@@ -182,3 +182,12 @@ def bearer() -> dict[str, str]:
     """The header of a caller that may give feedback and read the full /metadata."""
     return {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
 
+
+ESTABLISHED = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
+
+
+def wait_established(kubectl: Callable[..., str], *crds: str, timeout: float = 60.0) -> None:
+    """Waits until each CRD is Established. (`kubectl wait --for=condition=Established` fails at
+    once, instead of waiting, when it reads a CRD whose status has no conditions yet.)"""
+    for crd in crds:
+        eventually(lambda crd=crd: kubectl("get", "crd", crd, "-o", ESTABLISHED) == "True", timeout)

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from support import Node, eventually
+from support import Node, eventually, wait_established
 
 from modelops_sandbox import audit, tools
 from modelops_sandbox.cluster import Cluster
@@ -212,12 +212,8 @@ def test_lint_and_template_pass_a_server_side_dry_run(
     # The PodMonitor's CRD comes with the Prometheus Operator, which this cluster lacks: a stand-in
     # CRD of the same name lets the API server accept or refuse the object's envelope.
     kubectl(control_plane, "apply", "--server-side", "-f", "-", stdin=POD_MONITOR_CRD)
-    kubectl(
-        control_plane,
-        "wait",
-        "--for=condition=Established",
-        "crd/podmonitors.monitoring.coreos.com",
-        "--timeout=30s",
+    wait_established(
+        lambda *args: kubectl(control_plane, *args).strip(), "podmonitors.monitoring.coreos.com"
     )
     rendered = {
         "default": helm.template("--namespace", release_ns),
@@ -470,13 +466,16 @@ def test_cluster_wide_install_upgrade_and_uninstall(
     cluster_role = f"{release_ns}-{release}-modelops"[:52].rstrip("-")
     rbac = client.RbacAuthorizationV1Api(node_api)
     assert rbac.read_cluster_role(cluster_role)
+    assert denied(node, release_ns) == []
     helm.run("uninstall", release, "--namespace", release_ns, "--wait")
     with pytest.raises(ApiException) as missing:
         rbac.read_cluster_role(cluster_role)
     assert missing.value.status == 404
     # The CRDs and the Models stay: uninstalling the operator never deletes a user's model.
     helm.kubectl("get", "crd", "models.modelops.dev", "modelversions.modelops.dev")
-    assert denied(node, release_ns) == []
+    # Helm deletes the Lease's Role while the operator pod is still stopping; its last attempt to
+    # hand the Lease over may then be refused, which is harmless. Nothing else may be.
+    assert [d for d in denied(node, release_ns) if " leases " not in d] == []
     remove_after_uninstall(Models(node_api, ml))
 
 
