@@ -80,7 +80,7 @@ def _observe(
     key = (kind, namespace, name)
     seen: dict[tuple[str, str, str], Any] = memo.seen
     if type == "DELETED":
-        controller.store.forget(kind, namespace, name)
+        controller.kube.forget(kind, namespace, name)
         seen.pop(key, None)
     else:
         controller.store.put(kind, body)

@@ -60,6 +60,7 @@ class Monitor:
             if watch is None or not watch.targets:
                 self._watches.pop(key, None)
                 self._due.pop(key, None)
+                self._results.pop(key, None)
                 return
             previous = self._watches.get(key)
             self._watches[key] = watch

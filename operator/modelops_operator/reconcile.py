@@ -70,6 +70,7 @@ def reconcile(ctx: Context, namespace: str, name: str) -> Body | None:
     model = ctx.store.get("Model", namespace, name)
     if model is None or model["metadata"].get("deletionTimestamp"):
         ctx.analysed.pop((namespace, name), None)
+        ctx.kube.forget_model(namespace, name)
         if ctx.monitor is not None:
             ctx.monitor.watch((namespace, name), None)
         return None

@@ -112,6 +112,8 @@ def test_one_pass_covers_every_due_model_with_the_same_queries(models: int) -> N
     results = monitor.results(("ml", "m0"))
     assert results is not None
     assert {r.outcome for r in results.by_track["stable"]} == {Outcome.INCONCLUSIVE}
+    monitor.watch(("ml", "m0"), None)  # the Model is gone: so are its results
+    assert monitor.results(("ml", "m0")) is None
 
 
 def test_nothing_runs_before_it_is_due_and_due_times_align() -> None:

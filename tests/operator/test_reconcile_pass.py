@@ -565,6 +565,17 @@ def test_a_deleted_model_is_forgotten(world: World) -> None:
     assert world.kube.names("ModelVersion") == world.kube.names("Deployment") == []
 
 
+def test_nothing_of_a_deleted_models_children_is_kept(world: World) -> None:
+    """A thousand Models come and go: what the operator remembers of their children (also of
+    those it does not watch, like their Secrets) goes with them."""
+    world.serve_v1()
+    store = world.ctx.store
+    assert store.get("Secret", NS, "iris-serving-credentials") is not None
+    world.kube.remove("Model", MODEL)
+    world.run()
+    assert len(store) == 0
+
+
 # --- canary ---------------------------------------------------------------------------------
 
 

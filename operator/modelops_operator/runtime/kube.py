@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -45,14 +45,24 @@ def path(kind: str, namespace: str, name: str | None = None, sub: str | None = N
     return result
 
 
+class Applied(NamedTuple):
+    """What `apply` last wrote to an object: the body's hash, the object's generation (or
+    resourceVersion) after, and the Model it belongs to."""
+
+    digest: str
+    marker: str
+    model: str
+
+
 class Kube:
     """Requests the operator makes, each one API call."""
 
     def __init__(self, api_client: client.ApiClient, store: Store | None = None) -> None:
         self.api_client = api_client
         self.store = store
-        # (kind, namespace, name) -> (hash of the body applied, generation or resourceVersion after)
-        self._applied: dict[tuple[str, str, str], tuple[str, str]] = {}
+        # (kind, namespace, name) -> (hash of the body applied, generation or resourceVersion
+        # after); forgotten with the object, or with its Model (`forget_model`)
+        self._applied: dict[tuple[str, str, str], Applied] = {}
 
     def _keep(self, kind: str, body: Body) -> Body:
         if self.store is not None and body.get("metadata"):
@@ -60,8 +70,20 @@ class Kube:
         return body
 
     def _gone(self, kind: str, namespace: str, name: str) -> None:
+        self._applied.pop((kind, namespace, name), None)
         if self.store is not None:
             self.store.forget(kind, namespace, name)
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """Someone deleted the object (a watch said so): nothing of it is kept."""
+        self._gone(kind, namespace, name)
+
+    def forget_model(self, namespace: str, model: str) -> None:
+        """The Model is gone, and the garbage collector takes its children (some unwatched, like
+        its Secret): nothing of them is kept."""
+        owned = [k for k, a in self._applied.items() if k[1] == namespace and a.model == model]
+        for key in owned:
+            self._gone(*key)
 
     def request(
         self,
@@ -99,7 +121,8 @@ class Kube:
             content_type="application/apply-patch+yaml",
         )
         key = (body["kind"], meta["namespace"], meta["name"])
-        self._applied[key] = (_digest(body), _marker(answer))
+        model = (meta.get("labels") or {}).get(contract.LABEL_MODEL, "")
+        self._applied[key] = Applied(_digest(body), _marker(answer), model)
         return self._keep(body["kind"], answer)
 
     def ensure(self, body: Mapping[str, Any]) -> Body:
@@ -108,7 +131,12 @@ class Kube:
         meta = body["metadata"]
         key = (body["kind"], meta["namespace"], meta["name"])
         current = self.store.get(*key) if self.store is not None else None
-        if current is not None and self._applied.get(key) == (_digest(body), _marker(current)):
+        applied = self._applied.get(key)
+        if (
+            current is not None
+            and applied is not None
+            and (applied.digest, applied.marker) == (_digest(body), _marker(current))
+        ):
             return current
         return self.apply(body)
 
