@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from typing import Any
 
 import pytest
+import urllib3
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from support import eventually
 
@@ -188,3 +191,18 @@ def test_a_write_into_a_terminating_namespace_is_told_from_an_rbac_refusal() -> 
     assert kube.namespace_terminating(terminating)
     assert not kube.namespace_terminating(rbac)
     assert not kube.namespace_terminating(ApiException(status=404, reason="NotFound"))
+
+
+def test_a_hung_api_server_fails_the_request_instead_of_holding_it() -> None:
+    """An API server that accepts a connection and never answers: the call fails after the read
+    timeout, so the queue's worker is free to retry (and the Model says why)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        configuration = client.Configuration()
+        configuration.host = f"http://127.0.0.1:{server.getsockname()[1]}"
+        silent = Kube(client.ApiClient(configuration), timeout=(1.0, 0.5))
+        started = time.monotonic()
+        with pytest.raises(urllib3.exceptions.HTTPError):  # a read timeout, maybe after retries
+            silent.get("Model", "ml", "iris")
+        assert time.monotonic() - started < 5

@@ -45,6 +45,11 @@ def path(kind: str, namespace: str, name: str | None = None, sub: str | None = N
     return result
 
 
+# Seconds to connect and to read each API answer: a hung API server fails a pass (retried, and
+# reported on the Model) instead of holding a worker of the queue forever.
+TIMEOUT = (5.0, 30.0)
+
+
 class Applied(NamedTuple):
     """What `apply` last wrote to an object: the body's hash, the object's generation (or
     resourceVersion) after, and the Model it belongs to."""
@@ -57,9 +62,15 @@ class Applied(NamedTuple):
 class Kube:
     """Requests the operator makes, each one API call."""
 
-    def __init__(self, api_client: client.ApiClient, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        store: Store | None = None,
+        timeout: tuple[float, float] = TIMEOUT,
+    ) -> None:
         self.api_client = api_client
         self.store = store
+        self.timeout = timeout
         # (kind, namespace, name) -> (hash of the body applied, generation or resourceVersion
         # after); forgotten with the object, or with its Model (`forget_model`)
         self._applied: dict[tuple[str, str, str], Applied] = {}
@@ -93,7 +104,8 @@ class Kube:
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
     ) -> Body:
-        """One API call; the JSON answer as a dict. Non-2xx raises ApiException."""
+        """One API call, within `timeout`; the JSON answer as a dict. Non-2xx raises
+        ApiException; a timeout raises urllib3's error."""
         c = self.api_client
         method, full_url, headers, payload, _ = c.param_serialize(
             method,
@@ -103,7 +115,9 @@ class Kube:
             auth_settings=["BearerToken"],
             header_params={"Accept": "application/json", "Content-Type": content_type},
         )
-        response = c.call_api(method, full_url, header_params=headers, body=payload)
+        response = c.call_api(
+            method, full_url, header_params=headers, body=payload, _request_timeout=self.timeout
+        )
         data = response.read()  # type: ignore[no-untyped-call]
         if not 200 <= response.status <= 299:
             raise ApiException(http_resp=response)
