@@ -4,6 +4,7 @@ temporary one) and no model in the store."""
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -88,6 +89,22 @@ def test_bad_csv_data_fails_with_its_reason(
     run = train(write_spec(csv_spec(data, **dataset)))
     expect_failure(run, reason, *words)
     no_leftovers()
+
+
+def test_a_file_that_is_not_csv_is_never_echoed_into_the_status(
+    tmp_path: Path, write_spec: Callable[..., Path], train: Callable[..., Any]
+) -> None:
+    """A JSON export read as CSV: its first line becomes the 'column name', and a status message
+    must not show data."""
+    data = tmp_path / "data.csv"
+    data.write_text('{"ssn": "078-05-1120", "label": 1}\n{"ssn": "219-09-9999", "label": 0}\n')
+    run = train(write_spec(csv_spec(data)))
+    expect_failure(run, "MissingTarget", "header row")
+    assert "078-05-1120" not in json.dumps(run.result)
+    data.write_text("5.1,3.5,x\n4.9,3.0,y\n")  # a CSV without its header row
+    run = train(write_spec(csv_spec(data)))
+    expect_failure(run, "MissingTarget", "header row")
+    assert "5.1" not in run.result["message"]
 
 
 def test_binary_garbage_is_unparseable(

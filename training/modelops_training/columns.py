@@ -112,6 +112,37 @@ def infer_type(column: pd.Series) -> str:
     return NUMERIC if parsed.notna().mean() >= NUMERIC_SHARE else CATEGORICAL
 
 
+# "Column names" that are rather a line of data (a file without a header row, or not in the
+# declared format, such as JSON read as CSV): a status message never shows data.
+NAME_LIMIT = 64
+NOT_IN_NAMES = set('{}[]"')
+DELIMITERS = set(",;\t|")
+
+
+def _looks_like_data(columns: list[str]) -> bool:
+    if len(columns) == 1 and DELIMITERS & set(columns[0]):
+        return True
+    return any(
+        len(c) > NAME_LIMIT or not c.isprintable() or NOT_IN_NAMES & set(c) or _number(c)
+        for c in columns
+    )
+
+
+def _number(text: str) -> bool:
+    """A number as a column name: the first row of a file without a header."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _listing(columns: list[str], limit: int = 20) -> str:
+    """The column names for a message, unless they look like data rather than names."""
+    if _looks_like_data(columns):
+        return (
+            f"{len(columns)} column(s) whose names look like data, not shown: is the file in "
+            "the declared format, with a header row?"
+        )
     shown = ", ".join(repr(c) for c in columns[:limit])
     return shown + (f", … ({len(columns)} in all)" if len(columns) > limit else "")
