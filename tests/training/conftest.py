@@ -92,6 +92,9 @@ def train(
     return run
 
 
+REDIRECT = b"redirect:"
+
+
 class _Handler(BaseHTTPRequestHandler):
     routes: ClassVar[dict[str, bytes]] = {}
 
@@ -101,6 +104,11 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.routes.get(self.path)
         if body is None:
             self.send_response(404)
+            self.end_headers()
+            return
+        if body.startswith(REDIRECT):  # routes[path] = REDIRECT + b"<location>"
+            self.send_response(302)
+            self.send_header("Location", body.removeprefix(REDIRECT).decode())
             self.end_headers()
             return
         self.send_response(200)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REDIRECT
 from training_helpers import archives, iris_spec, staged_models
 
 pytestmark = pytest.mark.unit
@@ -441,6 +442,20 @@ def test_http_error_status(
     base, _ = http_server
     spec = iris_spec(dataset={"uri": f"{base}/missing.csv", "target": "label"})
     expect_failure(train(write_spec(spec)), "DownloadFailed", "404")
+
+
+def test_redirects_are_followed_within_the_origin_only(
+    write_spec: Callable[..., Path], train: Callable[..., Any], http_server: Any
+) -> None:
+    base, routes = http_server
+    routes["/data.csv"] = GOOD_ROWS.encode()
+    routes["/moved.csv"] = REDIRECT + b"/data.csv"
+    elsewhere = base.replace("127.0.0.1", "localhost")  # the same server, another origin
+    routes["/away.csv"] = REDIRECT + f"{elsewhere}/data.csv".encode()
+    within = iris_spec(dataset={"uri": f"{base}/moved.csv", "target": "label"})
+    assert train(write_spec(within)).result["phase"] != "Failed"  # downloaded and trained
+    away = iris_spec(dataset={"uri": f"{base}/away.csv", "target": "label"})
+    expect_failure(train(write_spec(away)), "DownloadFailed", "another origin")
 
 
 @pytest.mark.parametrize("path", ["/big.csv", "/chunked.csv"])

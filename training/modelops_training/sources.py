@@ -233,12 +233,39 @@ def parse_bytes(body: bytes, fmt: str, name: str) -> pd.DataFrame:
         raise TrainingError("UnparseableData", f"{name} is not valid CSV: {first}") from None
 
 
+class _SameOrigin(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only within the origin (scheme, host and port) of the dataset's URI: a
+    redirect must not take a training to another server, nor from https down to http."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
+        if (old.scheme, old.netloc) != (new.scheme, new.netloc):
+            raise TrainingError(
+                "DownloadFailed",
+                f"{req.full_url} redirects (HTTP {code}) to another origin, "
+                f"{new.scheme}://{new.netloc}: only redirects within the origin are followed",
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_SameOrigin)
+
+
 def download(uri: str, params: HttpParams) -> bytes:
-    """GET the URI with a timeout, stopping as soon as the body exceeds maxBytes."""
+    """GET the URI with a timeout, stopping as soon as the body exceeds maxBytes; redirects are
+    followed within the URI's origin only."""
     timeout, max_bytes = params.timeout_seconds, params.max_bytes
     request = urllib.request.Request(uri, headers={"User-Agent": "modelops-train"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             length = response.headers.get("Content-Length")
             if length and length.isdigit() and int(length) > max_bytes:
                 raise TrainingError(
