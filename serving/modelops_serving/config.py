@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from modelops_api import contract
 
 NAN_POLICIES = ("reject", "allow")
+MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -32,6 +33,7 @@ class RuntimeConfig:
     workers: int
     monitoring: bool
     max_batch: int
+    max_body_bytes: int
     nan_policy: str
     feedback_memory: int
     feedback_window: float
@@ -96,6 +98,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> RuntimeConfig:
         workers=_int(env, "MODELOPS_WORKERS", 1, 1),
         monitoring=_switch(env, "MODELOPS_MONITORING", True),
         max_batch=_int(env, "MODELOPS_MAX_BATCH", 1000, 1),
+        max_body_bytes=_int(env, "MODELOPS_MAX_BODY_BYTES", MAX_BODY_BYTES, 1024),
         nan_policy=_choice(env, "MODELOPS_NAN_POLICY", "reject", NAN_POLICIES),
         feedback_memory=_int(env, "MODELOPS_FEEDBACK_MEMORY", 50_000, 1),
         feedback_window=_float(env, "MODELOPS_FEEDBACK_WINDOW", 7 * 86400.0),

@@ -45,6 +45,7 @@ REJECT_REASONS = (
     "missing_value",
     "unscorable",
     "unauthorized",
+    "body_too_large",
 )
 UNMATCHED_REASONS = ("forged", "expired", "unknown_row", "duplicate", "other_version")
 ERROR_MULTIPLIERS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)

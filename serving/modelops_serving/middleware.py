@@ -1,6 +1,9 @@
 """HTTP glue around the BentoML service: `GET /metadata`, the credential check of `/feedback`, and
 one error shape for every bad body.
 
+A body longer than `MODELOPS_MAX_BODY_BYTES` is answered 413, `body_too_large`, as soon as its
+declared length or what arrived says so, without holding more of it.
+
 `POST /feedback` needs the Model's bearer token (credentials.py): without it the answer is 401,
 `unauthorized`, before the body is read. `GET /metadata` answers anyone what a client needs to call
 the model (names and types of the features, the task, the limits); with the token it adds what
@@ -21,6 +24,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from .config import MAX_BODY_BYTES
 from .runtime import Runtime
 
 Scope = MutableMapping[str, Any]
@@ -74,6 +78,45 @@ def _explain(raw: bytes) -> str:
     return str(payload)[:200]
 
 
+def _max_body() -> int:
+    return current.settings.max_body_bytes if current is not None else MAX_BODY_BYTES
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None as soon as it is longer than `limit` (by its declared
+    Content-Length, or by what arrives): a body is never held beyond the limit."""
+    declared = next((v for k, v in scope.get("headers", []) if k.lower() == b"content-length"), b"")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client went away: the app sees an empty body
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the app the body already read, then whatever comes next."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
 def _may_give_feedback(scope: Scope) -> bool:
     """Whether the request carries the token; a runtime without credentials (or not loaded yet)
     lets the endpoint answer why it takes no feedback."""
@@ -103,6 +146,11 @@ class RuntimeMiddleware:
         if endpoint == "feedback" and not _may_give_feedback(scope):
             await self._unauthorized(send)
             return
+        body = await _read_body(scope, receive, _max_body())
+        if body is None:
+            await self._too_large(endpoint, send)
+            return
+        receive = _replay(body, receive)
         scope = dict(scope)
         scope["headers"] = [
             (k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-type"
@@ -145,6 +193,21 @@ class RuntimeMiddleware:
         if current is not None:
             current.recorder.record_rejected(endpoint, reason)
         start, body_message = _json_message(status, body, reason)
+        await send(start)
+        await send(body_message)
+
+    async def _too_large(self, endpoint: str, send: Send) -> None:
+        limit = _max_body()
+        message = f"the body is larger than {limit} bytes (MODELOPS_MAX_BODY_BYTES)"
+        reason = "body_too_large"
+        body = {
+            "error": message,
+            "reason": reason,
+            "problems": [{"reason": reason, "message": message, "field": "body"}],
+        }
+        if current is not None:
+            current.recorder.record_rejected(endpoint, reason)
+        start, body_message = _json_message(413, body, reason, (b"connection", b"close"))
         await send(start)
         await send(body_message)
 

@@ -21,11 +21,17 @@ pytestmark = pytest.mark.integration
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 MAX_BATCH = 50
+MAX_BODY = 64 * 1024
 
 
 @pytest.fixture(scope="module")
 def server(start: Any, iris: Any) -> Server:
-    env = model_env(iris, MODELOPS_WORKERS="2", MODELOPS_MAX_BATCH=str(MAX_BATCH))
+    env = model_env(
+        iris,
+        MODELOPS_WORKERS="2",
+        MODELOPS_MAX_BATCH=str(MAX_BATCH),
+        MODELOPS_MAX_BODY_BYTES=str(MAX_BODY),
+    )
     return start("iris-predict", env)
 
 
@@ -318,6 +324,28 @@ def test_bad_feedback_gets_a_4xx_naming_item_and_field(
     assert (first.get("row"), first["field"], first["reason"]) == (row, field, reason)
     after = server.metrics()
     assert rejected(after, reason, "feedback") - rejected(before, reason, "feedback") == 1
+
+
+def test_a_body_over_the_limit_gets_a_413_without_being_read(server: Server) -> None:
+    big = json.dumps({"rows": [[5.1, 3.5, 1.4, 0.2]] * 5000}).encode()  # about 100 KB
+    before = server.metrics()
+    declared = server.post("/predict", content=big)
+
+    def chunked() -> Any:
+        for start in range(0, len(big), 4096):
+            yield big[start : start + 4096]
+
+    streamed = server.client.post(
+        "/predict", content=chunked(), headers={"content-type": "application/json"}
+    )
+    for answer in (declared, streamed):
+        assert answer.status_code == 413, answer.text
+        assert answer.json()["reason"] == "body_too_large"
+    after = server.metrics()
+    assert rejected(after, "body_too_large", "predict") - rejected(
+        before, "body_too_large", "predict"
+    ) == 2
+    assert server.post("/predict", {"rows": [[5.1, 3.5, 1.4, 0.2]]}).status_code == 200
 
 
 def test_bentoml_request_series_are_kept(server: Server) -> None:
