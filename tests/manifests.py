@@ -46,6 +46,8 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "spec.training.dataset.task",
     ),
     ("empty-target", {"spec.training.dataset.target": ""}, "spec.training.dataset.target"),
+    ("zero-training-deadline", {"spec.training.deadline": "0s"}, "spec.training.deadline"),
+    ("training-deadline-over-a-day", {"spec.training.deadline": "25h"}, "spec.training.deadline"),
     ("bad-format", {"spec.training.dataset.format": "xlsx"}, "spec.training.dataset.format"),
     (
         "target-among-features",

@@ -102,7 +102,7 @@ SERVING_CONTAINER: Final = "serve"
 
 # Fields of spec.training that say when or with what resources to train, not what: changing them
 # trains no new version.
-NOT_IN_HASH: Final = ("schedule", "resources")
+NOT_IN_HASH: Final = ("schedule", "resources", "deadline")
 
 
 def spec_hash(training: Mapping[str, Any]) -> str:

@@ -137,6 +137,26 @@ Interval = Annotated[
 ]
 
 
+def _a_day_or_less(duration: str) -> str:
+    if seconds(duration) > 86400:
+        raise ValueError("must be at most 24h")
+    return duration
+
+
+# How long a run may take: from a second to a day.
+RunTime = Annotated[
+    Duration,
+    Field(
+        json_schema_extra=rules(
+            ("duration(self) >= duration('1s')", "must be at least 1s"),
+            ("duration(self) <= duration('24h')", "must be at most 24h"),
+        )
+    ),
+    AfterValidator(_a_second_or_more),
+    AfterValidator(_a_day_or_less),
+]
+
+
 class Spec(BaseModel):
     """A part of the spec: camelCase on the wire, frozen, unknown fields rejected, a null field
     absent (the API server prunes nulls before defaulting, so a hand-written file reads alike)."""
@@ -598,6 +618,11 @@ class TrainingSpec(Spec):
     schedule: Schedule | None = Field(None, description="when to retrain periodically, in UTC")
     resources: Resources | None = Field(
         None, description="limits and requests of the training container"
+    )
+    deadline: RunTime | None = Field(
+        None,
+        description="how long the training Job may run before it is stopped (DeadlineExceeded); "
+        "default: the operator's MODELOPS_TRAINING_DEADLINE_SECONDS",
     )
 
     model_config = ConfigDict(

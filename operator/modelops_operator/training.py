@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from modelops_api import contract
+from modelops_api.spec import seconds
 from modelops_operator.objects import Body
 from modelops_operator.settings import Settings
 
@@ -106,6 +107,12 @@ def build_model_version(
     }
 
 
+def deadline_seconds(training: Mapping[str, Any], settings: Settings) -> int:
+    """The Job's activeDeadlineSeconds: the spec's `deadline`, else the operator's default."""
+    deadline = training.get("deadline")
+    return int(seconds(deadline)) if deadline else settings.training_deadline_seconds
+
+
 def build_training_job(version: Mapping[str, Any], settings: Settings) -> Body:
     meta, spec = version["metadata"], version["spec"]
     name, model = meta["name"], spec["model"]
@@ -161,7 +168,7 @@ def build_training_job(version: Mapping[str, Any], settings: Settings) -> Body:
             "podFailurePolicy": {
                 "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]
             },
-            "activeDeadlineSeconds": settings.training_deadline_seconds,
+            "activeDeadlineSeconds": deadline_seconds(spec["training"], settings),
             "template": {
                 "metadata": {
                     "labels": pod_labels,

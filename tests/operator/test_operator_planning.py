@@ -224,6 +224,12 @@ def test_a_training_killed_at_its_memory_limit_says_so() -> None:
 
 # --- builders -------------------------------------------------------------------------------------
 
+
+def test_a_training_job_runs_for_its_specs_deadline_else_the_operators() -> None:
+    assert training.deadline_seconds({"deadline": "20m"}, Settings()) == 1200
+    assert training.deadline_seconds({}, Settings(training_deadline_seconds=99)) == 99
+    assert contract.training_hash({"x": 1, "deadline": "5m"}) == contract.training_hash({"x": 1})
+
 MODEL: dict[str, Any] = {
     "apiVersion": "modelops.dev/v1alpha1",
     "kind": "Model",
