@@ -24,6 +24,7 @@ from modelops_operator.training import (
     labels,
     owner_reference,
     pod_security_context,
+    scratch,
 )
 from modelops_operator.versions import VersionInfo
 
@@ -138,8 +139,8 @@ def build_deployment(
                         "name": credentials.VOLUME,
                         "secret": {"secretName": contract.credentials_secret(name)},
                     },
-                    {"name": "bentoml-home", "emptyDir": {}},
-                    {"name": "tmp", "emptyDir": {}},
+                    {"name": "bentoml-home", "emptyDir": scratch(settings)},
+                    {"name": "tmp", "emptyDir": scratch(settings)},
                 ],
             },
         },
@@ -167,6 +168,43 @@ def build_service(model: Mapping[str, Any]) -> Body:
         "spec": {
             "selector": service_labels(name),
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+# NetworkPolicies: what may reach the Model's pods. Egress stays open: a training reads its data
+# from wherever `dataset.uri` says. Effective where the cluster's network plugin enforces them.
+
+
+def build_serving_policy(model: Mapping[str, Any]) -> Body:
+    """Serving pods take traffic on their one port only (predictions, feedback, scrapes)."""
+    name = model["metadata"]["name"]
+    return _network_policy(
+        model,
+        f"{name}-serving",
+        service_labels(name),
+        [{"ports": [{"protocol": "TCP", "port": contract.SERVING_PORT}]}],
+    )
+
+
+def build_training_policy(model: Mapping[str, Any]) -> Body:
+    """Training pods serve nothing: nothing may reach them."""
+    name = model["metadata"]["name"]
+    selector = {contract.LABEL_MODEL: name, contract.LABEL_COMPONENT: "training"}
+    return _network_policy(model, f"{name}-training", selector, [])
+
+
+def _network_policy(
+    model: Mapping[str, Any], name: str, selector: Mapping[str, str], ingress: list[Body]
+) -> Body:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(model, name, {}),
+        "spec": {
+            "podSelector": {"matchLabels": dict(selector)},
+            "policyTypes": ["Ingress"],
+            "ingress": ingress,
         },
     }
 

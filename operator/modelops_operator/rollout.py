@@ -155,6 +155,8 @@ def _serve_stable(
     """Applies the stable children; removes the optional ones no longer wanted."""
     namespace, name = model["metadata"]["namespace"], model["metadata"]["name"]
     kube.ensure(credentials.build_secret(model, settings.credentials_key))
+    if settings.network_policies:
+        kube.ensure(children.build_serving_policy(model))
     deployment = kube.ensure(
         children.build_deployment(
             model, serving, stable, children.STABLE, children.stable_replicas(serving), settings

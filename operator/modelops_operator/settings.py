@@ -10,6 +10,8 @@
 | resync interval, seconds | MODELOPS_RESYNC_SECONDS | 60 |
 | versions kept per model | MODELOPS_HISTORY_LIMIT | 10 |
 | training deadline, seconds | MODELOPS_TRAINING_DEADLINE_SECONDS | 3600 |
+| size limit of each scratch volume of a pod | MODELOPS_SCRATCH_SIZE_LIMIT | 4Gi |
+| NetworkPolicies for each Model's pods | MODELOPS_NETWORK_POLICIES (true/false) | true |
 | serving credentials' key | MODELOPS_CREDENTIALS_KEY | made up per process (chart: a Secret) |
 | leader election (replicas > 1) | MODELOPS_LEADER_ELECTION (true/false) | false (the chart: true) |
 | its Lease's name | MODELOPS_LEADER_ELECTION_LEASE | modelops-operator |
@@ -33,6 +35,8 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from modelops_api.spec import quantity
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -47,6 +51,8 @@ class Settings:
     training_deadline_seconds: int = 3600
     # Derives each Model's serving credentials (credentials.py); made up per process when unset.
     credentials_key: str = ""
+    network_policies: bool = True
+    scratch_size_limit: str = "4Gi"
     leader_election: bool = False
     lease_name: str = "modelops-operator"
     lease_namespace: str = ""
@@ -85,6 +91,17 @@ def _positive(env: Mapping[str, str], name: str, default: float, kind: type[floa
     if value <= 0:
         raise SettingsError(f"{name} must be positive, not {text!r}")
     return value
+
+
+def _quantity(env: Mapping[str, str], name: str, default: str) -> str:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        quantity(text)
+    except ValueError as error:
+        raise SettingsError(f"{name}: {error}") from None
+    return text
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -138,6 +155,8 @@ def from_environment(env: Mapping[str, str]) -> Settings:
         ),
         credentials_key=env.get("MODELOPS_CREDENTIALS_KEY", "").strip()
         or secrets.token_urlsafe(32),
+        network_policies=_flag(env, "MODELOPS_NETWORK_POLICIES", d.network_policies),
+        scratch_size_limit=_quantity(env, "MODELOPS_SCRATCH_SIZE_LIMIT", d.scratch_size_limit),
         leader_election=_flag(env, "MODELOPS_LEADER_ELECTION", d.leader_election),
         lease_name=env.get("MODELOPS_LEADER_ELECTION_LEASE", "").strip() or d.lease_name,
         lease_namespace=lease_namespace or env.get("POD_NAMESPACE", "").strip(),

@@ -64,6 +64,12 @@ def labels(model: str, component: str, version: str | None = None) -> dict[str, 
     return result
 
 
+def scratch(settings: Settings) -> Body:
+    """A pod's scratch volume (its BentoML home, its /tmp): node disk, bounded, so that no run
+    fills the node; a pod over the bound is evicted, and the Job or Deployment says so."""
+    return {"sizeLimit": settings.scratch_size_limit}
+
+
 def pod_security_context() -> Body:
     """Restricted Pod Security Standard: non-root, RuntimeDefault seccomp."""
     return {
@@ -197,8 +203,8 @@ def build_training_job(version: Mapping[str, Any], settings: Settings) -> Body:
                             "name": "artifacts",
                             "persistentVolumeClaim": {"claimName": settings.artifacts_claim},
                         },
-                        {"name": "bentoml-home", "emptyDir": {}},
-                        {"name": "tmp", "emptyDir": {}},
+                        {"name": "bentoml-home", "emptyDir": scratch(settings)},
+                        {"name": "tmp", "emptyDir": scratch(settings)},
                     ],
                 },
             },

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from kubernetes.client.exceptions import ApiException
 
 from modelops_api import contract
-from modelops_operator import training, versions
+from modelops_operator import children, training, versions
 from modelops_operator.objects import Body, owned_by
 from modelops_operator.runtime.events import now
 from modelops_operator.runtime.kube import Kube
@@ -103,7 +103,7 @@ def _write(
             )
     for vname, info in list(infos.items()):
         if info.in_progress:
-            infos[vname] = _follow_job(kube, store, settings, bodies[vname], info)
+            infos[vname] = _follow_job(kube, store, settings, model, bodies[vname], info)
 
 
 def _not_ours(found: Body, model: str) -> ApiException:
@@ -119,7 +119,7 @@ def _not_ours(found: Body, model: str) -> ApiException:
 
 
 def _follow_job(
-    kube: Kube, store: Store, settings: Settings, version: Body, info: VersionInfo
+    kube: Kube, store: Store, settings: Settings, model: Body, version: Body, info: VersionInfo
 ) -> VersionInfo:
     """Makes sure an in-progress version has its Job, and records how the Job is doing."""
     meta = version["metadata"]
@@ -131,6 +131,8 @@ def _follow_job(
     if job is None:
         # No status write: a version without a phase is Pending, and the Job's start (or end)
         # writes the next one.
+        if settings.network_policies:
+            kube.ensure(children.build_training_policy(model))
         kube.create(training.build_training_job(version, settings))
         return info
     if training.job_finished(job):

@@ -94,6 +94,8 @@ def test_chart_defaults_match_the_operator_and_the_distribution() -> None:
     assert values["operator"]["historyLimit"] == defaults.history_limit
     assert values["operator"]["resyncSeconds"] == defaults.resync_seconds
     assert values["operator"]["trainingDeadlineSeconds"] == defaults.training_deadline_seconds
+    assert values["runtime"]["scratchSizeLimit"] == defaults.scratch_size_limit
+    assert values["networkPolicy"]["enabled"] == defaults.network_policies
     # The chart's pod is as restricted as the pods the operator creates.
     assert values["podSecurityContext"] == training.pod_security_context()
     assert values["securityContext"] == training.container_security_context()

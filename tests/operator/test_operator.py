@@ -62,6 +62,7 @@ class Cluster:
         self.apps = client.AppsV1Api(api)
         self.batch = client.BatchV1Api(api)
         self.policy = client.PolicyV1Api(api)
+        self.networking = client.NetworkingV1Api(api)
         self.custom = client.CustomObjectsApi(api)
 
     def apply_model(self, body: dict[str, Any]) -> None:
@@ -247,6 +248,12 @@ def test_iris_trains_records_and_serves(cluster: Cluster, control_plane: Control
         )
     )
     assert budget
+    # The API server takes the Model's NetworkPolicies as the operator writes them.
+    networking = cluster.networking
+    serving = networking.read_namespaced_network_policy("iris-serving", cluster.ns)
+    assert serving.spec.ingress[0].ports[0].port == 3000
+    training = networking.read_namespaced_network_policy("iris-training", cluster.ns)
+    assert training.spec.policy_types == ["Ingress"] and not training.spec.ingress
 
     eventually(lambda: cluster.model("iris").get("status", {}).get("stableVersion") == "iris-v1")
     status_writers = {

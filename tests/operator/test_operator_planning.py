@@ -230,6 +230,7 @@ def test_a_training_job_runs_for_its_specs_deadline_else_the_operators() -> None
     assert training.deadline_seconds({}, Settings(training_deadline_seconds=99)) == 99
     assert contract.training_hash({"x": 1, "deadline": "5m"}) == contract.training_hash({"x": 1})
 
+
 MODEL: dict[str, Any] = {
     "apiVersion": "modelops.dev/v1alpha1",
     "kind": "Model",
@@ -415,6 +416,22 @@ def test_settings_from_environment_and_command_line() -> None:
     )
     with pytest.raises(SettingsError, match="MODELOPS_HISTORY_LIMIT"):
         from_environment({"MODELOPS_HISTORY_LIMIT": "zero"})
+    with pytest.raises(SettingsError, match="MODELOPS_SCRATCH_SIZE_LIMIT"):
+        from_environment({"MODELOPS_SCRATCH_SIZE_LIMIT": "four gigs"})
+
+
+def test_every_scratch_volume_is_bounded() -> None:
+    settings = from_environment({"MODELOPS_SCRATCH_SIZE_LIMIT": "512Mi"})
+    serving = ServingSpec.model_validate(MODEL["spec"]["serving"])
+    deployment = children.build_deployment(
+        MODEL, serving, v(2, contract.SUCCEEDED), "stable", 1, settings
+    )
+    version = training.build_model_version(MODEL, "iris-v1", "initial", "sha256:x")
+    version["metadata"]["uid"] = "u"
+    job = training.build_training_job(version, settings)
+    for pod in (deployment["spec"]["template"]["spec"], job["spec"]["template"]["spec"]):
+        scratch = [v for v in pod["volumes"] if "emptyDir" in v]
+        assert scratch and all(v["emptyDir"] == {"sizeLimit": "512Mi"} for v in scratch)
 
 
 def test_first_status_posts_the_phase_and_only_abnormal_conditions() -> None:

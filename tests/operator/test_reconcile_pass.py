@@ -28,7 +28,7 @@ from fake_kube import FakeKube
 from kubernetes.client.exceptions import ApiException
 
 from modelops_api import contract
-from modelops_operator import credentials
+from modelops_operator import children, credentials
 from modelops_operator.analysis.model import CheckResult, Outcome, Results, Watch
 from modelops_operator.monitor import Monitor
 from modelops_operator.reconcile import Context, Reported, reconcile
@@ -307,7 +307,10 @@ def test_a_new_model_creates_its_first_version_and_its_job(world: World) -> None
     assert world.events.posted == [
         ("iris", "Normal", "TrainingStarted", "iris-v1 created (initial); phase none -> Training")
     ]
-    assert [m for m, _ in world.kube.writes()] == ["POST", "POST", "PATCH"]
+    # the version, the training pods' NetworkPolicy, the Job, the Model's status
+    assert [m for m, _ in world.kube.writes()] == ["POST", "PATCH", "POST", "PATCH"]
+    policy = world.kube.object("NetworkPolicy", "iris-training")
+    assert policy is not None and policy["spec"]["ingress"] == []
     # Nothing to analyse yet: no stable version, no canary.
     last = world.monitor.last_watch()
     assert last is not None and last.targets == ()
@@ -979,6 +982,20 @@ def test_serving_pods_get_the_models_credentials_and_nothing_else(world: World) 
     assert world.env(STABLE)["MODELOPS_CREDENTIALS"] == "/etc/modelops/credentials"
 
 
+def test_serving_pods_take_traffic_on_their_port_only(world: World) -> None:
+    world.serve_v1()
+    policy = world.kube.object("NetworkPolicy", "iris-serving")
+    assert policy is not None
+    assert policy["spec"]["podSelector"]["matchLabels"] == children.service_labels(MODEL)
+    assert policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 3000}]}]
+
+
+def test_network_policies_can_be_left_to_the_platform() -> None:
+    world = make_world(Settings(network_policies=False))
+    world.serve_v1()
+    assert world.kube.names("NetworkPolicy") == []
+
+
 # --- trust: only what the operator made counts -------------------------------------------------
 
 
@@ -1094,6 +1111,6 @@ def test_the_requests_of_a_pass_are_the_operators_own(world: World) -> None:
     world.run()
     world.kube.start_job("iris-v1")
     world.kube.finish_job("iris-v1", training_result("iris-v1"))
-    assert len(world.kube.requests) == 3
+    assert len(world.kube.requests) == 4
     body = world.kube.requests[0].body
     assert json.loads(json.dumps(body))["kind"] == "ModelVersion"

@@ -96,6 +96,10 @@ them. Nothing here reads Secrets or touches RBAC.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [create, patch]
+# Each Model's NetworkPolicies (serving pods on their port only, training pods unreachable).
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [create, patch]
 # The optional autoscaler and disruption budget are also read and removed when no longer wanted.
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
