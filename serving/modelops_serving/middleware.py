@@ -57,6 +57,28 @@ def _json_message(
     return start, {"type": "http.response.body", "body": data, "more_body": False}
 
 
+async def _refuse(
+    send: Send,
+    endpoint: str,
+    status: int,
+    reason: str,
+    message: str,
+    *headers: tuple[bytes, bytes],
+    field: str = "body",
+) -> None:
+    """Answers a refused request in the runtime's error shape, and counts it."""
+    body = {
+        "error": message,
+        "reason": reason,
+        "problems": [{"reason": reason, "message": message, "field": field}],
+    }
+    if current is not None:
+        current.recorder.record_rejected(endpoint, reason)
+    start, body_message = _json_message(status, body, reason, *headers)
+    await send(start)
+    await send(body_message)
+
+
 def _authorization(scope: Scope) -> bytes | None:
     return next((v for k, v in scope.get("headers", []) if k.lower() == b"authorization"), None)
 
@@ -180,50 +202,20 @@ class RuntimeMiddleware:
         raw = b"".join(m.get("body", b"") for m in messages[1:])
         detail = _explain(raw)
         if status == 400:
-            reason = "invalid_json"
-            message = f"the body is not a JSON object: {detail}"
+            await _refuse(
+                send, endpoint, status, "invalid_json", f"the body is not a JSON object: {detail}"
+            )
         else:
-            reason = "invalid_body"
-            message = detail
-        body = {
-            "error": message,
-            "reason": reason,
-            "problems": [{"reason": reason, "message": message, "field": "body"}],
-        }
-        if current is not None:
-            current.recorder.record_rejected(endpoint, reason)
-        start, body_message = _json_message(status, body, reason)
-        await send(start)
-        await send(body_message)
+            await _refuse(send, endpoint, status, "invalid_body", detail)
 
     async def _too_large(self, endpoint: str, send: Send) -> None:
-        limit = _max_body()
-        message = f"the body is larger than {limit} bytes (MODELOPS_MAX_BODY_BYTES)"
-        reason = "body_too_large"
-        body = {
-            "error": message,
-            "reason": reason,
-            "problems": [{"reason": reason, "message": message, "field": "body"}],
-        }
-        if current is not None:
-            current.recorder.record_rejected(endpoint, reason)
-        start, body_message = _json_message(413, body, reason, (b"connection", b"close"))
-        await send(start)
-        await send(body_message)
+        message = f"the body is larger than {_max_body()} bytes (MODELOPS_MAX_BODY_BYTES)"
+        await _refuse(send, endpoint, 413, "body_too_large", message, (b"connection", b"close"))
 
     async def _unauthorized(self, send: Send) -> None:
         message = "feedback needs the Model's token: Authorization: Bearer <token>"
-        reason = "unauthorized"
-        body = {
-            "error": message,
-            "reason": reason,
-            "problems": [{"reason": reason, "message": message, "field": "Authorization"}],
-        }
-        if current is not None:
-            current.recorder.record_rejected("feedback", reason)
-        start, body_message = _json_message(401, body, reason, (b"www-authenticate", b"Bearer"))
-        await send(start)
-        await send(body_message)
+        header = (b"www-authenticate", b"Bearer")
+        await _refuse(send, "feedback", 401, "unauthorized", message, header, field="Authorization")
 
     async def _metadata(self, scope: Scope, send: Send) -> None:
         if current is None:
