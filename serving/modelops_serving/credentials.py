@@ -7,9 +7,10 @@ the serving pods as files in `MODELOPS_CREDENTIALS`:
   `Authorization: Bearer <token>`. Whoever RBAC lets read the Secret may send ground truth;
   nobody else can.
 - `signing-key`: the key of the HMAC that signs each `/predict` answer's `request_id`. The id
-  carries the version, the time and the predictions themselves, so that any replica of the
-  version checks feedback against what the model really answered, with no memory shared between
-  replicas, and nobody without the key can make one up. An id is good for `MODELOPS_FEEDBACK_WINDOW`
+  carries the version, the time, a random nonce (two answers alike are still two ids) and the
+  predictions themselves, so that any replica of the version checks feedback against what the
+  model really answered, with no memory shared between replicas, and nobody without the key can
+  make one up. An id is good for `MODELOPS_FEEDBACK_WINDOW`
   seconds.
 
 The files are read again when they change (the kubelet refreshes a mounted Secret in place), at
@@ -25,6 +26,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ TOKEN_FILE = contract.CREDENTIAL_TOKEN
 KEY_FILE = contract.CREDENTIAL_KEY
 RECHECK_SECONDS = 10.0
 SIGNATURE_BYTES = 16
+NONCE_BYTES = 8
 
 
 class CredentialsError(Exception):
@@ -109,7 +112,10 @@ class Credentials:
     def issue(self, version: str, predictions: list[Any]) -> str:
         """The id of one `/predict` answer."""
         self._fresh()
-        body = json.dumps([version, int(self._clock()), predictions], separators=(",", ":"))
+        nonce = _b64(secrets.token_bytes(NONCE_BYTES))
+        body = json.dumps(
+            [version, int(self._clock()), nonce, predictions], separators=(",", ":")
+        )
         payload = _b64(body.encode())
         return f"{payload}.{self._sign(payload)}"
 
@@ -121,7 +127,7 @@ class Credentials:
         if not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
             return "forged"
         try:
-            version, issued, predictions = json.loads(_unb64(payload))
+            version, issued, _nonce, predictions = json.loads(_unb64(payload))
         except (ValueError, TypeError, binascii.Error):
             return "forged"
         if not isinstance(version, str) or not isinstance(predictions, list):

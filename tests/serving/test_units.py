@@ -166,9 +166,13 @@ def test_prediction_ids_carry_what_was_predicted_and_cannot_be_made_up(tmp_path:
     opened = creds.open(request_id, window=60)
     assert not isinstance(opened, str)
     assert (opened.version, opened.predictions) == ("iris-v1", ["setosa", "virginica"])
+    # the same answer to another request in the same second is another id, claimed on its own
+    again = creds.open(creds.issue("iris-v1", ["setosa", "virginica"]), window=60)
+    assert not isinstance(again, str) and again.signature != opened.signature
 
     payload, _, signature = request_id.partition(".")
-    forged_payload = base64.urlsafe_b64encode(b'["iris-v1",1000000000,["x","x"]]').decode()
+    forged = b'["iris-v1",1000000000,"AAAAAAAAAAA",["x","x"]]'
+    forged_payload = base64.urlsafe_b64encode(forged).decode()
     assert creds.open(f"{forged_payload.rstrip('=')}.{signature}", 60) == "forged"
     assert creds.open(f"{payload}.AAAAAAAAAAAAAAAAAAAAAA", 60) == "forged"
     assert creds.open("1f0c" * 8, 60) == "forged"
