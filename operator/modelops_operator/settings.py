@@ -20,6 +20,8 @@
 | lease duration, seconds (whole) | MODELOPS_LEADER_ELECTION_LEASE_SECONDS | 15 |
 | renew deadline, seconds | MODELOPS_LEADER_ELECTION_RENEW_SECONDS | 10 |
 | retry period, seconds | MODELOPS_LEADER_ELECTION_RETRY_SECONDS | 2 |
+| port of the operator's metrics (0: none) | MODELOPS_METRICS_PORT, --metrics-port | 8081 |
+| log format: text or json | MODELOPS_LOG_FORMAT, --log-format | text |
 
 The three durations are client-go's defaults and obey its rules: the renew deadline is shorter than
 the lease duration (a leader that cannot renew stops before anyone else may take over) and longer
@@ -60,6 +62,8 @@ class Settings:
     lease_duration_seconds: int = 15
     renew_deadline_seconds: float = 10.0
     retry_period_seconds: float = 2.0
+    metrics_port: int = 8081  # 0: no metrics server (runtime/metrics.py)
+    log_format: str = "text"  # or "json": one object per line
 
     @property
     def cluster_wide(self) -> bool:
@@ -170,7 +174,30 @@ def from_environment(env: Mapping[str, str]) -> Settings:
         retry_period_seconds=_positive(
             env, "MODELOPS_LEADER_ELECTION_RETRY_SECONDS", d.retry_period_seconds, float
         ),
+        metrics_port=_port(env.get("MODELOPS_METRICS_PORT", ""), "MODELOPS_METRICS_PORT", d),
+        log_format=_log_format(env.get("MODELOPS_LOG_FORMAT", ""), "MODELOPS_LOG_FORMAT", d),
     )
+
+
+LOG_FORMATS = ("text", "json")
+
+
+def _port(text: str | None, name: str, d: Settings) -> int:
+    text = (text or "").strip()
+    if not text:
+        return d.metrics_port
+    if not text.isdigit() or int(text) > 65535:
+        raise SettingsError(f"{name} must be a port number (0: none), not {text!r}")
+    return int(text)
+
+
+def _log_format(text: str | None, name: str, d: Settings) -> str:
+    text = (text or "").strip().lower()
+    if not text:
+        return d.log_format
+    if text not in LOG_FORMATS:
+        raise SettingsError(f"{name} must be text or json, not {text!r}")
+    return text
 
 
 def parser() -> argparse.ArgumentParser:
@@ -201,6 +228,15 @@ def parser() -> argparse.ArgumentParser:
         default="http://0.0.0.0:8080/healthz",
         help="Kopf's liveness endpoint (default %(default)s); an empty value turns it off",
     )
+    p.add_argument(
+        "--metrics-port",
+        help="port of the operator's Prometheus metrics (/metrics); 0 turns them off "
+        "(default: MODELOPS_METRICS_PORT, else 8081)",
+    )
+    p.add_argument(
+        "--log-format",
+        help="text, or json: one object per line (default: MODELOPS_LOG_FORMAT, else text)",
+    )
     p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
 
@@ -219,6 +255,12 @@ def resolve(
         "resync_seconds": args.resync_seconds,
         "history_limit": args.history_limit,
         "leader_election": args.leader_election,
+        "metrics_port": None
+        if args.metrics_port is None
+        else _port(args.metrics_port, "--metrics-port", base),
+        "log_format": None
+        if args.log_format is None
+        else _log_format(args.log_format, "--log-format", base),
     }
     values = {k: v for k, v in overrides.items() if v is not None}
     for name in ("resync_seconds", "history_limit"):
