@@ -40,8 +40,9 @@ def _now(micro: bool = False) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
-def training_result(model: str, version: str) -> str:
-    """What `modelops train` writes to its termination message on success (same serialiser)."""
+def training_result(model: str, version: str, store: str) -> str:
+    """What `modelops train --artifacts STORE` writes to its termination message on success (same
+    serialiser)."""
     return fit_to_limit(
         {
             "phase": contract.SUCCEEDED,
@@ -50,7 +51,7 @@ def training_result(model: str, version: str) -> str:
             "model": model,
             "version": version,
             "tag": f"{model}:{version}",
-            "artifact": f"file:///models/{model}/{version}.bentomodel",
+            "artifact": f"{store}/{model}/{version}.bentomodel",
             "metrics": {"accuracy": 0.97, "f1_macro": 0.96},
         }
     )
@@ -75,8 +76,11 @@ def pod_status(pod: dict[str, Any], ip: str) -> dict[str, Any]:
     """The status a kubelet would report once the pod's containers ran (or are running)."""
     labels = pod["metadata"].get("labels") or {}
     if labels.get(contract.LABEL_COMPONENT) == "training":
+        args = pod["spec"]["containers"][0].get("args") or []
         message = training_result(
-            labels.get(contract.LABEL_MODEL, ""), labels.get(contract.LABEL_VERSION, "")
+            labels.get(contract.LABEL_MODEL, ""),
+            labels.get(contract.LABEL_VERSION, ""),
+            args[args.index("--artifacts") + 1],
         )
         state = {
             "terminated": {

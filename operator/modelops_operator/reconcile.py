@@ -24,7 +24,15 @@ from kubernetes.client.exceptions import ApiException
 
 from modelops_api import contract
 from modelops_api.spec import ModelSpec, SpecError, parse
-from modelops_operator import monitoring_state, retraining, rollout, trainings, versions, watches
+from modelops_operator import (
+    archives,
+    monitoring_state,
+    retraining,
+    rollout,
+    trainings,
+    versions,
+    watches,
+)
 from modelops_operator.analysis.model import Results
 from modelops_operator.monitor import Monitor
 from modelops_operator.objects import Body, EventSink, ModelKey
@@ -68,6 +76,7 @@ def reconcile(ctx: Context, namespace: str, name: str) -> Body | None:
     gone. Its Events are posted at the end of the pass (also when it fails), a phase change riding
     on the pass's first other Normal Event."""
     model = ctx.store.get("Model", namespace, name)
+    _remove_departed(ctx, namespace, name, model)
     if model is None or model["metadata"].get("deletionTimestamp"):
         ctx.analysed.pop((namespace, name), None)
         ctx.kube.forget_model(namespace, name)
@@ -110,8 +119,8 @@ def _pass(ctx: Context, model: Body, news: list[Event]) -> Body:
             ctx.monitor, ctx.references, key, spec, trained.bodies, served.stable, served.canary
         )
     keep = [served.stable, served.canary]
-    for doomed in versions.plan_history(served.ordered, ctx.settings.history_limit, keep):
-        ctx.kube.delete("ModelVersion", key[0], doomed)
+    doomed = versions.plan_history(served.ordered, ctx.settings.history_limit, keep)
+    _prune(ctx, model, trained, doomed, news)
     if monitored.schedule_error and monitored.schedule_error != _status(model).get("scheduleError"):
         news.append(("Warning", "InvalidSchedule", monitored.schedule_error))
     observed = _observed(model, spec, trained, served, monitored.state)
@@ -122,6 +131,52 @@ def _pass(ctx: Context, model: Body, news: list[Event]) -> Body:
     if failure is not None:
         raise Reported(f"{key[0]}/{key[1]}: {_api_error(failure)}") from failure
     return new_status
+
+
+def _prune(
+    ctx: Context, model: Body, trained: trainings.Trained, doomed: list[str], news: list[Event]
+) -> None:
+    """Deletes the versions beyond the history limit, once a Job is there to remove their
+    archives; when the Job cannot be made, the versions stay (a Warning says why) for a later
+    pass, so no archive is left behind unnamed."""
+    if not doomed:
+        return
+    namespace, name = model["metadata"]["namespace"], model["metadata"]["name"]
+    targets = archives.pruned(
+        [trained.infos[d] for d in doomed if d in trained.infos], ctx.settings
+    )
+    if targets:
+        try:
+            ctx.kube.create(archives.cleanup_job(ctx.settings, namespace, name, targets))
+        except ApiException as error:
+            news.append(
+                (
+                    "Warning",
+                    "ArchiveCleanupFailed",
+                    f"{', '.join(doomed)} kept beyond the history limit: the Job that removes "
+                    f"their archives was refused: {_api_error(error)}",
+                )
+            )
+            return
+    for version in doomed:
+        ctx.kube.delete("ModelVersion", namespace, version)
+
+
+def _remove_departed(ctx: Context, namespace: str, name: str, model: Body | None) -> None:
+    """Starts the removal of the store directories of the Models `namespace/name` that were
+    deleted (a Model made again under the same name has another UID, so another directory)."""
+    current = (model or {}).get("metadata", {}).get("uid")
+    for uid in ctx.store.departed(namespace, name):
+        if uid == current:
+            continue
+        targets = archives.of_deleted_model(ctx.settings, namespace, uid)
+        try:
+            ctx.kube.create(archives.cleanup_job(ctx.settings, namespace, name, targets))
+        except ApiException as error:
+            if namespace_terminating(error):
+                continue  # the namespace, and a PersistentVolumeClaim store with it, goes
+            log.warning("%s/%s: the archives of Model UID %s stay in the store: %s",
+                        namespace, name, uid, _api_error(error))  # fmt: skip
 
 
 class Reported(Exception):

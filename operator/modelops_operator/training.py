@@ -7,6 +7,10 @@ mounts as the file `modelops train --spec` reads: no ConfigMap to write, own and
 The Job runs `modelops train` from the runtime image (docs/runtime-contract.md). Its result comes
 back as the container's termination message, which the kubelet copies into the Pod's status: the
 operator needs no access to the artifact store to learn what a training produced.
+
+Each Model has its own directory in the store, `<root>/<namespace>/<Model UID>` (`model_store`):
+Models of the same name in two namespaces never share archives, a Model deleted and made again
+starts in a fresh directory, and a training can only report an archive of its own Model.
 """
 
 from __future__ import annotations
@@ -39,6 +43,19 @@ RESULT_KEYS = (
     "fingerprint",
 )
 
+
+
+def model_store(settings: Settings, namespace: str, model_uid: str) -> str:
+    """The store directory of the Model with `model_uid` (a path on the mounted store)."""
+    return f"{settings.artifacts_path.rstrip('/')}/{namespace}/{model_uid}"
+
+
+def owner_uid(obj: Mapping[str, Any]) -> str:
+    """The UID of the object's controller (a ModelVersion's Model)."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref["uid"])
+    raise ValueError(f"{obj['metadata']['name']} has no controller")
 
 
 def owner_reference(owner: Mapping[str, Any]) -> Body:
@@ -136,7 +153,7 @@ def build_training_job(version: Mapping[str, Any], settings: Settings) -> Body:
             "--version",
             name,
             "--artifacts",
-            f"file://{settings.artifacts_path}",
+            f"file://{model_store(settings, meta['namespace'], owner_uid(version))}",
             "--result-file",
             TERMINATION_LOG,
         ],
@@ -251,9 +268,9 @@ def memory_limit(pod: Mapping[str, Any] | None) -> str:
     return ""
 
 
-def in_store(artifact: object, artifacts_path: str) -> bool:
-    """Whether `artifact` is a `file://` URI of a file under `artifacts_path` (no `..`)."""
-    root = PurePosixPath(artifacts_path)
+def in_store(artifact: object, directory: str) -> bool:
+    """Whether `artifact` is a `file://` URI of a file under `directory` (no `..`)."""
+    root = PurePosixPath(directory)
     if not isinstance(artifact, str) or not artifact.startswith("file://"):
         return False
     path = PurePosixPath(artifact.removeprefix("file://"))
@@ -261,13 +278,14 @@ def in_store(artifact: object, artifacts_path: str) -> bool:
     return path.is_absolute() and ".." not in path.parts and inside
 
 
-def outcome(job: Mapping[str, Any], pod: Mapping[str, Any] | None, artifacts_path: str) -> Body:
+def outcome(job: Mapping[str, Any], pod: Mapping[str, Any] | None, store: str) -> Body:
     """The version's status fields once its Job has finished.
 
     The result in the termination message decides (Succeeded, Rejected or Failed); a Job that failed
     without one is Failed: `OOMKilled` when the kernel killed the container at its memory limit,
     else with the Job's reason (deadline, crash before the result). A success whose archive is not
-    under the artifact store's root (`artifacts_path`) is Failed: serving loads only from there.
+    in its Model's store directory (`store`, see `model_store`) is Failed: serving loads only from
+    there.
     """
     failed = _condition(job, "Failed")
     text = termination_message(pod)
@@ -293,14 +311,12 @@ def outcome(job: Mapping[str, Any], pod: Mapping[str, Any] | None, artifacts_pat
                 reason="NoArtifact",
                 message="the training reported success but no archive",
             )
-        elif status["phase"] == contract.SUCCEEDED and not in_store(
-            status["artifact"], artifacts_path
-        ):
+        elif status["phase"] == contract.SUCCEEDED and not in_store(status["artifact"], store):
             status.update(
                 phase=contract.FAILED,
                 approved=False,
                 reason="ArtifactOutsideStore",
-                message=f"the training reported an archive outside file://{artifacts_path}",
+                message=f"the training reported an archive outside its Model's file://{store}",
             )
             del status["artifact"]
         return status

@@ -80,7 +80,9 @@ def test_train_serve_detect_drift_retrain_canary_promote_and_pin(
     assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
     logs = sandbox.kubectl("logs", "-n", sandbox.namespace, pod["metadata"]["name"])
     assert '"phase": "Succeeded"' in logs or '"phase":"Succeeded"' in logs, logs[-2000:]
-    assert v1["artifact"] == "file:///models/iris/iris-v1.bentomodel"
+    # in the Model's own directory of the store: namespace, then the Model's UID
+    uid = sandbox.get("Model", "iris")["metadata"]["uid"]
+    assert v1["artifact"] == f"file:///models/{sandbox.namespace}/{uid}/iris/iris-v1.bentomodel"
     assert v1["metrics"]["accuracy"] >= 0.9 and v1["rows"]["raw"] == 150
 
     # Serve: two `bentoml serve` pods of the runtime image, Ready through /readyz.

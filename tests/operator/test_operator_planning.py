@@ -197,6 +197,7 @@ def test_rejected_is_kept_but_not_approved() -> None:
                 ("file:///m", "ArtifactOutsideStore"),
                 ("http://elsewhere/m/a.bentomodel", "ArtifactOutsideStore"),
                 ("m/a.bentomodel", "ArtifactOutsideStore"),
+                ("file:///m2/a.bentomodel", "ArtifactOutsideStore"),  # a sibling Model
             ]
         ),
     ],
@@ -269,6 +270,9 @@ def test_training_job_is_restricted_and_owned_by_its_version() -> None:
         "/home/bentoml",
         "/tmp",
     }
+    # Archives go to the Model's own directory: by namespace, then the Model's UID.
+    args = container["args"]
+    assert args[args.index("--artifacts") + 1] == "file:///models/ml/u-1"
 
 
 def test_deployment_serves_the_version_on_its_track() -> None:

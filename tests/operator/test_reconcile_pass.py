@@ -215,8 +215,15 @@ class World:
         its reference distributions are in its status (what the operator reads from a serving
         pod once, over HTTP, which unit tests do not do)."""
         self.kube.start_job(version)
-        self.kube.finish_job(version, training_result(version, **result))
+        self.kube.finish_job(
+            version, training_result(version, **{**self.archive(version), **result})
+        )
         self.kube.set_status("ModelVersion", version, {"reference": REFERENCE})
+
+    def archive(self, version: str) -> dict[str, str]:
+        """Where the version's training writes its archive: its Model's store directory."""
+        uid = self.model()["metadata"]["uid"]
+        return {"artifact": f"file:///models/{NS}/{uid}/{MODEL}/{version}.bentomodel"}
 
     def serve_v1(self, body: Body | None = None) -> None:
         """A Model whose first version trained and serves, ready, with nothing left to do."""
@@ -340,7 +347,7 @@ def test_an_approved_training_is_served_as_stable_and_then_serves(world: World) 
 
     version = world.version_status("iris-v1")
     assert version["phase"] == contract.SUCCEEDED and version["approved"] is True
-    assert version["artifact"] == "file:///models/iris/iris-v1.bentomodel"
+    assert version["artifact"] == world.archive("iris-v1")["artifact"]
     assert version["metrics"] == {"accuracy": 0.97, "f1_macro": 0.96}
     assert "finishedAt" in version
 
@@ -349,7 +356,7 @@ def test_an_approved_training_is_served_as_stable_and_then_serves(world: World) 
     assert deployment["metadata"]["labels"][contract.LABEL_TRACK] == "stable"
     env = world.env(STABLE)
     assert (env["MODELOPS_VERSION"], env["MODELOPS_TRACK"]) == ("iris-v1", "stable")
-    assert env["MODELOPS_ARTIFACT"] == "file:///models/iris/iris-v1.bentomodel"
+    assert env["MODELOPS_ARTIFACT"] == world.archive("iris-v1")["artifact"]
     service = world.kube.object("Service", "iris")
     assert service is not None
     assert service["spec"]["selector"] == {
@@ -486,7 +493,8 @@ def test_a_rejected_or_failed_new_version_leaves_stable_serving(
     world.kube.put(with_estimators(iris(), 5))
     world.run()
     assert world.version("iris-v2")["spec"]["reason"] == contract.REASON_SPEC_CHANGE
-    world.kube.finish_job("iris-v2", training_result("iris-v2", phase, **fields), phase != "Failed")
+    result = training_result("iris-v2", phase, **{**world.archive("iris-v2"), **fields})
+    world.kube.finish_job("iris-v2", result, phase != "Failed")
     world.run()
 
     assert world.version_status("iris-v2")["phase"] == phase
@@ -550,19 +558,57 @@ def test_history_beyond_the_limit_is_deleted_but_never_stable() -> None:
     for n, version in ((5, "iris-v2"), (6, "iris-v3")):
         world.kube.put(with_estimators(iris(), n))
         world.run()
-        world.kube.finish_job(version, training_result(version, contract.REJECTED), True)
+        result = training_result(version, contract.REJECTED, **world.archive(version))
+        world.kube.finish_job(version, result, True)
         world.run()
 
     assert world.kube.names("ModelVersion") == ["iris-v1", "iris-v3"]
     assert world.kube.object("Job", "iris-v2") is None  # collected with its version
     assert world.status()["stableVersion"] == "iris-v1"
+    # A rejected version was archived too: a Job removes the archive from the store.
+    (cleanup,) = [j for j in world.kube.names("Job") if "-cleanup-" in j]
+    assert cleanup_targets(world, cleanup) == [world.archive("iris-v2")["artifact"]]
+
+
+def cleanup_targets(world: World, job: str) -> list[str]:
+    """What the archive-removing Job `job` removes, checked to be the store's command."""
+    body = world.kube.object("Job", job)
+    assert body is not None and "ownerReferences" not in body["metadata"]
+    container = body["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "modelops_training.cleanup"]
+    assert container["args"][:2] == ["--store", "file:///models"]
+    return list(container["args"][2:])
+
+
+def test_versions_wait_for_the_job_that_removes_their_archives() -> None:
+    world = make_world(Settings(history_limit=1))
+    world.serve_v1()
+    world.kube.put(with_estimators(iris(), 5))
+    world.run()
+    world.kube.fail("POST", "Job", status=403, reason="Forbidden", times=None)
+    result = training_result("iris-v2", contract.REJECTED, **world.archive("iris-v2"))
+    world.kube.finish_job("iris-v2", result, True)
+    world.run()
+    assert world.kube.names("ModelVersion") == ["iris-v1", "iris-v2"]  # kept, not forgotten
+    kind, message = world.events.of("ArchiveCleanupFailed")
+    assert kind == "Warning" and message.startswith("iris-v2 kept beyond the history limit")
+
+    world.kube.clear_failures()
+    world.run()
+    assert world.kube.names("ModelVersion") == ["iris-v1"]
+    assert [j for j in world.kube.names("Job") if "-cleanup-" in j]
 
 
 def test_a_deleted_model_is_forgotten(world: World) -> None:
     world.serve_v1()
+    uid = world.model()["metadata"]["uid"]
     world.kube.remove("Model", MODEL)
     assert world.run() is None
-    assert world.kube.calls() == []
+    # One request: the Job that removes the Model's directory from the store.
+    assert world.kube.calls() == [("POST", "/apis/batch/v1/namespaces/ml/jobs")]
+    (cleanup,) = world.kube.names("Job")
+    assert cleanup_targets(world, cleanup) == [f"file:///models/{NS}/{uid}"]
+    world.quiet()
     assert world.monitor.watched[-1] == ((NS, MODEL), None)
     # The garbage collector removed what the Model owned.
     assert world.kube.names("ModelVersion") == world.kube.names("Deployment") == []
@@ -576,7 +622,8 @@ def test_nothing_of_a_deleted_models_children_is_kept(world: World) -> None:
     assert store.get("Secret", NS, "iris-serving-credentials") is not None
     world.kube.remove("Model", MODEL)
     world.run()
-    assert len(store) == 0
+    # Only the Job removing its archives, which goes from the store when it is collected.
+    assert [key[0] for key in store._objects] == ["Job"]
 
 
 # --- canary ---------------------------------------------------------------------------------
@@ -630,7 +677,7 @@ def test_passing_analyses_advance_then_promote_the_canary(world: World) -> None:
     assert "canary" not in status
     assert world.deployment(CANARY) is None
     assert world.env(STABLE)["MODELOPS_VERSION"] == "iris-v2"
-    assert world.env(STABLE)["MODELOPS_ARTIFACT"] == "file:///models/iris/iris-v2.bentomodel"
+    assert world.env(STABLE)["MODELOPS_ARTIFACT"] == world.archive("iris-v2")["artifact"]
     assert world.events.of("Promoted")[1].startswith("iris-v2 passed all 2 steps")
     assert world.version_status("iris-v2")["phase"] == contract.SUCCEEDED
     assert world.version_status("iris-v1")["phase"] == contract.SUCCEEDED  # kept, not retired
@@ -1110,7 +1157,7 @@ def test_the_requests_of_a_pass_are_the_operators_own(world: World) -> None:
     world.kube.requests.clear()
     world.run()
     world.kube.start_job("iris-v1")
-    world.kube.finish_job("iris-v1", training_result("iris-v1"))
+    world.kube.finish_job("iris-v1", training_result("iris-v1", **world.archive("iris-v1")))
     assert len(world.kube.requests) == 4
     body = world.kube.requests[0].body
     assert json.loads(json.dumps(body))["kind"] == "ModelVersion"

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib
-
 from .result import TrainingError
 
 log = logging.getLogger("modelops.train")
@@ -106,6 +104,7 @@ def save_and_export(
     place, where cli.py points the temporary directory) and exported from there: no model store is
     needed, since the archive is what serving imports.
     """
+    import joblib
     from bentoml._internal.models.model import Model, ModelContext
 
     temporary: str | None = None

@@ -57,6 +57,8 @@ class Store:
     def __init__(self) -> None:
         self._objects: dict[Key, Body] = {}
         self._by_model: dict[tuple[str, str, str], set[str]] = {}
+        # The UIDs of Models that went away and whose archives are still to be removed.
+        self._departed: dict[tuple[str, str], list[str]] = {}
         self._lock = threading.Lock()
 
     def put(self, kind: str, body: Mapping[str, Any]) -> Body:
@@ -78,9 +80,17 @@ class Store:
     def forget(self, kind: str, namespace: str, name: str) -> None:
         with self._lock:
             gone = self._objects.pop((kind, namespace, name), None)
+            uid = ((gone or {}).get("metadata") or {}).get("uid")
+            if kind == "Model" and uid:
+                self._departed.setdefault((namespace, name), []).append(str(uid))
             model = _model_of(kind, gone) if gone else None
             if model:
                 self._by_model.get((kind, namespace, model), set()).discard(name)
+
+    def departed(self, namespace: str, name: str) -> list[str]:
+        """The UIDs of the Models `namespace/name` that went away since the last call."""
+        with self._lock:
+            return self._departed.pop((namespace, name), [])
 
     def get(self, kind: str, namespace: str, name: str) -> Body | None:
         with self._lock:
