@@ -110,8 +110,9 @@ def build_deployment(
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
-    if serving.resources:
-        container["resources"] = serving.resources
+    resources = serving.resources or settings.serving_resources
+    if resources:
+        container["resources"] = resources
     spec: Body = {
         "selector": {"matchLabels": selector},
         "template": {

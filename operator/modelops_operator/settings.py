@@ -11,6 +11,8 @@
 | versions kept per model | MODELOPS_HISTORY_LIMIT | 10 |
 | training deadline, seconds | MODELOPS_TRAINING_DEADLINE_SECONDS | 3600 |
 | size limit of each scratch volume of a pod | MODELOPS_SCRATCH_SIZE_LIMIT | 4Gi |
+| training resources if a Model names none | MODELOPS_TRAINING_RESOURCES (JSON) | (chart: set) |
+| serving resources if a Model names none | MODELOPS_SERVING_RESOURCES (JSON) | (chart: set) |
 | NetworkPolicies for each Model's pods | MODELOPS_NETWORK_POLICIES (true/false) | true |
 | serving credentials' key | MODELOPS_CREDENTIALS_KEY | made up per process (chart: a Secret) |
 | leader election (replicas > 1) | MODELOPS_LEADER_ELECTION (true/false) | false (the chart: true) |
@@ -32,12 +34,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from modelops_api.spec import quantity
+from pydantic import TypeAdapter, ValidationError
+
+from modelops_api.spec import Resources, quantity
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,9 @@ class Settings:
     credentials_key: str = ""
     network_policies: bool = True
     scratch_size_limit: str = "4Gi"
+    # A container's resources when its Model's spec names none (a Model's replace them whole).
+    training_resources: dict[str, Any] = field(default_factory=dict)
+    serving_resources: dict[str, Any] = field(default_factory=dict)
     leader_election: bool = False
     lease_name: str = "modelops-operator"
     lease_namespace: str = ""
@@ -106,6 +115,26 @@ def _quantity(env: Mapping[str, str], name: str, default: str) -> str:
     except ValueError as error:
         raise SettingsError(f"{name}: {error}") from None
     return text
+
+
+def _resources(env: Mapping[str, str], name: str) -> dict[str, Any]:
+    """A container's resources as JSON, checked as the CRD checks a Model's."""
+    text = env.get(name, "").strip()
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+        checked: dict[str, Any] = TypeAdapter(Resources).validate_python(value)
+    except ValueError as error:  # a JSONDecodeError or a ValidationError
+        detail = (
+            "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in error.errors()
+            )
+            if isinstance(error, ValidationError)
+            else str(error)
+        )
+        raise SettingsError(f"{name}: {detail}") from None
+    return checked
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -161,6 +190,8 @@ def from_environment(env: Mapping[str, str]) -> Settings:
         or secrets.token_urlsafe(32),
         network_policies=_flag(env, "MODELOPS_NETWORK_POLICIES", d.network_policies),
         scratch_size_limit=_quantity(env, "MODELOPS_SCRATCH_SIZE_LIMIT", d.scratch_size_limit),
+        training_resources=_resources(env, "MODELOPS_TRAINING_RESOURCES"),
+        serving_resources=_resources(env, "MODELOPS_SERVING_RESOURCES"),
         leader_election=_flag(env, "MODELOPS_LEADER_ELECTION", d.leader_election),
         lease_name=env.get("MODELOPS_LEADER_ELECTION_LEASE", "").strip() or d.lease_name,
         lease_namespace=lease_namespace or env.get("POD_NAMESPACE", "").strip(),

@@ -171,7 +171,7 @@ def build_training_job(version: Mapping[str, Any], settings: Settings) -> Body:
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
-    resources = spec["training"].get("resources")
+    resources = spec["training"].get("resources") or settings.training_resources
     if resources:
         container["resources"] = resources
     return {

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -19,7 +20,7 @@ import yaml
 
 from modelops_operator import training
 from modelops_operator.runtime import kube
-from modelops_operator.settings import Settings
+from modelops_operator.settings import Settings, from_environment
 
 pytestmark = pytest.mark.unit
 
@@ -95,6 +96,12 @@ def test_chart_defaults_match_the_operator_and_the_distribution() -> None:
     assert values["operator"]["resyncSeconds"] == defaults.resync_seconds
     assert values["operator"]["trainingDeadlineSeconds"] == defaults.training_deadline_seconds
     assert values["runtime"]["scratchSizeLimit"] == defaults.scratch_size_limit
+    # Default resources for the pods the operator makes, in a form the operator takes.
+    for part in ("training", "serving"):
+        resources = values["runtime"][part]["resources"]
+        env = {f"MODELOPS_{part.upper()}_RESOURCES": json.dumps(resources)}
+        assert getattr(from_environment(env), f"{part}_resources") == resources
+        assert resources["requests"]["memory"] and resources["limits"]["memory"]
     assert values["networkPolicy"]["enabled"] == defaults.network_policies
     # The chart's pod is as restricted as the pods the operator creates.
     assert values["podSecurityContext"] == training.pod_security_context()

@@ -424,6 +424,46 @@ def test_settings_from_environment_and_command_line() -> None:
         from_environment({"MODELOPS_SCRATCH_SIZE_LIMIT": "four gigs"})
 
 
+def test_pods_get_the_operators_resources_unless_their_model_names_some() -> None:
+    training_default = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "4Gi"}}
+    serving_default = {"requests": {"memory": "256Mi"}, "limits": {"memory": "2Gi"}}
+    settings = from_environment(
+        {
+            "MODELOPS_TRAINING_RESOURCES": json.dumps(training_default),
+            "MODELOPS_SERVING_RESOURCES": json.dumps(serving_default),
+        }
+    )
+    version = training.build_model_version(MODEL, "iris-v1", "initial", "sha256:x")
+    version["metadata"]["uid"] = "u"
+
+    def resources(serving: dict[str, Any], trained: dict[str, Any]) -> tuple[Any, Any]:
+        spec = ServingSpec.model_validate({**MODEL["spec"]["serving"], **serving})
+        deployment = children.build_deployment(
+            MODEL, spec, v(2, contract.SUCCEEDED), "stable", 1, settings
+        )
+        version["spec"]["training"] = {**MODEL["spec"]["training"], **trained}
+        job = training.build_training_job(version, settings)
+        return tuple(  # type: ignore[return-value]
+            body["spec"]["template"]["spec"]["containers"][0].get("resources")
+            for body in (deployment, job)
+        )
+
+    assert resources({}, {}) == (serving_default, training_default)
+    own = {"limits": {"memory": "64Mi"}}  # a Model's own replace the default whole
+    assert resources({"resources": own}, {"resources": own}) == (own, own)
+    assert resources({}, {}) != resources({}, {"resources": own})
+    bare = from_environment({})
+    assert (bare.training_resources, bare.serving_resources) == ({}, {})
+    for bad, field in (
+        ('{"requests": {"memory": "5Gi"}, "limits": {"memory": "4Gi"}}', "exceeds its limit 4Gi"),
+        ('{"requests": {"cpu": "two"}}', "requests.cpu"),
+        ("{requests", "MODELOPS_SERVING_RESOURCES: Expecting"),
+        ('{"limit": {}}', "limit: Extra inputs"),
+    ):
+        with pytest.raises(SettingsError, match=field):
+            from_environment({"MODELOPS_SERVING_RESOURCES": bad})
+
+
 def test_every_scratch_volume_is_bounded() -> None:
     settings = from_environment({"MODELOPS_SCRATCH_SIZE_LIMIT": "512Mi"})
     serving = ServingSpec.model_validate(MODEL["spec"]["serving"])
