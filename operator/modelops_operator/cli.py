@@ -1,50 +1,543 @@
-"""The `modelops` command: one entry point that hands each verb to the part it belongs to.
+"""The `modelops` command, and `kubectl modelops`: the same app as a kubectl plugin.
 
-Each verb imports its part lazily, so `modelops train` in a training Job never imports the
-operator's dependencies and the operator never imports scikit-learn.
+    modelops get [NAME] [-w]                 a Model as a tree (-w: refreshed), or all in a table
+    modelops status NAME [--wait]            Ready or why not, as an exit status (for CI)
+    modelops history NAME                    the versions as an experiment table
+    modelops retrain NAME [--wait]           train a new version now
+    modelops promote|abort|pause|resume NAME [--wait]   drive the running canary
+    modelops train ...                       the training runtime: a training Job's command
+    modelops operator ...                    the operator process
+
+`train` and `operator` are handed their arguments unchanged, and their modules are imported only
+then, before anything else is: a training Job never imports the operator's dependencies nor the
+Kubernetes client, the operator never imports scikit-learn. The other verbs are a typer app
+(options, help, shell completion) that imports the Kubernetes client only when a verb runs.
+Exit statuses: cli_verdicts.
 """
 
 from __future__ import annotations
 
+import datetime
+import enum
 import importlib
+import os
 import sys
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
-# verb -> (module, function, one-line help). Each function takes the remaining argv and returns an
-# exit status.
-VERBS: dict[str, tuple[str, str, str]] = {
-    "train": ("modelops_training.cli", "main", "train a model from a Model's spec.training"),
-    "retrain": ("modelops_operator.commands", "retrain", "train a new version of a Model now"),
-    "promote": ("modelops_operator.commands", "promote", "promote a Model's canary now"),
-    "abort": ("modelops_operator.commands", "abort", "roll a Model's canary back now"),
-    "pause": ("modelops_operator.commands", "pause", "pause a Model's canary"),
-    "resume": ("modelops_operator.commands", "resume", "resume a Model's paused canary"),
-    "operator": ("modelops_operator.run", "main", "run the operator (Kopf) against a cluster"),
+import typer
+
+from modelops_operator.cli_verdicts import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_PENDING,
+    EXIT_USAGE,
+    Verdict,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+    from modelops_operator.cli_kube import Kube
+    from modelops_operator.commands import Request
+
+# verb -> (module, function): each function takes the rest of argv and returns an exit status.
+PASS_THROUGH: dict[str, tuple[str, str]] = {
+    "train": ("modelops_training.cli", "main"),
+    "operator": ("modelops_operator.run", "main"),
 }
 
 
-def usage() -> str:
-    lines = ["usage: modelops VERB [ARGS ...]", "", "verbs:"]
-    lines += [f"  {verb:<10} {text}" for verb, (_, _, text) in sorted(VERBS.items())]
-    lines += ["", "Run 'modelops VERB --help' for a verb's options."]
-    return "\n".join(lines)
+def hand_on(verb: str, argv: list[str]) -> int:
+    """Imports the verb's module now and hands it argv as given."""
+    module_name, function_name = PASS_THROUGH[verb]
+    function: Callable[[list[str]], int] = getattr(
+        importlib.import_module(module_name), function_name
+    )
+    return function(argv)
+
+
+class Output(enum.StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    YAML = "yaml"
+
+
+app = typer.Typer(
+    name="modelops",
+    help="Train, serve, watch and retrain machine-learning models on Kubernetes "
+    "(Models and ModelVersions, modelops.dev).",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+# --- options every verb takes, before or after it ----------------------------------------------
+
+NamespaceOption = Annotated[
+    str | None,
+    typer.Option(
+        "-n", "--namespace", help="default: the kubeconfig context's namespace", show_default=False
+    ),
+]
+AllNamespacesOption = Annotated[
+    bool, typer.Option("-A", "--all-namespaces", help="Models of every namespace (get)")
+]
+KubeconfigOption = Annotated[
+    str | None,
+    typer.Option("--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config", show_default=False),
+]
+ContextOption = Annotated[
+    str | None,
+    typer.Option("--context", help="default: the kubeconfig's current context", show_default=False),
+]
+OutputOption = Annotated[
+    Output | None,
+    typer.Option("-o", "--output", help="table (default), json or yaml", show_default=False),
+]
+WaitOption = Annotated[bool, typer.Option("--wait", help="wait for the outcome (exit status)")]
+TimeoutOption = Annotated[
+    str, typer.Option("--timeout", help="how long --wait waits: 90s, 5m, 1h30m, or seconds")
+]
+IntervalOption = Annotated[
+    float, typer.Option("--interval", min=0.2, help="seconds between two reads")
+]
+NameArgument = Annotated[str, typer.Argument(help="the Model's name", show_default=False)]
+
+
+@dataclass(frozen=True)
+class Options:
+    namespace: str | None = None
+    all_namespaces: bool = False
+    kubeconfig: str | None = None
+    context: str | None = None
+    output: Output | None = None
+
+    def over(self, base: Options) -> Options:
+        """These options, each taken from `base` where not given here."""
+        return Options(
+            namespace=self.namespace or base.namespace,
+            all_namespaces=self.all_namespaces or base.all_namespaces,
+            kubeconfig=self.kubeconfig or base.kubeconfig,
+            context=self.context or base.context,
+            output=self.output or base.output,
+        )
+
+    @property
+    def format(self) -> Output:
+        return self.output or Output.TABLE
+
+
+def _options(ctx: typer.Context, given: Options) -> Options:
+    base = ctx.obj if isinstance(ctx.obj, Options) else Options()
+    return given.over(base)
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            version = metadata.version("modelops")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        print(f"modelops {version}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    namespace: NamespaceOption = None,
+    all_namespaces: AllNamespacesOption = False,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    output: OutputOption = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_version, help="print the version"),
+    ] = False,
+) -> None:
+    ctx.obj = Options(namespace, all_namespaces, kubeconfig, context, output)
+
+
+# --- running a verb: the cluster, the consoles, clean errors ------------------------------------
+
+
+def _consoles() -> tuple[Console, Console]:
+    from rich.console import Console
+
+    out, err = Console(), Console(stderr=True)
+    for console in (out, err):
+        if not console.is_terminal and "COLUMNS" not in os.environ:
+            console.width = 160  # a pipe or a CI log: no wrapping at 80 columns
+    return out, err
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    _, err = _consoles()
+    err.print(f"modelops: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _kube(options: Options) -> Kube:
+    from modelops_operator.cli_kube import Kube, connect
+
+    return Kube(connect(options.kubeconfig, options.context, options.namespace))
+
+
+def _run(body: Callable[[], int]) -> NoReturn:
+    """Runs a verb: a CliError becomes its message on stderr and its exit status, Ctrl-C ends
+    quietly."""
+    from modelops_operator.cli_kube import CliError
+
+    try:
+        code = body()
+    except CliError as error:
+        _fail(str(error), error.code)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
+def _seconds(timeout: str) -> float:
+    from modelops_api.spec import seconds
+
+    try:
+        return float(timeout)
+    except ValueError:
+        pass
+    try:
+        return seconds(timeout)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--timeout") from None
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _print(console: Console, renderable: RenderableType | str) -> None:
+    if isinstance(renderable, str):
+        console.print(renderable, markup=False, highlight=False, soft_wrap=True)
+    else:
+        console.print(renderable)
+
+
+def _polling(kube: Kube, judge: Callable[[Kube], Verdict], err: Console) -> Callable[[], Verdict]:
+    """`judge` as --wait calls it: a spinner on a terminal says what it waits for; a failure to
+    reach the API server after the first read is waited out (a CI runner's network blips), an
+    unknown Model is not."""
+    from modelops_operator.cli_kube import CliError, NotFound
+
+    spinner = err.status("waiting") if err.is_terminal else None
+    if spinner is not None:
+        spinner.start()
+
+    def judge_once() -> Verdict:
+        try:
+            verdict = judge(kube)
+        except NotFound:
+            raise
+        except CliError as error:
+            verdict = Verdict("Pending", "Unreachable", str(error), EXIT_PENDING)
+        if spinner is not None:
+            spinner.update(f"waiting: {verdict.reason}: {verdict.message}")
+            if verdict.final:
+                spinner.stop()
+        return verdict
+
+    return judge_once
+
+
+# --- the verbs ----------------------------------------------------------------------------------
+
+
+@app.command()
+def get(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None, typer.Argument(help="a Model: its tree; none: every Model in a table")
+    ] = None,
+    watch: Annotated[
+        bool, typer.Option("-w", "--watch", help="refresh in place until Ctrl-C")
+    ] = False,
+    interval: IntervalOption = 2.0,
+    namespace: NamespaceOption = None,
+    all_namespaces: AllNamespacesOption = False,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Show a Model as a tree: stable and canary, checks, drift, accuracy, retrains, versions."""
+    options = _options(ctx, Options(namespace, all_namespaces, kubeconfig, context, output))
+    if name and options.all_namespaces:
+        raise typer.BadParameter("a NAME is in one namespace: give -n, not -A", param_hint="-A")
+    if watch and options.format != Output.TABLE:
+        raise typer.BadParameter("--watch shows the table or tree; -o json|yaml prints once")
+
+    def body() -> int:
+        from modelops_operator import cli_views
+
+        kube = _kube(options)
+        out, err = _consoles()
+
+        def render() -> RenderableType | None:
+            if name:
+                model = kube.view(name)
+                if options.format != Output.TABLE:
+                    return cli_views.dump(cli_views.data(model), options.format)
+                return cli_views.model_tree(model, _now())
+            models = kube.views(options.all_namespaces)
+            if options.format != Output.TABLE:
+                return cli_views.dump({"items": cli_views.data(models)}, options.format)
+            if not models:
+                return None
+            return cli_views.models_table(models, _now(), namespaces=options.all_namespaces)
+
+        where = "any namespace" if options.all_namespaces else f"namespace {kube.namespace}"
+        if not watch:
+            shown = render()
+            if shown is None:
+                _print(err, f"No Models in {where}.")
+            else:
+                _print(out, shown)
+            return EXIT_OK
+        return _watch(render, f"modelops get {name or ''} ({where})", interval, out)
+
+    _run(body)
+
+
+def _watch(
+    render: Callable[[], RenderableType | None], what: str, interval: float, out: Console
+) -> int:
+    """Re-renders in place until Ctrl-C; a failed read shows beside the last good view."""
+    from rich.console import Group
+    from rich.live import Live
+    from rich.text import Text
+
+    from modelops_operator import cli_views
+    from modelops_operator.cli_kube import CliError
+
+    last: RenderableType = Text("")
+
+    def frame() -> RenderableType:
+        nonlocal last
+        try:
+            last = render() or Text("No Models.")
+            return cli_views.watching(what, _now(), last)
+        except CliError as error:
+            failed = Text(str(error), style="red")
+            return cli_views.watching(what, _now(), Group(last, failed))
+
+    try:
+        with Live(frame(), console=out, auto_refresh=False, transient=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(frame(), refresh=True)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    name: NameArgument,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="wait until Ready, Degraded or Failed, or the timeout")
+    ] = False,
+    timeout: TimeoutOption = "10m",
+    interval: IntervalOption = 2.0,
+    namespace: NamespaceOption = None,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Is the Model Ready? Exit 0 if so; 3 Degraded, 4 Failed, 5 not yet (or timed out)."""
+    options = _options(ctx, Options(namespace, False, kubeconfig, context, output))
+    seconds = _seconds(timeout)
+
+    def body() -> int:
+        from modelops_operator import cli_verdicts, cli_views
+
+        kube = _kube(options)
+        out, err = _consoles()
+        model = kube.view(name)
+        verdict = cli_verdicts.model_verdict(model)
+        if wait and not verdict.final:
+
+            def judge(k: Kube) -> Verdict:
+                nonlocal model
+                model = k.view(name)
+                return cli_verdicts.model_verdict(model)
+
+            verdict = cli_verdicts.poll(_polling(kube, judge, err), seconds, interval)
+        if options.format == Output.TABLE:
+            _print(out, cli_views.verdict_line(model, verdict))
+        else:
+            _print(out, cli_views.dump(cli_views.verdict_data(model, verdict), options.format))
+        return verdict.code
+
+    _run(body)
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    name: NameArgument,
+    namespace: NamespaceOption = None,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    output: OutputOption = None,
+) -> None:
+    """The Model's versions, newest first: phase, trigger, metrics, result, age."""
+    options = _options(ctx, Options(namespace, False, kubeconfig, context, output))
+
+    def body() -> int:
+        from modelops_operator import cli_views
+
+        model = _kube(options).view(name)
+        out, err = _consoles()
+        if options.format != Output.TABLE:
+            _print(out, cli_views.dump({"items": cli_views.data(model.versions)}, options.format))
+        elif not model.versions:
+            _print(err, f"Model {model.namespace}/{model.name} has no versions yet.")
+        else:
+            _print(out, cli_views.versions_table(model, _now()))
+        return EXIT_OK
+
+    _run(body)
+
+
+def _request(
+    ctx: typer.Context,
+    make: Callable[[Kube], Request],
+    wait: bool,
+    timeout: str,
+    interval: float,
+    given: Options,
+) -> NoReturn:
+    """Writes a request and, with --wait, waits for its outcome."""
+    options = _options(ctx, given)
+    seconds = _seconds(timeout)
+
+    def body() -> int:
+        from modelops_operator import cli_verdicts, cli_views
+
+        kube = _kube(options)
+        out, err = _consoles()
+        request = make(kube)
+        said: dict[str, object] = {
+            "namespace": request.namespace,
+            "name": request.name,
+            "verb": request.verb,
+            "annotation": {request.key: request.value},
+        }
+        if options.format == Output.TABLE:
+            _print(out, request.said)
+        verdict: Verdict | None = None
+        if wait:
+            verdict = cli_verdicts.poll(_polling(kube, request.judge, err), seconds, interval)
+            if options.format == Output.TABLE:
+                _print(out, f"{request.verb}: {verdict.state}: {verdict.message}")
+            said["outcome"] = {
+                "state": verdict.state,
+                "reason": verdict.reason,
+                "message": verdict.message,
+                "exitCode": verdict.code,
+            }
+        if options.format != Output.TABLE:
+            _print(out, cli_views.dump(said, options.format))
+        return EXIT_OK if verdict is None else verdict.code
+
+    _run(body)
+
+
+@app.command()
+def retrain(
+    ctx: typer.Context,
+    name: NameArgument,
+    wait: WaitOption = False,
+    timeout: TimeoutOption = "30m",
+    interval: IntervalOption = 2.0,
+    namespace: NamespaceOption = None,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Train a new version now (reason manual). --wait: until it is trained (0) or not (3)."""
+    from modelops_operator import commands
+
+    given = Options(namespace, False, kubeconfig, context, output)
+    _request(ctx, lambda k: commands.retrain(k, name), wait, timeout, interval, given)
+
+
+def _canary_verb(verb: str, text: str) -> None:
+    def command(
+        ctx: typer.Context,
+        name: NameArgument,
+        wait: WaitOption = False,
+        timeout: TimeoutOption = "5m",
+        interval: IntervalOption = 2.0,
+        namespace: NamespaceOption = None,
+        kubeconfig: KubeconfigOption = None,
+        context: ContextOption = None,
+        output: OutputOption = None,
+    ) -> None:
+        from modelops_operator import commands
+
+        given = Options(namespace, False, kubeconfig, context, output)
+        _request(ctx, lambda k: commands.canary(k, verb, name), wait, timeout, interval, given)
+
+    command.__doc__ = text
+    app.command(name=verb)(command)
+
+
+_canary_verb("promote", "Promote the running canary to stable now.")
+_canary_verb("abort", "Roll the running canary back now.")
+_canary_verb("pause", "Pause the running canary: no analysis, no step, no deadline.")
+_canary_verb("resume", "Resume a paused canary.")
+
+
+# --- the verbs of other processes, handed on unchanged ------------------------------------------
+
+_PASS_THROUGH_SETTINGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@app.command(context_settings=_PASS_THROUGH_SETTINGS, add_help_option=False)
+def train(ctx: typer.Context) -> None:
+    """Train a model from a Model's spec.training: a training Job's command (train --help)."""
+    raise typer.Exit(hand_on("train", list(ctx.args)))
+
+
+@app.command(context_settings=_PASS_THROUGH_SETTINGS, add_help_option=False)
+def operator(ctx: typer.Context) -> None:
+    """Run the operator (Kopf) against a cluster (operator --help)."""
+    raise typer.Exit(hand_on("operator", list(ctx.args)))
+
+
+def _prog_name() -> str:
+    called = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return called if called in ("modelops", "kubectl-modelops") else "modelops"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help", "help"):
-        print(usage())
-        return 0
-    verb, rest = args[0], args[1:]
-    if verb not in VERBS:
-        print(f"modelops: unknown verb {verb!r}\n\n{usage()}", file=sys.stderr)
-        return 2
-    module_name, function_name, _ = VERBS[verb]
-    function: Callable[[list[str]], int] = getattr(
-        importlib.import_module(module_name), function_name
-    )
-    return function(rest)
+    if args and args[0] in PASS_THROUGH:
+        return hand_on(args[0], args[1:])
+    try:
+        app(args=args, prog_name=_prog_name())
+    except SystemExit as exit_:
+        code = exit_.code
+        if code is None:
+            return EXIT_OK
+        return code if isinstance(code, int) else EXIT_ERROR
+    return EXIT_OK
 
+
+__all__ = ["EXIT_USAGE", "app", "hand_on", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

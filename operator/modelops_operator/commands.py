@@ -1,85 +1,83 @@
-"""`modelops` verbs that act on a Model through the API server, as a person would with kubectl.
+"""The requests a person makes of a Model: retrain it, and promote, abort, pause or resume its
+canary.
 
-    modelops retrain NAME [-n NAMESPACE] [--kubeconfig FILE]
-    modelops promote|abort|pause|resume NAME [-n NAMESPACE] [--kubeconfig FILE]   (the canary)
-
-Each verb writes an annotation the operator acts on; the operator, not the CLI, does the work, so
-the same request works from kubectl, a GitOps commit or this command.
+Each request writes an annotation the operator acts on (docs/api.md#annotations); the operator,
+not the command, does the work, so the same request works from kubectl, a GitOps commit or
+`modelops`. `wait` then polls the Model until the operator has handled the request and says
+whether it had its effect (cli_verdicts names the exit statuses).
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
-import sys
 from collections.abc import Callable
-
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
+from dataclasses import dataclass
 
 from modelops_api import contract
+from modelops_operator import cli_verdicts
+from modelops_operator.cli_kube import CliError, Kube
+from modelops_operator.cli_verdicts import Verdict
 
 
-def _parser(verb: str, text: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"modelops {verb}", description=text)
-    p.add_argument("name", help="the Model")
-    p.add_argument("-n", "--namespace", default=None, help="default: the kubeconfig's namespace")
-    p.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube/config")
-    return p
 
+@dataclass(frozen=True)
+class Request:
+    """A request written: its annotation, and how to judge its outcome from the Model."""
 
-def _namespace(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    try:
-        _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
-        return str((context or {}).get("context", {}).get("namespace") or "default")
-    except config.ConfigException:
-        return "default"
+    verb: str
+    namespace: str
+    name: str
+    key: str
+    value: str
+    judge: Callable[[Kube], Verdict]
 
-
-def _annotate(verb: str, text: str, key: str, value: str | None, argv: list[str]) -> int:
-    """Writes `key` on the Model; the value is `value` or, when None, a fresh token."""
-    args = _parser(verb, text).parse_args(argv)
-    config.load_kube_config(config_file=args.kubeconfig)  # type: ignore[no-untyped-call]
-    namespace = _namespace(args.namespace)
-    token = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    annotation = f"{value}/{token}" if value else token
-    patch = {"metadata": {"annotations": {key: annotation}}}
-    try:
-        client.CustomObjectsApi().patch_namespaced_custom_object(
-            contract.GROUP, contract.VERSION, namespace, contract.MODELS, args.name, patch
+    @property
+    def said(self) -> str:
+        return (
+            f"model {self.namespace}/{self.name}: {self.verb} requested ({self.key}={self.value})"
         )
-    except ApiException as error:
-        what = "not found" if error.status == 404 else f"refused ({error.status} {error.reason})"
-        print(f"modelops {verb}: Model {namespace}/{args.name} {what}", file=sys.stderr)
-        return 1
-    print(f"model {namespace}/{args.name}: {verb} requested ({key}={annotation})")
-    return 0
 
 
-def retrain(argv: list[str]) -> int:
-    text = "Train a new version of a Model now (reason: manual)."
-    return _annotate("retrain", text, contract.ANNOTATION_RETRAIN, None, argv)
+def token() -> str:
+    """A fresh annotation value: a new value is a new request."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
 
 
-def canary(verb: str) -> Callable[[list[str]], int]:
-    texts = {
-        "promote": "Promote the running canary to stable now.",
-        "abort": "Roll the running canary back now.",
-        "pause": "Pause the running canary: no analysis, no step, no deadline.",
-        "resume": "Resume a paused canary.",
-    }
+def retrain(kube: Kube, name: str) -> Request:
+    """Asks for a new version now (reason `manual`); the outcome is that version's training."""
+    before = kube.view(name)
+    finished = frozenset(v.name for v in before.versions if v.finished_training)
+    value = token()
+    kube.annotate(name, {contract.ANNOTATION_RETRAIN: value})
+    return Request(
+        "retrain",
+        kube.namespace,
+        name,
+        contract.ANNOTATION_RETRAIN,
+        value,
+        lambda k: cli_verdicts.retrain_verdict(k.view(name), value, finished),
+    )
 
-    def run(argv: list[str]) -> int:
-        return _annotate(verb, texts[verb], contract.ANNOTATION_CANARY, verb, argv)
 
-    return run
+def canary(kube: Kube, verb: str, name: str) -> Request:
+    """Gives the running canary a command. With no canary running the operator would drop the
+    command, so it is refused here instead."""
+    model = kube.view(name)
+    if model.canary is None:
+        serving = f"; {model.stable} serves as stable" if model.stable else ""
+        raise CliError(f"Model {kube.namespace}/{name} runs no canary to {verb}{serving}")
+    version = model.canary.version
+    value = f"{verb}/{token()}"
+    kube.annotate(name, {contract.ANNOTATION_CANARY: value})
+    return Request(
+        verb,
+        kube.namespace,
+        name,
+        contract.ANNOTATION_CANARY,
+        value,
+        lambda k: cli_verdicts.canary_verdict(k.view(name), verb, value, version),
+    )
 
 
-promote, abort, pause, resume = (
-    canary("promote"),
-    canary("abort"),
-    canary("pause"),
-    canary("resume"),
-)
+def wait(kube: Kube, request: Request, timeout: float, interval: float = 2.0) -> Verdict:
+    return cli_verdicts.poll(lambda: request.judge(kube), timeout, interval)
