@@ -45,6 +45,11 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         {"spec.training.dataset.task": "regression", "spec.training.validation.gates": {}},
         "spec.training.dataset.task",
     ),
+    (
+        "params-on-a-builtin-dataset",
+        {"spec.training.dataset.params": {"maxBytes": 1000}},
+        "spec.training.dataset.params",
+    ),
     ("empty-target", {"spec.training.dataset.target": ""}, "spec.training.dataset.target"),
     ("zero-training-deadline", {"spec.training.deadline": "0s"}, "spec.training.deadline"),
     ("training-deadline-over-a-day", {"spec.training.deadline": "25h"}, "spec.training.deadline"),

@@ -195,11 +195,12 @@ class HttpParams(Spec):
     timeout_seconds: Number = Field(
         30.0, ge=0.1, le=3600, description="per connect and per read of an http(s) source"
     )
+    # A file source is read up to the same limit (its size is known before it is read).
     max_bytes: StrictInt = Field(
         256 * 1024 * 1024,
         ge=1,
         le=64 * 1024**3,
-        description="largest body an http(s) source may send",
+        description="the most bytes read from an http(s) or file source",
     )
 
 
@@ -282,7 +283,7 @@ class DatasetSpec(Spec):
         description="default: the estimator's (classifier or regressor); when given, it must "
         "agree with the estimator and with a builtin or synthetic source",
     )
-    params: HttpParams | None = Field(None, description="for http(s) sources only")
+    params: HttpParams | None = Field(None, description="for http(s) and file sources only")
 
     model_config = ConfigDict(
         json_schema_extra=rules(
@@ -297,8 +298,9 @@ class DatasetSpec(Spec):
                 ".categorical",
             ),
             (
-                "!has(self.params) || self.uri.startsWith('http')",
-                "dataset.params applies to http(s) sources only; others take theirs from the URI",
+                "!has(self.params) || self.uri.startsWith('http') || self.uri.startsWith('file:')",
+                "dataset.params applies to http(s) and file sources only; others take theirs "
+                "from the URI",
                 ".params",
             ),
             *(
@@ -334,9 +336,10 @@ class DatasetSpec(Spec):
                 raise ValueError(f"categorical: names {outside[0]!r}, which is not in features")
         if self.task and self.source_task and self.task != self.source_task:
             raise ValueError(f"task: {self.uri} is {self.source_task} data, not {self.task}")
-        if self.params is not None and not self.uri.startswith("http"):
+        if self.params is not None and not self.uri.startswith(("http", "file:")):
             raise ValueError(
-                "params: applies to http(s) sources only; the others take theirs from the URI"
+                "params: applies to http(s) and file sources only; the others take theirs from "
+                "the URI"
             )
         return self
 

@@ -116,6 +116,16 @@ def test_binary_garbage_is_unparseable(
     expect_failure(train(write_spec(csv_spec(data))), "UnparseableData")
 
 
+def test_a_file_over_the_size_limit_is_not_read(
+    tmp_path: Path, write_spec: Callable[..., Path], train: Callable[..., Any]
+) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text(GOOD_ROWS + GOOD_ROWS.split("\n", 1)[1] * 10)  # 1,800 bytes
+    run = train(write_spec(csv_spec(data, params={"maxBytes": 1000})))
+    expect_failure(run, "DataTooLarge", "1000", "maxBytes")
+    assert train(write_spec(csv_spec(data))).result["phase"] != "Failed"  # 256 MiB by default
+
+
 def test_missing_file(
     tmp_path: Path, write_spec: Callable[..., Path], train: Callable[..., Any]
 ) -> None:
@@ -263,7 +273,7 @@ def test_estimator_problems(
             iris_spec(
                 dataset={"uri": "builtin:iris", "target": "species", "params": {"maxBytes": 5}}
             ),
-            ["spec.training.dataset.params: applies to http(s) sources only"],
+            ["spec.training.dataset.params: applies to http(s) and file sources only"],
         ),
         (
             iris_spec(

@@ -69,7 +69,7 @@ def test_synthetic_parameters_come_from_the_uri() -> None:
     with pytest.raises(TrainingError, match="noise") as error:
         sources.load(DatasetSpec(uri="synthetic:classification?noise=2", target="t"))
     assert error.value.reason == "InvalidSpec"
-    # dataset.params is for http(s) sources only: the spec says so before any source is asked
+    # dataset.params is for http(s) and file sources only: said before any source is asked
     with pytest.raises(TrainingError, match=r"spec\.training\.dataset\.params: applies to http"):
         parse_spec(
             {

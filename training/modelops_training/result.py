@@ -22,6 +22,7 @@ REASONS: dict[str, str] = {
     "UrlUnreachable": "the dataset URL cannot be reached (connection error or timeout)",
     "DownloadFailed": "the dataset server answered with an HTTP error",
     "DownloadTooLarge": "the download is larger than dataset.params.maxBytes",
+    "DataTooLarge": "the dataset file is larger than dataset.params.maxBytes",
     "EmptyData": "there are no rows (before or after cleaning)",
     "MissingTarget": "the target column is not in the data",
     "MissingFeature": "a declared feature column is not in the data",

@@ -4,7 +4,8 @@
   snake_case feature names and a named target (species, cultivar, diagnosis, progression).
 - `synthetic:classification?rows=..&features=..` and `synthetic:regression?...`: generated data; its
   parameters live in the URI's query (the one place for them), see SYNTHETIC_PARAMS.
-- `file:///path.csv` (or Parquet with `format: parquet`, when pyarrow is installed).
+- `file:///path.csv` (or Parquet with `format: parquet`): read up to a size limit
+  (`dataset.params.maxBytes`, as for http).
 - `http://` and `https://`: downloaded with a timeout and a size limit (`dataset.params`).
 
 The spec is parsed already (`modelops_api.spec.DatasetSpec`): the URI's form, the format and
@@ -66,7 +67,7 @@ def load(dataset: DatasetSpec) -> pd.DataFrame:
     if scheme == "synthetic":
         return load_synthetic(rest)
     if scheme == "file":
-        return read_file(file_path(uri), dataset.format)
+        return read_file(file_path(uri), dataset.format, (dataset.params or HttpParams()).max_bytes)
     if scheme in ("http", "https"):
         return parse_bytes(download(uri, dataset.params or HttpParams()), dataset.format, uri)
     raise TrainingError(
@@ -194,17 +195,28 @@ def file_path(uri: str) -> Path:
     return Path(urllib.parse.unquote(parts.path))
 
 
-def read_file(path: Path, fmt: str) -> pd.DataFrame:
+def read_file(path: Path, fmt: str, max_bytes: int) -> pd.DataFrame:
+    """The file's rows; a file over `max_bytes` is refused before it is read (and one that grows
+    while it is read, as soon as it passes the limit)."""
     if not path.exists():
         raise TrainingError("DataNotFound", f"the dataset file {path} does not exist")
     if not path.is_file():
         raise TrainingError("DataNotFound", f"the dataset path {path} is not a file")
+    too_large = TrainingError(
+        "DataTooLarge",
+        f"{path} is over the limit of {max_bytes} bytes (spec.training.dataset.params.maxBytes)",
+    )
     try:
-        body = path.read_bytes()
+        if path.stat().st_size > max_bytes:
+            raise too_large
+        with path.open("rb") as file:
+            body = file.read(max_bytes + 1)
     except OSError as error:
         raise TrainingError(
-            "DataNotFound", f"cannot read the dataset file {path}: {error}"
+            "DataNotFound", f"cannot read the dataset file {path}: {error.strerror or error}"
         ) from None
+    if len(body) > max_bytes:
+        raise too_large
     return parse_bytes(body, fmt, str(path))
 
 
