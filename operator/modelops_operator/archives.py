@@ -26,6 +26,7 @@ from modelops_operator.training import (
     labels,
     model_store,
     pod_security_context,
+    store_volume,
 )
 from modelops_operator.versions import VersionInfo
 
@@ -85,12 +86,7 @@ def cleanup_job(settings: Settings, namespace: str, model: str, targets: Sequenc
                     "automountServiceAccountToken": False,
                     "securityContext": pod_security_context(),
                     "containers": [container],
-                    "volumes": [
-                        {
-                            "name": "artifacts",
-                            "persistentVolumeClaim": {"claimName": settings.artifacts_claim},
-                        }
-                    ],
+                    "volumes": [store_volume(settings)],
                 },
             },
         },

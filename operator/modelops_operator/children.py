@@ -25,6 +25,7 @@ from modelops_operator.training import (
     owner_reference,
     pod_security_context,
     scratch,
+    store_volume,
 )
 from modelops_operator.versions import VersionInfo
 
@@ -129,13 +130,7 @@ def build_deployment(
                 "securityContext": pod_security_context(),
                 "containers": [container],
                 "volumes": [
-                    {
-                        "name": "artifacts",
-                        "persistentVolumeClaim": {
-                            "claimName": settings.artifacts_claim,
-                            "readOnly": True,
-                        },
-                    },
+                    store_volume(settings, read_only=True),
                     {
                         "name": credentials.VOLUME,
                         "secret": {"secretName": contract.credentials_secret(name)},

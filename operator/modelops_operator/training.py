@@ -87,6 +87,14 @@ def scratch(settings: Settings) -> Body:
     return {"sizeLimit": settings.scratch_size_limit}
 
 
+def store_volume(settings: Settings, read_only: bool = False) -> Body:
+    """The artifact store's volume (the claim in the Model's namespace)."""
+    claim: Body = {"claimName": settings.artifacts_claim}
+    if read_only:
+        claim["readOnly"] = True
+    return {"name": "artifacts", "persistentVolumeClaim": claim}
+
+
 def pod_security_context() -> Body:
     """Restricted Pod Security Standard: non-root, RuntimeDefault seccomp."""
     return {
@@ -216,10 +224,7 @@ def build_training_job(version: Mapping[str, Any], settings: Settings) -> Body:
                                 ]
                             },
                         },
-                        {
-                            "name": "artifacts",
-                            "persistentVolumeClaim": {"claimName": settings.artifacts_claim},
-                        },
+                        store_volume(settings),
                         {"name": "bentoml-home", "emptyDir": scratch(settings)},
                         {"name": "tmp", "emptyDir": scratch(settings)},
                     ],
