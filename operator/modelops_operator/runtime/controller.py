@@ -11,21 +11,28 @@ previous one wrote, not from what its own watches have delivered so far), queues
 only then starts the workers, the analysis loop and the resync. Versions and Jobs have
 deterministic names (a second create is a 409) and a canary's clock is in the Model's status, so
 the new leader's first passes continue where the old one stopped instead of repeating a step.
+
+With `metrics` (runtime/metrics.py) the workers run each pass through `reconciling`, which
+observes its result and duration, the status it returned (None: the Model is gone, and its series
+go too) and the Model's ModelVersions as the store has them afterwards (a training that ended).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from fnmatch import fnmatch
 
 from kubernetes.client.exceptions import ApiException
 
 from modelops_api import contract
 from modelops_operator.monitor import Monitor
+from modelops_operator.objects import owned_by
 from modelops_operator.runtime.kube import Kube
 from modelops_operator.runtime.leader import LeaderElector
+from modelops_operator.runtime.metrics import Metrics
 from modelops_operator.runtime.store import Store
 from modelops_operator.runtime.workqueue import WorkQueue
 from modelops_operator.settings import Settings, is_pattern
@@ -75,12 +82,41 @@ class Controller:
         reconcile: Callable[[str, str], object],
         monitor: Monitor | None = None,
         elector: LeaderElector | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.kube, self.store, self.queue = kube, store, queue
         self.settings, self.reconcile, self.monitor = settings, reconcile, monitor
-        self.elector = elector
+        self.elector, self.metrics = elector, metrics
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._acting = False
+        if metrics is not None:
+            metrics.track_leader(self.leading)
+
+    def leading(self) -> bool:
+        """Whether this replica acts: it leads (or needs no election) and has started acting."""
+        return self._acting and (self.elector is None or self.elector.leading)
+
+    def reconciling(self, namespace: str, name: str) -> object:
+        """`reconcile(namespace, name)` as the workers run it, observed."""
+        started = time.monotonic()
+        try:
+            result = self.reconcile(namespace, name)
+        except Exception as error:
+            if self.metrics is not None:
+                self.metrics.observe_reconcile(time.monotonic() - started, error)
+            raise
+        if self.metrics is not None:
+            self.metrics.observe_reconcile(time.monotonic() - started)
+            key = (namespace, name)
+            status = result if isinstance(result, Mapping) else None
+            self.metrics.observe_status(key, status)
+            model = self.store.get("Model", namespace, name)
+            if status is not None and model is not None:
+                uid = model["metadata"].get("uid", "")
+                owned = self.store.owned("ModelVersion", namespace, name)
+                self.metrics.observe_versions(key, [v for v in owned if owned_by(v, uid)])
+        return result
 
     def start(self) -> None:
         """Without an elector: `lead` now, before Kopf starts the watches. With one: enters the
@@ -92,6 +128,7 @@ class Controller:
 
     def lead(self) -> None:
         """Seeds the store from the API server, queues every Model, then acts."""
+        self._acting = True
         seed(self.kube, self.store, self.settings.namespaces)
         if self._stop.is_set():
             return
@@ -99,7 +136,7 @@ class Controller:
         for namespace, name in models:
             self.queue.add(namespace, name)
         log.info("acting: %d Models queued", len(models))
-        self.queue.start(self.reconcile)
+        self.queue.start(self.reconciling)
         if self.monitor is not None:
             self.monitor.start()
         thread = threading.Thread(target=self._resync, name="modelops-resync", daemon=True)

@@ -1,4 +1,8 @@
-"""Events through the API server, posted in order by one background thread."""
+"""Events through the API server, posted in order by one background thread.
+
+With `metrics` (runtime/metrics.py) each Event is counted as the pass hands it over (whether or not
+the API server takes it): by type and reason, and a canary's promotion or rollback by its outcome.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modelops_operator.objects import EventSink
 from modelops_operator.runtime.kube import Kube, namespace_terminating
+from modelops_operator.runtime.metrics import Metrics
 
 log = logging.getLogger("modelops.events")
 
@@ -20,7 +25,7 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def kube_event_sink(kube: Kube) -> EventSink:
+def kube_event_sink(kube: Kube, metrics: Metrics | None = None) -> EventSink:
     """Events from any thread (Kopf's poster needs its context); a pass does not wait for them."""
     poster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelops-events")
 
@@ -34,6 +39,8 @@ def kube_event_sink(kube: Kube) -> EventSink:
                 )
 
     def post(obj: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
+        if metrics is not None:
+            metrics.observe_event(obj, event_type, reason, message)
         poster.submit(send, obj, event_type, reason, message, now())
 
     return post

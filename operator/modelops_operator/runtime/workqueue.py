@@ -5,6 +5,12 @@ costs one reconcile, not one each: a Model added while it waits is not added twi
 while it is being reconciled is reconciled once more afterwards (the event may have come too late
 for the running pass). A reconcile that fails is retried after a growing delay (1 s doubling to a
 minute) until one succeeds; workers run different Models in parallel, never one Model twice at once.
+
+While a worker runs a Model's pass (and logs how it ended), `CURRENT` holds the Model's
+(namespace, name) in that thread, so that every log line of the pass can name it (the JSON log
+format does). With `metrics` (runtime/metrics.py) the queue reports its depth (Models waiting for a
+worker, read at each scrape) and how long each Model waited, from being queued (or its retry
+falling due) to its pass starting.
 """
 
 from __future__ import annotations
@@ -15,18 +21,28 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 
 from modelops_operator.objects import ModelKey
+from modelops_operator.runtime.metrics import Metrics
 
 log = logging.getLogger("modelops.queue")
+
+# The Model whose pass the current thread runs, if any.
+CURRENT: ContextVar[ModelKey | None] = ContextVar("modelops_current_model", default=None)
 
 FIRST_RETRY = 1.0
 LAST_RETRY = 60.0
 
 
 class WorkQueue:
-    def __init__(self, workers: int = 4, clock: Callable[[], float] = time.monotonic) -> None:
-        self.workers, self.clock = workers, clock
+    def __init__(
+        self,
+        workers: int = 4,
+        clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.workers, self.clock, self.metrics = workers, clock, metrics
         self.work: Callable[[str, str], object] = lambda namespace, name: None
         self._ready: collections.deque[ModelKey] = collections.deque()  # in arrival order
         self._queued: set[ModelKey] = set()  # in _ready
@@ -34,10 +50,13 @@ class WorkQueue:
         self._again: set[ModelKey] = set()  # added while running
         self._later: list[tuple[float, ModelKey]] = []  # (due, key) heap of retries
         self._failures: dict[ModelKey, int] = {}
+        self._since: dict[ModelKey, float] = {}  # when each key in _ready was queued
         self._cond = threading.Condition()
         self._stop = False
         self._threads: list[threading.Thread] = []
         self.done = 0
+        if metrics is not None:
+            metrics.track_queue(self.depth)
 
     def add(self, namespace: str, name: str) -> None:
         with self._cond:
@@ -50,12 +69,17 @@ class WorkQueue:
         elif key not in self._queued:
             self._queued.add(key)
             self._ready.append(key)
+            self._since[key] = self.clock()
             self._cond.notify()
 
     def add_later(self, key: ModelKey, delay: float) -> None:
         with self._cond:
             heapq.heappush(self._later, (self.clock() + delay, key))
             self._cond.notify()
+
+    def depth(self) -> int:
+        """Models waiting for a worker."""
+        return len(self._ready)
 
     def pending(self) -> int:
         with self._cond:
@@ -87,6 +111,9 @@ class WorkQueue:
                     key = self._ready.popleft()
                     self._queued.discard(key)
                     self._running.add(key)
+                    since = self._since.pop(key, now)
+                    if self.metrics is not None:
+                        self.metrics.observe_wait(now - since)
                     return key
                 wait = self._later[0][0] - now if self._later else None
                 self._cond.wait(wait)
@@ -94,6 +121,7 @@ class WorkQueue:
 
     def _worker(self) -> None:
         while (key := self._take()) is not None:
+            token = CURRENT.set(key)
             try:
                 self.work(*key)
             except Exception:
@@ -104,6 +132,8 @@ class WorkQueue:
                 self.add_later(key, delay)
             else:
                 self._failures.pop(key, None)
+            finally:
+                CURRENT.reset(token)
             with self._cond:
                 self._running.discard(key)
                 self.done += 1
