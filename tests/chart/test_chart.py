@@ -226,6 +226,8 @@ def test_lint_and_template_pass_a_server_side_dry_run(
                 artifacts__create="true",
                 artifacts__storageClassName="standard",
                 podMonitor__enabled="true",
+                metrics__podMonitor__enabled="true",
+                logFormat="json",
                 image__tag="9.9.9",
                 operator__verbose="true",
                 replicas="0",
@@ -251,7 +253,7 @@ def test_lint_and_template_pass_a_server_side_dry_run(
     kinds = [d["kind"] for d in yaml.safe_load_all(rendered["namespaced"]) if d]
     # A Role and RoleBinding per namespace, and one for the Lease in the release namespace.
     assert kinds.count("Role") == 3 and kinds.count("RoleBinding") == 3
-    assert kinds.count("PersistentVolumeClaim") == 2 and "PodMonitor" in kinds
+    assert kinds.count("PersistentVolumeClaim") == 2 and kinds.count("PodMonitor") == 2
     assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds  # Roles only
     default_kinds = [d["kind"] for d in yaml.safe_load_all(rendered["default"]) if d]
     assert default_kinds.count("Role") == 1 and default_kinds.count("ClusterRole") == 1
@@ -269,6 +271,76 @@ def test_lint_and_template_pass_a_server_side_dry_run(
     assert env["MODELOPS_LEADER_ELECTION"]["value"] == "true"
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert "podAntiAffinity" in pod["affinity"]
+
+
+def _objects(manifest: str) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(manifest) if d}
+
+
+def test_the_operators_metrics_port_podmonitor_and_log_format(helm: Helm) -> None:
+    def operator(objects: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+        pod = objects[("Deployment", "t-modelops")]["spec"]["template"]
+        return dict(pod["spec"]["containers"][0], labels=pod["metadata"]["labels"])
+
+    def policy_ports(objects: dict[tuple[str, str], dict[str, Any]]) -> list[int]:
+        [rule] = objects[("NetworkPolicy", "t-modelops")]["spec"]["ingress"]
+        return [p["port"] for p in rule["ports"]]
+
+    # By default: the port is served and admitted, text logs, no PodMonitor (it needs the
+    # Prometheus Operator's CRDs).
+    default = _objects(helm.template("--namespace", "ops"))
+    container = operator(default)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (env["MODELOPS_METRICS_PORT"], env["MODELOPS_LOG_FORMAT"]) == ("8081", "text")
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "health": 8080,
+        "metrics": 8081,
+    }
+    assert policy_ports(default) == [8080, 8081]
+    assert not [key for key in default if key[0] == "PodMonitor"]
+
+    on = _objects(
+        helm.template(
+            "--namespace",
+            "ops",
+            *sets(
+                metrics__port="9102",
+                metrics__podMonitor__enabled="true",
+                metrics__podMonitor__labels__release="kps",
+                metrics__podMonitor__interval="15s",
+                logFormat="json",
+            ),
+        )
+    )
+    container = operator(on)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (env["MODELOPS_METRICS_PORT"], env["MODELOPS_LOG_FORMAT"]) == ("9102", "json")
+    assert {"name": "metrics", "containerPort": 9102, "protocol": "TCP"} in container["ports"]
+    assert policy_ports(on) == [8080, 9102]
+    monitors = [key for key in on if key[0] == "PodMonitor"]
+    assert monitors == [("PodMonitor", "t-modelops-operator")]  # not the serving pods' one
+    monitor = on[monitors[0]]
+    assert monitor["metadata"]["namespace"] == "ops"
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= container["labels"].items()  # it selects the operator's pods
+    assert selector["app.kubernetes.io/component"] == "operator"
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
+    assert endpoint["interval"] == "15s"
+
+    # Port 0: no metrics, nothing exposed or admitted; a PodMonitor then has nothing to scrape.
+    off = _objects(helm.template("--namespace", "ops", *sets(metrics__port="0")))
+    assert [p["name"] for p in operator(off)["ports"]] == ["health"]
+    assert policy_ports(off) == [8080]
+    args = ["template", "t", str(CHART), "--kube-version", helm.kube_version]
+    refused = helm.run(*args, *sets(metrics__port="0", metrics__podMonitor__enabled="true"),
+                       check=False)  # fmt: skip
+    assert refused.returncode != 0 and "needs metrics.port" in refused.stderr
+    for bad in (sets(logFormat="xml"), sets(metrics__port="80")):
+        refused = helm.run("lint", str(CHART), *bad, check=False)
+        assert refused.returncode != 0 and "schema" in refused.stdout + refused.stderr
 
 
 def test_namespaced_install_reconciles_iris_as_its_service_account(

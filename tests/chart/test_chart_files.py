@@ -20,7 +20,7 @@ import yaml
 
 from modelops_operator import training
 from modelops_operator.runtime import kube
-from modelops_operator.settings import Settings, from_environment
+from modelops_operator.settings import LOG_FORMATS, Settings, from_environment
 
 pytestmark = pytest.mark.unit
 
@@ -121,6 +121,19 @@ def test_chart_defaults_match_the_operator_and_the_distribution() -> None:
     )
     assert schema["then"]["properties"]["replicas"]["maximum"] == 1
     assert set(values) <= set(schema["properties"])
+
+
+def test_chart_metrics_and_log_format_defaults_match_the_operator() -> None:
+    values, defaults = _values(), Settings()
+    schema = yaml.safe_load((CHART / "values.schema.json").read_text())
+    assert values["metrics"]["port"] == defaults.metrics_port
+    assert values["metrics"]["port"] != values["liveness"]["port"]
+    assert values["metrics"]["podMonitor"]["enabled"] is False  # needs the Prometheus Operator
+    assert values["logFormat"] == defaults.log_format
+    assert tuple(schema["properties"]["logFormat"]["enum"]) == LOG_FORMATS
+    for part in ("metrics", "logFormat"):
+        env = {"metrics": "MODELOPS_METRICS_PORT", "logFormat": "MODELOPS_LOG_FORMAT"}[part]
+        assert env in (CHART / "templates" / "deployment.yaml").read_text()
 
 
 def _define(name: str) -> list[dict[str, Any]]:
