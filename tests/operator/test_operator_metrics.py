@@ -76,7 +76,9 @@ def test_each_metrics_object_has_a_registry_of_its_own() -> None:
     assert value(first, "modelops_operator_reconcile_total", result="ok") == 1
     assert value(second, "modelops_operator_reconcile_total", result="ok") is None
     names = {m.name for m in first.registry.collect()}
-    assert names and all(n.startswith("modelops_operator_") for n in names)
+    ours = {n for n in names if n.startswith("modelops_operator_")}
+    assert len(ours) == 14 and "modelops_operator_leader" in ours
+    assert "process_resident_memory_bytes" in names  # the process's own, as usual
 
 
 # --- passes --------------------------------------------------------------------------------------

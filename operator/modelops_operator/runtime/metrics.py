@@ -9,7 +9,8 @@ how long a Model waited, and the Event sink shows each Event the operator posts 
 promotion or rollback is an Event of the pass that decided it).
 
 Every series lives in a `Metrics` object's own registry, not prometheus_client's global one, so
-that a process (or a test) may have several. `serve` exposes one on `/metrics` (any path answers)
+that a process (or a test) may have several; the process's own series (process_*, python_*) are
+added to it. `serve` exposes one on `/metrics` (any path answers)
 from a small prometheus_client HTTP server in a daemon thread.
 
 Label sets stay bounded: the per-Model gauges carry namespace, model and version only, a Model's
@@ -31,7 +32,16 @@ from dataclasses import dataclass
 from typing import Any, Final
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
 
 from modelops_api import contract
 from modelops_operator.objects import ModelKey
@@ -121,6 +131,10 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        # The process's own (process_*: memory, CPU, open files; python_*), as a default
+        # prometheus_client registry has them.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            r.register(collector)
         self.reconciles = Counter(
             f"{PREFIX}_reconcile", "Passes over a Model, by result (ok, error).", ["result"],
             registry=r,
