@@ -19,7 +19,6 @@ from modelops_operator.cli_kube import CliError, Kube
 from modelops_operator.cli_verdicts import Verdict
 
 
-
 @dataclass(frozen=True)
 class Request:
     """A request written: its annotation, and how to judge its outcome from the Model."""
