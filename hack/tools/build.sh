@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Builds the pinned Kubernetes components, containerd, etcd, helm and Prometheus from the Go module
-# proxy into a cache outside the repository, skipping every binary that is already there.
+# Builds the pinned Kubernetes components, containerd, etcd, helm, Prometheus and SeaweedFS from the
+# Go module proxy into a cache outside the repository, skipping every binary that is already there.
 #
 #   hack/tools/build.sh [component ...]
 #
-# components: kubernetes containerd etcd helm prometheus vegeta (default: all)
+# components: kubernetes containerd etcd helm prometheus vegeta seaweedfs (default: all)
 #
 # The cache is $MODELOPS_CACHE (default ~/.cache/modelops); each component lands in
 # tools/<component>-<version>/bin/. Versions come from versions.env, the modules from the go.mod files
@@ -71,11 +71,19 @@ prometheus() {
 # The benchmarks' load generator (closed-loop and fixed-rate HTTP load).
 vegeta() { build vegeta "$VEGETA_VERSION" vegeta github.com/tsenart/vegeta/v12 "" ""; }
 
+# The S3-compatible object store (one `weed` binary: master, volume, filer and S3 gateway). Its
+# optional filer stores and backends that need build tags (rocksdb, ydb, tikv, rclone, ...) stay out.
+seaweedfs() {
+  local commit=${SEAWEEDFS_VERSION##*-}
+  build seaweedfs "$SEAWEEDFS_VERSION" weed github.com/seaweedfs/seaweedfs/weed \
+    "-X github.com/seaweedfs/seaweedfs/weed/util/version.COMMIT=${commit:0:8}" ""
+}
+
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(kubernetes containerd etcd helm prometheus vegeta)
+[ ${#components[@]} -gt 0 ] || components=(kubernetes containerd etcd helm prometheus vegeta seaweedfs)
 for c in "${components[@]}"; do
   case $c in
-    kubernetes|containerd|etcd|helm|prometheus|vegeta) "$c" ;;
-    *) echo "tools: unknown component '$c' (kubernetes, containerd, etcd, helm, prometheus, vegeta)" >&2; exit 2 ;;
+    kubernetes|containerd|etcd|helm|prometheus|vegeta|seaweedfs) "$c" ;;
+    *) echo "tools: unknown component '$c' (kubernetes, containerd, etcd, helm, prometheus, vegeta, seaweedfs)" >&2; exit 2 ;;
   esac
 done

@@ -55,4 +55,10 @@ new_module prometheus modelops.dev/hack/tools/prometheus github.com/prometheus/p
 echo "pin: vegeta $VEGETA_VERSION"
 new_module vegeta modelops.dev/hack/tools/vegeta github.com/tsenart/vegeta/v12
 (cd "$here/vegeta" && go mod edit -require="github.com/tsenart/vegeta/v12@$VEGETA_VERSION" && go mod tidy)
+echo "pin: seaweedfs $SEAWEEDFS_VERSION"
+new_module seaweedfs modelops.dev/hack/tools/seaweedfs github.com/seaweedfs/seaweedfs/weed
+# seaweedfs's own go.mod replaces go-bip39 (deleted from GitHub) with a fork; a replace in a
+# dependency does not apply to its dependents, so it is repeated here.
+(cd "$here/seaweedfs" && go mod edit -replace=github.com/tyler-smith/go-bip39=github.com/cosmos/go-bip39@v1.0.0 \
+  && go mod edit -require="github.com/seaweedfs/seaweedfs@$SEAWEEDFS_VERSION" && go mod tidy)
 echo "pin: done"

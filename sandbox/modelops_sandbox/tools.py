@@ -31,6 +31,7 @@ BINARIES: dict[str, tuple[str, str]] = {
     "helm": ("helm", "HELM_VERSION"),
     "prometheus": ("prometheus", "PROMETHEUS_VERSION"),
     "vegeta": ("vegeta", "VEGETA_VERSION"),
+    "weed": ("seaweedfs", "SEAWEEDFS_VERSION"),
 }
 
 

@@ -17,6 +17,7 @@ MODULES = {
     "helm": ("helm.sh/helm/v3", "HELM_VERSION"),
     "prometheus": ("github.com/prometheus/prometheus", "PROMETHEUS_VERSION"),
     "vegeta": ("github.com/tsenart/vegeta/v12", "VEGETA_VERSION"),
+    "seaweedfs": ("github.com/seaweedfs/seaweedfs", "SEAWEEDFS_VERSION"),
 }
 
 
