@@ -15,10 +15,13 @@ WORKDIR /src
 # The dependencies first, in a layer of their own that changes only with pyproject.toml (the same
 # steps as the runtime image's, so a builder shares the layer); wheels wherever one exists
 # (neither stage has a compiler, so a dependency that needs one fails the build instead of
-# slipping in).
+# slipping in). A current pip first: it reads a wheel's dependencies from the index's metadata
+# instead of downloading each candidate wheel, which the base's pip does for every botocore that
+# s3fs's resolution looks at.
 COPY pyproject.toml README.md ./
 RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/modelops/bin/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+ && /opt/modelops/bin/pip install --upgrade "pip>=24.3" \
  && /opt/modelops/bin/pip install --prefer-binary -r /tmp/requirements.txt
 # Then the distribution itself; then the installers go, so the run stage holds no build tools.
 COPY api/ api/

@@ -17,10 +17,13 @@ RUN python -m venv /opt/modelops
 WORKDIR /src
 # The dependencies first, in a layer of their own that changes only with pyproject.toml; from
 # wheels wherever one exists: scikit-learn, numpy, pandas and BentoML ship manylinux wheels, so no
-# compiler is needed here and none reaches the run stage.
+# compiler is needed here and none reaches the run stage. A current pip first: it reads a wheel's
+# dependencies from the index's metadata instead of downloading each candidate wheel, which the
+# base's pip does for every botocore that s3fs's resolution looks at.
 COPY pyproject.toml README.md ./
 RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/modelops/bin/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+ && /opt/modelops/bin/pip install --upgrade "pip>=24.3" \
  && /opt/modelops/bin/pip install --prefer-binary -r /tmp/requirements.txt
 # Then the distribution itself (pyproject.toml finds each package in its folder).
 COPY api/ api/

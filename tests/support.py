@@ -150,8 +150,22 @@ def run_pod_ready(
     )
 
 
-def training_result(model: str, version: str, phase: str = "Succeeded", **fields: Any) -> str:
-    """A termination message as `modelops train` writes it (docs/runtime-contract.md)."""
+def store_of(pod: Any) -> str:
+    """The artifact store a training pod writes to: its `--artifacts` argument (the Model's own
+    directory)."""
+    args = list(pod.spec.containers[0].args or [])
+    return str(args[args.index("--artifacts") + 1])
+
+
+def training_result(
+    model: str,
+    version: str,
+    phase: str = "Succeeded",
+    store: str = "file:///models",
+    **fields: Any,
+) -> str:
+    """A termination message as `modelops train --artifacts STORE` writes it
+    (docs/runtime-contract.md)."""
     result: dict[str, Any] = {
         "phase": phase,
         "reason": "Trained",
@@ -159,7 +173,7 @@ def training_result(model: str, version: str, phase: str = "Succeeded", **fields
         "model": model,
         "version": version,
         "tag": f"{model}:{version}",
-        "artifact": f"file:///models/{model}/{version}.bentomodel",
+        "artifact": f"{store}/{model}/{version}.bentomodel",
         "metrics": {"accuracy": 0.97, "f1_macro": 0.96},
     }
     result.update(fields)

@@ -33,6 +33,8 @@ class OperatorProcess:
         self.extra_env = dict(extra_env or {})
         self.process: subprocess.Popen[bytes] | None = None
         self.liveness = f"http://127.0.0.1:{free_port()}/healthz"
+        # A port of its own for its metrics, so operators side by side never clash on the default.
+        self.metrics_port = free_port()
         # What runs: `modelops operator`, or anything taking the same --liveness and --namespace.
         self.command = [sys.executable, "-m", "modelops_operator.cli", "operator"]
 
@@ -40,7 +42,12 @@ class OperatorProcess:
         args = [*self.command, "--liveness", self.liveness]
         for namespace in self.namespaces:
             args += ["--namespace", namespace]
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.extra_env}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "MODELOPS_METRICS_PORT": str(self.metrics_port),
+            **self.extra_env,
+        }
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from support import OperatorProcess, eventually, finish_pod, training_result
+from support import OperatorProcess, eventually, finish_pod, store_of, training_result
 
 from modelops_sandbox.controlplane import ControlPlane
 
@@ -124,8 +124,9 @@ class World:
             ).items
             return pods[0] if pods else None
 
-        name = eventually(pod).metadata.name
-        finish_pod(self.core, self.ns, name, "train", 0, training_result("iris", version))
+        found = eventually(pod)
+        result = training_result("iris", version, store=store_of(found))
+        finish_pod(self.core, self.ns, found.metadata.name, "train", 0, result)
 
     def exists(self, read: Callable[[str, str], Any], name: str) -> bool:
         try:

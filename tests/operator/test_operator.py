@@ -23,7 +23,14 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from support import OperatorProcess, eventually, finish_pod, run_pod_ready, training_result
+from support import (
+    OperatorProcess,
+    eventually,
+    finish_pod,
+    run_pod_ready,
+    store_of,
+    training_result,
+)
 
 from modelops_sandbox.controlplane import ControlPlane
 
@@ -119,7 +126,7 @@ class Cluster:
         self, model: str, version: str, phase: str = "Succeeded", exit_code: int = 0, **fields: Any
     ) -> None:
         pod = eventually(lambda: self.training_pod(version))
-        message = training_result(model, version, phase, **fields)
+        message = training_result(model, version, phase, store_of(pod), **fields)
         finish_pod(self.core, self.ns, pod.metadata.name, "train", exit_code, message)
 
     def deployment(self, name: str) -> Any:
@@ -233,7 +240,8 @@ def test_iris_trains_records_and_serves(cluster: Cluster, control_plane: Control
     deployment = eventually(lambda: cluster.deployment("iris-stable"))
     serve = deployment.spec.template.spec.containers[0]
     env = {e.name: e.value for e in serve.env}
-    assert env["MODELOPS_ARTIFACT"] == "file:///models/iris/iris-v1.bentomodel"
+    uid = cluster.model("iris")["metadata"]["uid"]
+    assert env["MODELOPS_ARTIFACT"] == f"file:///models/{cluster.ns}/{uid}/iris/iris-v1.bentomodel"
     assert env["MODELOPS_TRACK"] == "stable" and env["MODELOPS_VERSION"] == "iris-v1"
     assert deployment.spec.replicas == 2
     eventually(lambda: _exists(lambda: cluster.core.read_namespaced_service("iris", cluster.ns)))
@@ -362,12 +370,18 @@ def test_serving_changes_apply_in_place_and_children_are_put_back(cluster: Clust
     def collected() -> bool:
         return (
             not cluster.versions()
-            and not cluster.jobs()
+            and all("-cleanup-" in j for j in cluster.jobs())
             and cluster.deployment("iris-stable") is None
             and not _exists(lambda: cluster.core.read_namespaced_service("iris", cluster.ns))
         )
 
     eventually(collected, timeout=60)
+    # What stays: the Job that removes the deleted Model's directory from the store (it has no
+    # owner, or it would have gone with the Model before it ran).
+    (cleanup,) = cluster.jobs()
+    job = cluster.batch.read_namespaced_job(cleanup, cluster.ns)
+    assert job.metadata.owner_references is None
+    assert job.spec.template.spec.containers[0].args[-1].startswith(f"file:///models/{cluster.ns}/")
 
 
 def _exists(read: Callable[[], Any]) -> bool:
