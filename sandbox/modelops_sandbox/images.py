@@ -240,6 +240,7 @@ def ensure_project(image: ProjectImage, say: Say) -> None:
         say(f"images: {image.reference} is up to date")
         return
     say(f"images: building {image.reference} (minutes when its dependencies change)")
+    previous = image_id(image.reference) if _label(image.reference) is not None else None
     started = time.monotonic()
     _run(
         [
@@ -262,6 +263,10 @@ def ensure_project(image: ProjectImage, say: Say) -> None:
         f"podman build of {image.reference}",
     )
     say(f"images: built {image.reference} in {time.monotonic() - started:.0f}s")
+    if previous and previous != image_id(image.reference):
+        # The image it replaces is untagged now: remove it (and its layers) unless something
+        # still uses it. Older build stages stay as cache; `podman image prune` reclaims them.
+        subprocess.run(["podman", "rmi", previous], capture_output=True, check=False)
 
 
 def archive(reference: str) -> Path:
