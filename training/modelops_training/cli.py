@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 from modelops_api import contract
 
-from .result import Terminated, failed, fit_to_limit, to_json
+from .result import Terminated, TrainingError, failed, fit_to_limit, to_json
 
 DEFAULT_RESULT_FILE = "/dev/termination-log"
 log = logging.getLogger("modelops.train")
@@ -105,6 +105,13 @@ def _train(args: argparse.Namespace, home: str) -> dict[str, Any]:
     )
     try:
         with _terminate_on_sigterm():
+            try:
+                _check_object_store(args.artifacts)
+            except TrainingError as error:
+                log.error("failed: %s: %s", error.reason, error.message)
+                return failed(
+                    error.reason, error.message, {"model": args.model, "version": args.version}
+                )
             return run(request)
     except Terminated:
         log.error("stopped by SIGTERM; nothing was archived")
@@ -126,6 +133,19 @@ def _train(args: argparse.Namespace, home: str) -> dict[str, Any]:
             f"unexpected {type(error).__name__}: {error}",
             {"model": args.model, "version": args.version},
         )
+
+
+def _check_object_store(artifacts: str) -> None:
+    """An object store (s3://) is listed once before anything else, so that a missing bucket,
+    refused credentials or an unreachable endpoint fail the run in a second, not after the fit.
+    (A file:// store is checked by the run itself.)"""
+    from . import storage
+
+    if artifacts.partition(":")[0] not in storage.SCHEMES:
+        return
+    from .packaging import ArtifactStore
+
+    ArtifactStore.parse(artifacts).check_reachable()
 
 
 @contextlib.contextmanager

@@ -5,11 +5,20 @@ BentoML's model classes are used directly, as `bentoml.models.create` and `expor
 (same archive, same model.yaml), without importing `bentoml.models`: that module brings BentoML's
 cloud client and usage tracking, about 0.4 s of every training run's fixed cost.
 
-The artifact store is named by a URI so object storage can be added as another scheme later; today
-it is `file:///dir` (in a cluster, a mounted volume). The archive goes to
-`<dir>/<model>/<version>.bentomodel`, exported under a hidden temporary name in the same directory
-and renamed into place, so a reader never sees half an archive; a failed run leaves no staged model
-and no archive behind.
+The artifact store is named by a URI: `file:///dir` (in a cluster, a mounted volume) or
+`s3://bucket/prefix` (object storage, through fsspec and s3fs, see storage.py). The archive goes to
+`<root>/<model>/<version>.bentomodel`. A reader never sees half an archive, and a failed run leaves
+no staged model and no archive behind:
+
+- file://: exported under a hidden temporary name in the same directory and renamed into place.
+- s3://: exported to the pod-local temporary directory, then uploaded to its final key with one
+  PUT (or, over s3fs's 50 MiB block, one multipart upload). S3 makes an object visible only when
+  its PUT or CompleteMultipartUpload finishes, whole, so the final key is written directly: a
+  temporary key renamed afterwards would be a server-side copy and a delete (S3 has no rename),
+  twice the I/O for no gain in atomicity. A failed multipart upload is aborted by s3fs.
+  Before the model is fitted, the bucket is listed once (one key at most), so a missing bucket,
+  refused credentials or an unreachable endpoint fail the run early with their own reason (an
+  S3-compatible server may create a missing bucket on PUT: SeaweedFS does).
 """
 
 from __future__ import annotations
@@ -19,11 +28,13 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import storage
 from .result import TrainingError
 
 log = logging.getLogger("modelops.train")
@@ -47,18 +58,25 @@ def check_name(value: str, what: str) -> str:
 
 @dataclass(frozen=True)
 class ArtifactStore:
-    """Where archives go. Only `file://` is implemented."""
+    """Where archives go: a local directory (`file://`) or an object store prefix (`s3://`)."""
 
-    root: Path
+    root: Path  # file://: the directory; s3://: unused (Path("/"))
+    location: storage.ObjectURI | None = None  # s3://: the bucket and prefix
 
     @classmethod
     def parse(cls, uri: str) -> ArtifactStore:
         parts = urllib.parse.urlsplit(uri)
+        if parts.scheme in storage.SCHEMES:
+            try:
+                return cls(Path("/"), storage.parse(uri))
+            except ValueError as error:
+                raise TrainingError(
+                    "InvalidArguments", f"--artifacts {uri!r}: {error}; use s3://bucket/prefix"
+                ) from None
         if parts.scheme != "file":
             raise TrainingError(
                 "UnsupportedArtifactStore",
-                f"--artifacts {uri!r}: only file:///path is implemented (object storage is not, "
-                "yet)",
+                f"--artifacts {uri!r}: only file:///path and s3://bucket/prefix are implemented",
             )
         if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
             raise TrainingError(
@@ -71,8 +89,14 @@ class ArtifactStore:
             raise TrainingError("InvalidArguments", f"--artifacts {uri!r} is not a directory")
         return cls(root)
 
+    @property
+    def uri_root(self) -> str:
+        return self.location.uri if self.location else self.root.as_uri()
+
     def check_apart(self, home: str) -> None:
         """Refuse a BENTOML_HOME on the artifact store: there it would be shared between pods."""
+        if self.location is not None:
+            return  # an object store is never a local directory
         root, local = self.root.resolve(), Path(home).resolve()
         if root == local or root in local.parents or local in root.parents:
             raise TrainingError(
@@ -81,10 +105,32 @@ class ArtifactStore:
                 "pod-local (an emptyDir), never shared",
             )
 
+    def check_reachable(self) -> None:
+        """For an object store: list one key of the bucket, so a missing bucket, refused
+        credentials or an unreachable endpoint fail now, before the model is fitted."""
+        if self.location is None:
+            return
+        where = self.location
+        try:
+            storage.filesystem().call_s3(
+                "list_objects_v2", Bucket=where.bucket, Prefix=where.key, MaxKeys=1
+            )
+        except Exception as error:
+            storage.raise_for(
+                error,
+                where.uri,
+                missing="BucketNotFound",
+                missing_message=f"--artifacts {where.uri}: the bucket {where.bucket!r} does not "
+                "exist; create it first",
+                doing="listing the artifact store",
+            )
+
     def path(self, model: str, version: str) -> Path:
         return self.root / model / f"{version}{ARCHIVE_SUFFIX}"
 
     def uri(self, model: str, version: str) -> str:
+        if self.location is not None:
+            return self.location.child(model, f"{version}{ARCHIVE_SUFFIX}").uri
         return self.path(model, version).as_uri()
 
 
@@ -122,6 +168,8 @@ def save_and_export(
         joblib.dump(pipeline, staged.path_of(PIPELINE_FILE))
         staged.flush()
         staged.validate()
+        if store.location is not None:
+            return _upload(staged, store, model, version)
         final = store.path(model, version)
         final.parent.mkdir(parents=True, exist_ok=True)
         handle, prefix = tempfile.mkstemp(
@@ -141,15 +189,41 @@ def save_and_export(
         return store.uri(model, version)
     except BaseException as error:  # also SIGTERM (Terminated): clean up, then go on raising
         if isinstance(error, Exception) and not isinstance(error, TrainingError):
-            raise TrainingError(
-                "SaveFailed", f"saving {tag}: {type(error).__name__}: {error}"
-            ) from None
+            raise TrainingError("SaveFailed", f"saving {tag}: {storage.describe(error)}") from None
         raise
     finally:
         if temporary and os.path.exists(temporary):
             os.unlink(temporary)
         if staged is not None:
             shutil.rmtree(staged.path, ignore_errors=True)
+
+
+def _upload(staged: Any, store: ArtifactStore, model: str, version: str) -> str:
+    """Export the staged model to the pod-local temporary directory and upload it to its key."""
+    uri = store.uri(model, version)
+    scratch = tempfile.mkdtemp(prefix="modelops-export-")
+    try:
+        exported = staged.export(os.path.join(scratch, version), output_format="bentomodel")
+        target = storage.parse(uri)
+        size = os.path.getsize(exported)
+        clock = time.perf_counter()
+        try:
+            fs = storage.filesystem()
+            if fs.exists(target.path):
+                log.warning("replacing the existing archive %s", uri)
+            fs.put_file(exported, target.path)
+        except Exception as error:
+            storage.raise_for(
+                error,
+                uri,
+                missing="BucketNotFound",
+                missing_message=f"uploading {uri}: the bucket {target.bucket!r} does not exist",
+                doing="uploading",
+            )
+        log.info("uploaded %d bytes to %s in %.2fs", size, uri, time.perf_counter() - clock)
+        return uri
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _fsync_directory(directory: Path) -> None:

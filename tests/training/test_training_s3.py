@@ -1,0 +1,196 @@
+"""`modelops train` with object storage, against a real S3 server (the sandbox's SeaweedFS): the
+archive is uploaded to `s3://bucket/prefix/<model>/<version>.bentomodel`, data is read from
+`s3://` URIs with the same size cap as files, and every bad case (missing bucket, refused
+credentials, unreachable endpoint, missing key, a Parquet file without the declared columns) fails
+with its own reason, never showing the secret key.
+
+Credentials and endpoint reach the run only through the environment (AWS_*), as in a pod. One
+server serves the module (it takes ~11 s to start).
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from training_helpers import iris_spec, load_archive, staged_models
+
+from modelops_sandbox.objectstore import ObjectStore
+from modelops_training.sources import load_builtin
+
+pytestmark = pytest.mark.integration
+
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    with ObjectStore(tmp_path_factory.mktemp("objectstore")) as running:
+        yield running
+
+
+@pytest.fixture
+def bucket(store: ObjectStore) -> str:
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    store.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def s3_env(store: ObjectStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ObjectStore:
+    """The pod's environment: credentials, endpoint and region as AWS_* variables, no other
+    configuration (no ~/.aws)."""
+    for name in (*ENDPOINT_VARIABLES, "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", store.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", store.secret_key)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", store.endpoint_url)
+    monkeypatch.setenv("AWS_REGION", store.region)
+    return store
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def assert_secret_never_shown(run: Any, secret: str) -> None:
+    for text in (run.stdout, run.stderr, run.result_file.read_text()):
+        assert secret not in text
+
+
+def expect(run: Any, reason: str, *words: str) -> None:
+    assert run.code == 1, run.result
+    assert run.result["phase"] == "Failed"
+    assert run.result["reason"] == reason, run.result
+    assert run.file_result["reason"] == reason
+    for word in words:
+        assert word in run.result["message"], (word, run.result["message"])
+    assert "artifact" not in run.result
+
+
+# --- the artifact store ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint_variable", ENDPOINT_VARIABLES)
+def test_training_uploads_the_archive_to_the_bucket(
+    s3_env: ObjectStore,
+    bucket: str,
+    write_spec: Callable[..., Path],
+    train: Callable[..., Any],
+    bentoml_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    endpoint_variable: str,
+) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.setenv(endpoint_variable, s3_env.endpoint_url)  # botocore reads either
+    root = f"s3://{bucket}/models/default/0c5e-uid"
+    run = train(write_spec(iris_spec()), artifacts_uri=root)
+
+    assert run.code == 0, run.result
+    assert run.result["reason"] == "Trained"
+    expected = f"{root}/iris/iris-v1.bentomodel"
+    assert run.result["artifact"] == expected
+    fs = s3_env.filesystem()
+    assert fs.find(f"{bucket}/models") == [expected.removeprefix("s3://")]  # no temporary key
+    local = tmp_path / "downloaded.bentomodel"
+    fs.get_file(expected.removeprefix("s3://"), str(local))
+    pipeline, metadata, labels = load_archive(local, tmp_path / "import-home")
+    assert metadata["model"] == "iris" and metadata["version"] == "iris-v1"
+    assert labels["modelops.dev/approved"] == "true"
+    rows = load_builtin("iris").drop(columns="species").head(3)
+    assert len(pipeline.predict(rows)) == 3
+    # nothing of the export stays in the pod-local home
+    assert staged_models(bentoml_home) == []
+    assert list(bentoml_home.rglob("*.bentomodel")) == []
+    assert "uploaded" in run.stderr and expected in run.stderr
+
+
+def test_a_second_run_of_a_version_replaces_its_archive(
+    s3_env: ObjectStore, bucket: str, write_spec: Callable[..., Path], train: Callable[..., Any]
+) -> None:
+    root = f"s3://{bucket}/m"
+    assert train(write_spec(iris_spec()), artifacts_uri=root).code == 0
+    again = train(write_spec(iris_spec()), artifacts_uri=root)
+    assert again.code == 0
+    assert "replacing the existing archive" in again.stderr
+    assert s3_env.filesystem().find(bucket) == [f"{bucket}/m/iris/iris-v1.bentomodel"]
+
+
+def test_a_missing_bucket_is_bucket_not_found_and_is_not_created(
+    s3_env: ObjectStore, write_spec: Callable[..., Path], train: Callable[..., Any]
+) -> None:
+    missing = f"missing-{uuid.uuid4().hex[:12]}"
+    run = train(write_spec(iris_spec()), artifacts_uri=f"s3://{missing}/models")
+    expect(run, "BucketNotFound", f"s3://{missing}/models", "does not exist")
+    # SeaweedFS creates a bucket on PUT: the check before the fit is what refuses it
+    assert not s3_env.filesystem().exists(missing)
+    assert_secret_never_shown(run, s3_env.secret_key)
+
+
+@pytest.mark.parametrize("wrong", ["secret", "access key"])
+def test_refused_credentials_are_storage_access_denied_and_never_shown(
+    s3_env: ObjectStore,
+    bucket: str,
+    write_spec: Callable[..., Path],
+    train: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    wrong: str,
+) -> None:
+    if wrong == "secret":
+        bad = s3_env.secret_key[::-1]
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", bad)
+    else:
+        bad = s3_env.secret_key
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIANOTAKEYOFTHISONE")
+    run = train(write_spec(iris_spec()), artifacts_uri=f"s3://{bucket}/models")
+    expect(run, "StorageAccessDenied", f"s3://{bucket}/models", "AWS_SECRET_ACCESS_KEY")
+    assert_secret_never_shown(run, bad)
+    assert_secret_never_shown(run, s3_env.secret_key)
+    assert s3_env.filesystem().find(bucket) == []
+
+
+def test_no_credentials_at_all_are_storage_access_denied(
+    s3_env: ObjectStore,
+    bucket: str,
+    write_spec: Callable[..., Path],
+    train: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    run = train(write_spec(iris_spec()), artifacts_uri=f"s3://{bucket}/models")
+    expect(run, "StorageAccessDenied", f"s3://{bucket}/models")
+
+
+def test_an_unreachable_endpoint_is_storage_unreachable(
+    s3_env: ObjectStore,
+    bucket: str,
+    write_spec: Callable[..., Path],
+    train: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed_port()}")
+    run = train(write_spec(iris_spec()), artifacts_uri=f"s3://{bucket}/models")
+    expect(run, "StorageUnreachable", f"s3://{bucket}/models", "AWS_ENDPOINT_URL")
+    assert_secret_never_shown(run, s3_env.secret_key)
+
+
+@pytest.mark.parametrize(
+    "uri", ["s3://Bad_Bucket/models", "s3://bucket/a/../b", "s3://bucket//models", "s3://b?x=1"]
+)
+def test_a_malformed_s3_uri_is_invalid_arguments(
+    write_spec: Callable[..., Path], train: Callable[..., Any], uri: str
+) -> None:
+    expect(train(write_spec(iris_spec()), artifacts_uri=uri), "InvalidArguments", uri)
+
+
+# --- data from s3:// --------------------------------------------------------------------------
