@@ -291,3 +291,68 @@ def test_documented_values_exist_with_their_documented_defaults() -> None:
             assert node == expected, f"{path}: values.yaml has {node!r}, the docs say {default}"
             checked += 1
     assert checked >= 15
+
+
+# --- alerts and dashboard values -----------------------------------------------------------------
+
+
+def _schema_errors(schema: dict[str, Any], value: Any, where: str = "") -> list[str]:
+    """The draft-07 keywords the alerts and dashboard groups use (type, properties, required,
+    additionalProperties, pattern, exclusiveMinimum, maximum), checked as a validator would: no
+    JSON-schema library is installed, and `helm lint` (tests/chart/test_chart.py) runs a process."""
+    kind = schema.get("type")
+    types = {"object": dict, "string": str, "boolean": bool, "number": (int, float)}
+    if kind in types and (
+        not isinstance(value, types[kind]) or (kind == "number" and isinstance(value, bool))
+    ):
+        return [f"{where or '.'}: {value!r} is not a {kind}"]
+    errors = []
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        errors += [f"{where}.{k}: required" for k in schema.get("required", []) if k not in value]
+        for key, item in value.items():
+            sub = properties.get(key, schema.get("additionalProperties", True))
+            if sub is False:
+                errors.append(f"{where}.{key}: not allowed")
+            elif isinstance(sub, dict):
+                errors += _schema_errors(sub, item, f"{where}.{key}")
+    if isinstance(value, str) and "pattern" in schema and not re.search(schema["pattern"], value):
+        errors.append(f"{where}: {value!r} does not match {schema['pattern']}")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if "exclusiveMinimum" in schema and not value > schema["exclusiveMinimum"]:
+            errors.append(f"{where}: {value} <= {schema['exclusiveMinimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            errors.append(f"{where}: {value} > {schema['maximum']}")
+    return errors
+
+
+def test_the_schema_accepts_the_alerts_and_dashboard_defaults_and_refuses_bad_ones() -> None:
+    values = _values()
+    schema = yaml.safe_load((CHART / "values.schema.json").read_text())
+    for group in ("alerts", "dashboard"):
+        assert _schema_errors(schema["properties"][group], values[group], group) == []
+    alerts, dashboard = values["alerts"], values["dashboard"]
+    assert alerts["enabled"] is False and dashboard["enabled"] is False  # need the CRDs, Grafana
+    assert dashboard["labels"] == {"grafana_dashboard": "1"}  # the sidecar's default label
+    # Every alert the template renders has its `for`, and nothing else is accepted there.
+    template = (CHART / "templates" / "prometheusrule.yaml").read_text()
+    assert set(re.findall(r"- alert: (\w+)", template)) == set(alerts["for"])
+    bad = {
+        **alerts,
+        "window": "10 minutes",
+        "reconcileErrorRatio": 2,
+        "driftPSI": 0,
+        "for": {**alerts["for"], "ModelopsModelDegraded": "soon", "Typo": "5m"},
+    }
+    errors = _schema_errors(schema["properties"]["alerts"], bad, "alerts")
+    assert sorted(e.split(":")[0] for e in errors) == [
+        "alerts.driftPSI",
+        "alerts.for.ModelopsModelDegraded",
+        "alerts.for.Typo",
+        "alerts.reconcileErrorRatio",
+        "alerts.window",
+    ]
+    dropped = {k: v for k, v in alerts["for"].items() if k != "ModelopsOperatorDown"}
+    assert _schema_errors(schema["properties"]["alerts"]["properties"]["for"], dropped, "for") == [
+        "for.ModelopsOperatorDown: required"
+    ]
