@@ -36,6 +36,16 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "spec.training.dataset.uri",
     ),
     (
+        "s3-uri-without-a-key",
+        {"spec.training.dataset.uri": "s3://datasets/"},
+        "spec.training.dataset.uri",
+    ),
+    (
+        "s3-uri-not-a-bucket-name",
+        {"spec.training.dataset.uri": "s3://Data_Sets/iris.csv"},
+        "spec.training.dataset.uri",
+    ),
+    (
         "unknown-builtin-dataset",
         {"spec.training.dataset.uri": "builtin:nosuch"},
         "spec.training.dataset.uri",

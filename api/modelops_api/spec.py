@@ -193,14 +193,14 @@ Names = Annotated[
 
 class HttpParams(Spec):
     timeout_seconds: Number = Field(
-        30.0, ge=0.1, le=3600, description="per connect and per read of an http(s) source"
+        30.0, ge=0.1, le=3600, description="per connect and per read of an http(s) or s3 source"
     )
     # A file source is read up to the same limit (its size is known before it is read).
     max_bytes: StrictInt = Field(
         256 * 1024 * 1024,
         ge=1,
         le=64 * 1024**3,
-        description="the most bytes read from an http(s) or file source",
+        description="the most bytes read from an http(s), file or s3 source",
     )
 
 
@@ -258,10 +258,11 @@ class DatasetSpec(Spec):
     uri: str = Field(
         min_length=1,
         max_length=2048,
-        pattern=r"^(builtin:[a-z_]+|synthetic:(classification|regression)(\?.*)?|file:///.+|https?://.+)$",
+        pattern=r"^(builtin:[a-z_]+|synthetic:(classification|regression)(\?.*)?|file:///.+|https?://.+"
+        r"|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^?#]+)$",
         description=f"builtin:<{'|'.join(BUILTIN_DATASETS)}>, "
         "synthetic:classification|regression[?rows=..&features=..&seed=..&shift=..], "
-        "file:///path.csv or http(s)://...",
+        "file:///path.csv, http(s)://... or s3://bucket/key.csv",
         json_schema_extra=rules(
             (
                 "!self.startsWith('builtin:') "
@@ -270,7 +271,7 @@ class DatasetSpec(Spec):
             ),
         ),
     )
-    format: Literal["csv", "parquet"] = Field("csv", description="of a file or http(s) source")
+    format: Literal["csv", "parquet"] = Field("csv", description="of a file, http(s) or s3 source")
     target: str = Field(min_length=1, max_length=253, description="the column to predict")
     features: Names | None = Field(
         None, description="the columns to learn from; default: every column but the target"
@@ -283,7 +284,7 @@ class DatasetSpec(Spec):
         description="default: the estimator's (classifier or regressor); when given, it must "
         "agree with the estimator and with a builtin or synthetic source",
     )
-    params: HttpParams | None = Field(None, description="for http(s) and file sources only")
+    params: HttpParams | None = Field(None, description="for http(s), file and s3 sources only")
 
     model_config = ConfigDict(
         json_schema_extra=rules(
@@ -298,8 +299,9 @@ class DatasetSpec(Spec):
                 ".categorical",
             ),
             (
-                "!has(self.params) || self.uri.startsWith('http') || self.uri.startsWith('file:')",
-                "dataset.params applies to http(s) and file sources only; others take theirs "
+                "!has(self.params) || self.uri.startsWith('http') || self.uri.startsWith('file:') "
+                "|| self.uri.startsWith('s3:')",
+                "dataset.params applies to http(s), file and s3 sources only; others take theirs "
                 "from the URI",
                 ".params",
             ),
@@ -336,10 +338,10 @@ class DatasetSpec(Spec):
                 raise ValueError(f"categorical: names {outside[0]!r}, which is not in features")
         if self.task and self.source_task and self.task != self.source_task:
             raise ValueError(f"task: {self.uri} is {self.source_task} data, not {self.task}")
-        if self.params is not None and not self.uri.startswith(("http", "file:")):
+        if self.params is not None and not self.uri.startswith(("http", "file:", "s3:")):
             raise ValueError(
-                "params: applies to http(s) and file sources only; the others take theirs from "
-                "the URI"
+                "params: applies to http(s), file and s3 sources only; the others take theirs "
+                "from the URI"
             )
         return self
 

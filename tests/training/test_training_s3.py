@@ -194,3 +194,111 @@ def test_a_malformed_s3_uri_is_invalid_arguments(
 
 
 # --- data from s3:// --------------------------------------------------------------------------
+
+
+IRIS_CSV = load_builtin("iris").to_csv(index=False).encode()
+
+
+def s3_spec(uri: str, **dataset: Any) -> dict[str, Any]:
+    return iris_spec(dataset={"uri": uri, "target": "species", **dataset})
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_training_reads_its_data_from_s3(
+    s3_env: ObjectStore,
+    bucket: str,
+    write_spec: Callable[..., Path],
+    train: Callable[..., Any],
+    fmt: str,
+) -> None:
+    fs = s3_env.filesystem()
+    key = f"{bucket}/datasets/iris.{fmt}"
+    if fmt == "csv":
+        fs.pipe(key, IRIS_CSV)
+    else:
+        load_builtin("iris").to_parquet(f"s3://{key}", storage_options=s3_env.storage_options())
+    spec = s3_spec(f"s3://{key}", format=fmt, params={"maxBytes": 1_000_000})
+    run = train(write_spec(spec), artifacts_uri=f"s3://{bucket}/models")
+    assert run.code == 0, run.result
+    assert run.result["rows"]["train"] + run.result["rows"]["test"] >= 140
+    assert f"from s3://{key}" in run.stderr
+
+
+def test_an_object_over_max_bytes_is_refused_before_it_is_read(
+    s3_env: ObjectStore, bucket: str, write_spec: Callable[..., Path], train: Callable[..., Any]
+) -> None:
+    s3_env.filesystem().pipe(f"{bucket}/iris.csv", IRIS_CSV)
+    spec = s3_spec(f"s3://{bucket}/iris.csv", params={"maxBytes": len(IRIS_CSV) - 1})
+    run = train(write_spec(spec))
+    expect(run, "DataTooLarge", f"s3://{bucket}/iris.csv", str(len(IRIS_CSV) - 1))
+
+
+@pytest.mark.parametrize("missing", ["key", "bucket"])
+def test_a_missing_object_is_data_not_found(
+    s3_env: ObjectStore,
+    bucket: str,
+    write_spec: Callable[..., Path],
+    train: Callable[..., Any],
+    missing: str,
+) -> None:
+    uri = f"s3://{bucket}/no/such.csv" if missing == "key" else "s3://no-such-bucket-x/a.csv"
+    run = train(write_spec(s3_spec(uri)))
+    expect(run, "DataNotFound", uri, "does not exist")
+    assert_secret_never_shown(run, s3_env.secret_key)
+
+
+def test_a_parquet_object_without_the_target_column_is_missing_target(
+    s3_env: ObjectStore, bucket: str, write_spec: Callable[..., Path], train: Callable[..., Any]
+) -> None:
+    frame = load_builtin("iris").rename(columns={"species": "kind"})
+    frame.to_parquet(f"s3://{bucket}/renamed.parquet", storage_options=s3_env.storage_options())
+    run = train(write_spec(s3_spec(f"s3://{bucket}/renamed.parquet", format="parquet")))
+    expect(run, "MissingTarget", "species", "kind")
+
+
+def test_a_csv_object_read_as_parquet_is_unparseable(
+    s3_env: ObjectStore, bucket: str, write_spec: Callable[..., Path], train: Callable[..., Any]
+) -> None:
+    s3_env.filesystem().pipe(f"{bucket}/iris.csv", IRIS_CSV)
+    run = train(write_spec(s3_spec(f"s3://{bucket}/iris.csv", format="parquet")))
+    expect(run, "UnparseableData", f"s3://{bucket}/iris.csv", "Parquet")
+
+
+def test_data_behind_refused_credentials_is_storage_access_denied(
+    s3_env: ObjectStore,
+    bucket: str,
+    write_spec: Callable[..., Path],
+    train: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s3_env.filesystem().pipe(f"{bucket}/iris.csv", IRIS_CSV)
+    wrong = s3_env.secret_key[::-1]
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", wrong)
+    run = train(write_spec(s3_spec(f"s3://{bucket}/iris.csv")))
+    expect(run, "StorageAccessDenied", f"s3://{bucket}/iris.csv")
+    assert_secret_never_shown(run, wrong)
+    assert_secret_never_shown(run, s3_env.secret_key)
+
+
+def test_data_from_an_unreachable_endpoint_is_storage_unreachable(
+    s3_env: ObjectStore,
+    write_spec: Callable[..., Path],
+    train: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed_port()}")
+    spec = s3_spec("s3://bucket/iris.csv", params={"timeoutSeconds": 2})
+    run = train(write_spec(spec))
+    expect(run, "StorageUnreachable", "s3://bucket/iris.csv")
+
+
+def test_the_spec_takes_s3_uris_and_their_params() -> None:
+    from modelops_api.spec import DatasetSpec
+
+    parsed = DatasetSpec.model_validate(
+        {"uri": "s3://data/iris.csv", "target": "species", "params": {"maxBytes": 10}}
+    )
+    assert parsed.params is not None and parsed.params.max_bytes == 10
+    for bad in ("s3://data", "s3://data/", "s3://Data/x.csv", "s3://data/x.csv?versionId=1"):
+        with pytest.raises(ValueError, match="uri"):
+            DatasetSpec.model_validate({"uri": bad, "target": "species"})

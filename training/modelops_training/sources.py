@@ -7,9 +7,13 @@
 - `file:///path.csv` (or Parquet with `format: parquet`): read up to a size limit
   (`dataset.params.maxBytes`, as for http).
 - `http://` and `https://`: downloaded with a timeout and a size limit (`dataset.params`).
+- `s3://bucket/key.csv` (or Parquet): an object, read through fsspec/s3fs (storage.py, credentials
+  and endpoint from the environment) up to the same size limit, with `timeoutSeconds` as botocore's
+  connect and read timeouts.
 
 The spec is parsed already (`modelops_api.spec.DatasetSpec`): the URI's form, the format and
-`dataset.params` (its defaults, its bounds, and that it applies to http(s) sources only) are checked
+`dataset.params` (its defaults, its bounds, and that it applies to http(s), file and s3 sources
+only) are checked
 there; what is checked here is what only the source can tell (builtin names, synthetic parameters).
 """
 
@@ -32,6 +36,7 @@ import pandas as pd
 
 from modelops_api.spec import DatasetSpec, HttpParams
 
+from . import storage
 from .result import TrainingError
 
 log = logging.getLogger("modelops.train")
@@ -70,10 +75,12 @@ def load(dataset: DatasetSpec) -> pd.DataFrame:
         return read_file(file_path(uri), dataset.format, (dataset.params or HttpParams()).max_bytes)
     if scheme in ("http", "https"):
         return parse_bytes(download(uri, dataset.params or HttpParams()), dataset.format, uri)
+    if scheme in storage.SCHEMES:
+        return parse_bytes(read_object(uri, dataset.params or HttpParams()), dataset.format, uri)
     raise TrainingError(
         "InvalidSpec",
-        f"spec.training.dataset.uri {uri!r}: unsupported source; use builtin:, synthetic:, file:// "
-        "or http(s)://",
+        f"spec.training.dataset.uri {uri!r}: unsupported source; use builtin:, synthetic:, "
+        "file://, http(s):// or s3://",
     )
 
 
@@ -308,3 +315,42 @@ def download(uri: str, params: HttpParams) -> bytes:
         ) from None
     log.info("downloaded %d bytes from %s", size, uri)
     return b"".join(chunks)
+
+
+def read_object(uri: str, params: HttpParams) -> bytes:
+    """An object's bytes, refused before it is read when its size is over maxBytes (and cut off,
+    should it grow while it is read, as soon as it passes the limit)."""
+    max_bytes = params.max_bytes
+    try:
+        where = storage.parse(uri)
+    except ValueError as error:
+        raise TrainingError("InvalidSpec", f"spec.training.dataset.uri {uri!r}: {error}") from None
+    if not where.key:
+        raise TrainingError("InvalidSpec", f"spec.training.dataset.uri {uri!r}: names no key")
+    too_large = TrainingError(
+        "DataTooLarge",
+        f"{uri} is over the limit of {max_bytes} bytes (spec.training.dataset.params.maxBytes)",
+    )
+    try:
+        fs = storage.filesystem(timeout=params.timeout_seconds)
+        size = fs.info(where.path).get("size")
+        if isinstance(size, int) and size > max_bytes:
+            raise too_large
+        with fs.open(where.path, "rb", block_size=_CHUNK * 8) as handle:
+            body = handle.read(max_bytes + 1)
+    except TrainingError:
+        raise
+    except IsADirectoryError:
+        raise TrainingError("DataNotFound", f"{uri} is a prefix, not an object") from None
+    except Exception as error:
+        storage.raise_for(
+            error,
+            uri,
+            missing="DataNotFound",
+            missing_message=f"the dataset object {uri} does not exist (no such bucket or key)",
+            doing="reading the dataset",
+        )
+    if len(body) > max_bytes:
+        raise too_large
+    log.info("read %d bytes from %s", len(body), uri)
+    return bytes(body)

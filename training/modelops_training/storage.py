@@ -69,14 +69,15 @@ def parse(uri: str) -> ObjectURI:
     return ObjectURI(parts.scheme, parts.netloc, key)
 
 
-def filesystem() -> Any:
-    """A fresh s3fs filesystem configured by the environment only (botocore's lookup)."""
+def filesystem(timeout: float | None = None) -> Any:
+    """A fresh s3fs filesystem configured by the environment only (botocore's lookup); `timeout`,
+    when given, bounds each connect (at most CONNECT_TIMEOUT) and each read."""
     import s3fs
 
-    return s3fs.S3FileSystem(
-        skip_instance_cache=True,
-        config_kwargs={"connect_timeout": CONNECT_TIMEOUT},
-    )
+    config: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT}
+    if timeout is not None:
+        config = {"connect_timeout": min(CONNECT_TIMEOUT, timeout), "read_timeout": timeout}
+    return s3fs.S3FileSystem(skip_instance_cache=True, config_kwargs=config)
 
 
 def redact(text: str) -> str:
