@@ -88,6 +88,17 @@ def render() -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(out) if d]
 
 
+def test_the_chart_lints_with_alerts_and_dashboard_and_refuses_a_bad_duration() -> None:
+    helm = str(tools.ensure("helm")["helm"])
+    on = ["--set", "alerts.enabled=true", "--set", "dashboard.enabled=true"]
+    lint = [helm, "lint", "--strict", str(CHART), "--kube-version", "1.30.0", *on]
+    result = subprocess.run(lint, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    bad = [*lint, "--set", "alerts.for.ModelopsModelDegraded=soon"]
+    result = subprocess.run(bad, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "ModelopsModelDegraded" in result.stdout + result.stderr
+
+
 class Exposition:
     """Serves `text` on /metrics from a daemon thread."""
 
