@@ -1,11 +1,20 @@
 """Import of the model archive into the pod-local model store, and loading of the model from it.
 
-The archive is the `.bentomodel` file training reported (`MODELOPS_ARTIFACT`, a `file://` URI or an
-absolute path). Each worker process of the runtime loads the model; the first one imports the
-archive into `$BENTOML_HOME/models` under a file lock, the others find it there. An archive that
-does not exist yet is waited for (the runtime stays live but not ready); anything else that is
-wrong — another scheme, a broken archive, metadata that breaks the contract, a tag that disagrees
-with `MODELOPS_MODEL`/`MODELOPS_VERSION` — is a load error reported by `/readyz` and `/metadata`.
+The archive is the `.bentomodel` file training reported (`MODELOPS_ARTIFACT`, a `file://` URI, an
+absolute path or an `s3://bucket/key` URI). Each worker process of the runtime loads the model; the
+first one imports the archive into `$BENTOML_HOME/models` under a file lock, the others find it
+there. An `s3://` archive is first downloaded (fsspec/s3fs, credentials and endpoint from the
+environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL[_S3], AWS_REGION) to
+`$BENTOML_HOME/downloads`, imported, and the download removed: once loaded, the model lives in the
+pod and the store is not needed again. An archive that does not exist yet is waited for (the runtime
+stays live but not ready); anything else that is wrong — another scheme, an object store that
+refuses the credentials or cannot be reached, a broken archive, metadata that breaks the contract,
+a tag that disagrees with `MODELOPS_MODEL`/`MODELOPS_VERSION` — is a load error reported by
+`/readyz` and `/metadata`.
+
+The few lines that build the s3fs filesystem duplicate training's storage.py on purpose: serving and
+training are independent packages (pyproject's import-linter contract), and this is too small to
+be worth a module of the API package.
 """
 
 from __future__ import annotations
@@ -26,6 +35,9 @@ from .schema import ContractError, Schema
 
 PIPELINE_FILE = "pipeline.pkl"
 TASKS = ("classification", "regression")
+OBJECT_SCHEMES = ("s3",)
+# A bounded connect, so a store that drops packets is a load error in tens of seconds.
+CONNECT_TIMEOUT = 10
 
 
 class ArtifactError(RuntimeError):
@@ -61,7 +73,9 @@ def archive_path(uri: str) -> Path:
         return Path(unquote(parsed.path))
     if parsed.scheme == "" and uri.startswith("/"):
         return Path(uri)
-    raise ArtifactError(f"artifact URI {uri!r}: only file:// URIs and absolute paths are supported")
+    raise ArtifactError(
+        f"artifact URI {uri!r}: only file://, s3:// URIs and absolute paths are supported"
+    )
 
 
 def bentoml_home() -> Path:
@@ -95,29 +109,98 @@ def model_store(home: Path) -> Any:
     return ModelStore(home / "models")
 
 
-def import_archive(archive: Path, home: Path) -> str:
-    """Import the archive into the store under `home` once; return the model's tag."""
+def is_object_uri(uri: str) -> bool:
+    return urlparse(uri).scheme in OBJECT_SCHEMES
+
+
+def object_path(uri: str) -> str:
+    """`bucket/key` of an `s3://bucket/key` URI; ArtifactError when it names no object."""
+    parsed = urlparse(uri)
+    key = parsed.path.lstrip("/")
+    if not parsed.netloc or not key or key.endswith("/") or parsed.query or parsed.fragment:
+        raise ArtifactError(f"artifact URI {uri!r}: use s3://bucket/key.bentomodel")
+    return f"{parsed.netloc}/{key}"
+
+
+def object_filesystem() -> Any:
+    """A fresh s3fs filesystem configured by the environment only (botocore reads AWS_*)."""
+    import s3fs
+
+    return s3fs.S3FileSystem(
+        skip_instance_cache=True, config_kwargs={"connect_timeout": CONNECT_TIMEOUT}
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def download(uri: str, target: Path) -> None:
+    """Download the object `uri` to `target` (through a temporary name beside it)."""
+    from botocore import exceptions as boto
+
+    path = object_path(uri)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        object_filesystem().get_file(path, str(partial))
+        os.replace(partial, target)
+    except FileNotFoundError:
+        raise ArtifactMissing(f"archive {uri} does not exist") from None
+    except (PermissionError, boto.NoCredentialsError, boto.PartialCredentialsError) as exc:
+        raise ArtifactError(
+            f"cannot read archive {uri}: the object store refused the credentials or the request "
+            f"({_first_line(exc)}); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        ) from None
+    except (
+        boto.EndpointConnectionError,
+        boto.ConnectTimeoutError,
+        boto.ReadTimeoutError,
+        TimeoutError,
+        ConnectionError,
+    ) as exc:
+        raise ArtifactError(
+            f"cannot read archive {uri}: the object store cannot be reached ({_first_line(exc)}); "
+            "check AWS_ENDPOINT_URL"
+        ) from None
+    except OSError as exc:
+        raise ArtifactError(f"cannot download archive {uri}: {_first_line(exc)}") from None
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def import_archive(archive: Path, home: Path, uri: str | None = None) -> str:
+    """Import the archive into the store under `home` once; return the model's tag. With `uri` (an
+    object URI), the archive is downloaded first to `archive`, a path under `home`, and removed
+    once imported."""
     import bentoml
     from bentoml.exceptions import BentoMLException
 
+    source = uri or str(archive)
     marker = home / "modelops-imported.json"
     with open(home / "modelops-import.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if marker.exists():
                 known = json.loads(marker.read_text())
-                if known.get("archive") == str(archive):
+                if known.get("archive") == source:
                     return str(known["tag"])
-            if not archive.is_file():
+            if uri is not None:
+                download(uri, archive)
+            elif not archive.is_file():
                 raise ArtifactMissing(f"archive {archive} does not exist")
             try:
                 model = bentoml.models.import_model(str(archive), _model_store=model_store(home))
             except BentoMLException as exc:
-                raise ArtifactError(f"cannot import {archive}: {exc}") from exc
+                raise ArtifactError(f"cannot import {source}: {exc}") from exc
             except (OSError, ValueError) as exc:
-                raise ArtifactError(f"cannot read archive {archive}: {exc}") from exc
+                raise ArtifactError(f"cannot read archive {source}: {exc}") from exc
+            finally:
+                if uri is not None:
+                    archive.unlink(missing_ok=True)
             tag = str(model.tag)
-            marker.write_text(json.dumps({"archive": str(archive), "tag": tag}))
+            marker.write_text(json.dumps({"archive": source, "tag": tag}))
             return tag
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
@@ -166,14 +249,19 @@ def load(
     on_wait: Callable[[str], None] | None = None,
 ) -> LoadedModel:
     """Import and load the model, waiting up to `wait_seconds` for the archive to appear."""
-    archive = archive_path(uri)
     home = bentoml_home()
-    check_home_apart(home, archive)
+    remote: str | None = None
+    if is_object_uri(uri):
+        remote = uri
+        archive = home / "downloads" / Path(object_path(uri)).name
+    else:
+        archive = archive_path(uri)
+        check_home_apart(home, archive)
     home.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            tag = import_archive(archive, home)
+            tag = import_archive(archive, home, remote)
             break
         except ArtifactMissing as exc:
             if time.monotonic() >= deadline:
