@@ -93,3 +93,43 @@ def test_the_command_reports_in_json_and_fails_on_a_refusal(tmp_path: Path) -> N
     assert report["removed"] == [good] and list(report["refused"]) == ["file:///etc/passwd"]
     assert "file:///etc/passwd: not inside the store" in run.stderr
     assert not (root / "ml/uid-a").exists()
+
+
+S3_ROOT = "s3://artifacts/models"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "s3://artifacts/models",  # the store itself
+        "s3://artifacts/models/",
+        "s3://artifacts/modelsx/ml/uid-a",  # a sibling sharing the prefix's first letters
+        "s3://artifacts/other/ml/uid-a",
+        "s3://elsewhere/models/ml/uid-a",  # another bucket
+        "s3://artifacts/models/ml/../../x",
+        "s3://artifacts/models//ml",
+        "s3://artifacts/models/ml?versionId=1",
+        "file:///models/ml/uid-a",
+        "gs://artifacts/models/ml/uid-a",
+    ],
+)
+def test_an_object_target_outside_the_object_store_is_refused(target: str) -> None:
+    from modelops_training import storage
+    from modelops_training.cleanup import inside_objects, remove_objects
+
+    root = storage.parse(S3_ROOT)
+    with pytest.raises(ValueError):
+        inside_objects(root, target)
+    # refused before any filesystem is built: no credentials, no endpoint needed
+    done = remove_objects(root, [target])
+    assert list(done.refused) == [target] and not done.removed and not done.absent
+
+
+def test_an_object_target_inside_the_store_is_its_key() -> None:
+    from modelops_training import storage
+    from modelops_training.cleanup import inside_objects
+
+    got = inside_objects(storage.parse(S3_ROOT), f"{S3_ROOT}/ml/uid-a/iris/v1.bentomodel")
+    assert got.path == "artifacts/models/ml/uid-a/iris/v1.bentomodel"
+    bucket_root = storage.parse("s3://artifacts")
+    assert inside_objects(bucket_root, "s3://artifacts/ml/uid-a").key == "ml/uid-a"

@@ -10,7 +10,11 @@ server serves the module (it takes ~11 s to start).
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -302,3 +306,84 @@ def test_the_spec_takes_s3_uris_and_their_params() -> None:
     for bad in ("s3://data", "s3://data/", "s3://Data/x.csv", "s3://data/x.csv?versionId=1"):
         with pytest.raises(ValueError, match="uri"):
             DatasetSpec.model_validate({"uri": bad, "target": "species"})
+
+
+# --- cleanup of s3:// targets -----------------------------------------------------------------
+
+
+def cleanup(*args: str) -> tuple[int, dict[str, Any], str]:
+    run = subprocess.run(
+        [sys.executable, "-m", "modelops_training.cleanup", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+    )
+    return run.returncode, json.loads(run.stdout) if run.stdout.strip() else {}, run.stderr
+
+
+def fill(store: ObjectStore, bucket: str) -> list[str]:
+    fs = store.filesystem()
+    keys = [
+        "models/ml/uid-a/iris/iris-v1.bentomodel",
+        "models/ml/uid-a/iris/iris-v2.bentomodel",
+        "models/ml/uid-ab/iris/iris-v1.bentomodel",  # shares uid-a's first characters
+        "models/prod/uid-c/iris/iris-v1.bentomodel",
+        "outside/keep.txt",
+    ]
+    for key in keys:
+        fs.pipe(f"{bucket}/{key}", b"archive")
+    return keys
+
+
+def test_cleanup_removes_an_archive_and_a_models_prefix_and_is_idempotent(
+    s3_env: ObjectStore, bucket: str
+) -> None:
+    fill(s3_env, bucket)
+    root = f"s3://{bucket}/models"
+    archive = f"{root}/ml/uid-a/iris/iris-v1.bentomodel"
+    model = f"{root}/prod/uid-c"
+    code, report, stderr = cleanup("--store", root, archive, model)
+    assert code == 0, stderr
+    assert report == {"removed": [archive, model], "absent": [], "refused": {}}
+    assert sorted(s3_env.filesystem().find(bucket)) == [
+        f"{bucket}/models/ml/uid-a/iris/iris-v2.bentomodel",
+        f"{bucket}/models/ml/uid-ab/iris/iris-v1.bentomodel",
+        f"{bucket}/outside/keep.txt",
+    ]
+    # a retried Job: everything is already gone
+    code, report, _ = cleanup("--store", root, archive, model)
+    assert code == 0 and report == {"removed": [], "absent": [archive, model], "refused": {}}
+
+
+def test_cleanup_of_a_prefix_leaves_a_sibling_that_shares_its_characters(
+    s3_env: ObjectStore, bucket: str
+) -> None:
+    fill(s3_env, bucket)
+    root = f"s3://{bucket}/models"
+    code, report, stderr = cleanup("--store", root, f"{root}/ml/uid-a")
+    assert code == 0, stderr
+    assert report["removed"] == [f"{root}/ml/uid-a"]
+    assert sorted(s3_env.filesystem().find(f"{bucket}/models/ml")) == [
+        f"{bucket}/models/ml/uid-ab/iris/iris-v1.bentomodel"
+    ]
+
+
+def test_cleanup_refuses_outside_the_store_and_reports_refused_credentials(
+    s3_env: ObjectStore, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = fill(s3_env, bucket)
+    root = f"s3://{bucket}/models"
+    outside = f"s3://{bucket}/outside/keep.txt"
+    code, report, stderr = cleanup("--store", root, outside, f"s3://{bucket}/models")
+    assert code == 1
+    assert sorted(report["refused"]) == [f"s3://{bucket}/models", outside]
+    assert "not inside the store" in stderr
+    wrong = s3_env.secret_key[::-1]
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", wrong)
+    target = f"{root}/ml/uid-a"
+    code, report, stderr = cleanup("--store", root, target)
+    assert code == 1 and list(report["refused"]) == [target]
+    assert "PermissionError" in report["refused"][target]
+    assert wrong not in stderr + json.dumps(report)
+    assert sorted(s3_env.filesystem().find(bucket)) == sorted(f"{bucket}/{k}" for k in keys)
