@@ -16,7 +16,7 @@ starts in a fresh directory, and a training can only report an archive of its ow
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -248,6 +248,20 @@ def job_finished(job: Mapping[str, Any]) -> bool:
 def job_started(job: Mapping[str, Any]) -> bool:
     status = job.get("status") or {}
     return bool(status.get("active") or status.get("ready") or status.get("startTime"))
+
+
+def result_pod(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The pod whose termination message is the Job's result: the one that succeeded (a Job
+    whose first pod was evicted has two, often created within the same second), else the
+    newest."""
+    ordered = sorted(
+        pods,
+        key=lambda p: (
+            ((p.get("status") or {}).get("phase") == "Succeeded"),
+            (p.get("metadata") or {}).get("creationTimestamp") or "",
+        ),
+    )
+    return ordered[-1] if ordered else None
 
 
 def termination(pod: Mapping[str, Any] | None) -> Mapping[str, Any] | None:

@@ -138,9 +138,8 @@ def _follow_job(
     if training.job_finished(job):
         pods = kube.list("Pod", namespace, {"batch.kubernetes.io/job-name": name})
         pods = [p for p in pods if owned_by(p, job["metadata"]["uid"])]
-        pods.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")
         store_dir = training.model_store(settings, namespace, model["metadata"]["uid"])
-        patch = training.outcome(job, pods[-1] if pods else None, store_dir)
+        patch = training.outcome(job, training.result_pod(pods), store_dir)
         patch["finishedAt"] = now()
     elif training.job_started(job):
         patch = {

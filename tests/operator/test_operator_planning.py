@@ -533,3 +533,17 @@ def test_a_refused_write_degrades_the_model() -> None:
         "403 quota",
     )
     assert out["phase"] == "Degraded"
+
+
+def test_the_result_is_read_from_the_pod_that_succeeded() -> None:
+    """An evicted first pod and its replacement, created in the same second: the replacement's
+    message is the result, whichever the API server lists first."""
+    evicted = {"metadata": {"name": "a-2", "creationTimestamp": "2026-01-01T00:00:05Z"},
+               "status": {"phase": "Failed", "reason": "Evicted"}}  # fmt: skip
+    replaced = {"metadata": {"name": "a-1", "creationTimestamp": "2026-01-01T00:00:05Z"},
+                "status": {"phase": "Succeeded"}}  # fmt: skip
+    assert training.result_pod([evicted, replaced]) is replaced
+    assert training.result_pod([replaced, evicted]) is replaced
+    older = {"metadata": {"creationTimestamp": "2026-01-01T00:00:01Z"}, "status": {}}
+    assert training.result_pod([evicted, older]) is evicted  # no success: the newest
+    assert training.result_pod([]) is None
