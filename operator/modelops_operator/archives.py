@@ -2,8 +2,9 @@
 
 The operator never mounts the artifact store. When a pass prunes versions from a Model's history
 (`versions.plan_history`) or a Model is deleted, a short Job in the Model's namespace runs
-`python -m modelops_training.cleanup` from the runtime image with the store mounted and removes
-the pruned versions' archives, or the deleted Model's whole directory (`training.model_store`).
+`python -m modelops_training.cleanup` from the runtime image with the store mounted (or, for an
+s3:// store, its Secret's keys as environment) and removes the pruned versions' archives, or the
+deleted Model's whole directory (`training.model_store`; on object storage, every key under it).
 
 The Job is named after what it removes, so a pass that runs again finds the Job instead of making
 a second one. It has no owner: a Job owned by a deleted Model would be collected before it ran. It
@@ -26,7 +27,10 @@ from modelops_operator.training import (
     labels,
     model_store,
     pod_security_context,
-    store_volume,
+    store_mounts,
+    store_root,
+    store_volumes,
+    with_store_env,
 )
 from modelops_operator.versions import VersionInfo
 
@@ -39,12 +43,13 @@ RESOURCES = {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": 
 def pruned(doomed: Iterable[VersionInfo], settings: Settings) -> list[str]:
     """The archives (URIs) of the versions `doomed` that are in the store: a Rejected version
     has one too."""
-    return sorted({v.artifact for v in doomed if in_store(v.artifact, settings.artifacts_path)})
+    root = store_root(settings)
+    return sorted({v.artifact for v in doomed if in_store(v.artifact, root)})
 
 
 def of_deleted_model(settings: Settings, namespace: str, model_uid: str) -> list[str]:
     """What a deleted Model leaves in the store: its directory."""
-    return [f"file://{model_store(settings, namespace, model_uid)}"]
+    return [model_store(settings, namespace, model_uid)]
 
 
 def job_name(model: str, targets: Sequence[str]) -> str:
@@ -54,18 +59,19 @@ def job_name(model: str, targets: Sequence[str]) -> str:
 
 
 def cleanup_job(settings: Settings, namespace: str, model: str, targets: Sequence[str]) -> Body:
-    """The Job that removes `targets` (file:// URIs inside the store) from the store."""
+    """The Job that removes `targets` (URIs inside the store) from the store."""
     pod_labels = labels(model, COMPONENT)
     container: Body = {
         "name": COMPONENT,
         "image": settings.runtime_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["python", "-m", "modelops_training.cleanup"],
-        "args": ["--store", f"file://{settings.artifacts_path}", *targets],
+        "args": ["--store", store_root(settings), *targets],
         "resources": RESOURCES,
         "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "artifacts", "mountPath": settings.artifacts_path}],
+        "volumeMounts": store_mounts(settings),
     }
+    with_store_env(container, settings)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -86,7 +92,7 @@ def cleanup_job(settings: Settings, namespace: str, model: str, targets: Sequenc
                     "automountServiceAccountToken": False,
                     "securityContext": pod_security_context(),
                     "containers": [container],
-                    "volumes": [store_volume(settings)],
+                    "volumes": store_volumes(settings),
                 },
             },
         },

@@ -25,7 +25,9 @@ from modelops_operator.training import (
     owner_reference,
     pod_security_context,
     scratch,
-    store_volume,
+    store_mounts,
+    store_volumes,
+    with_store_env,
 )
 from modelops_operator.versions import VersionInfo
 
@@ -105,12 +107,13 @@ def build_deployment(
         "lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}},
         "securityContext": container_security_context(),
         "volumeMounts": [
-            {"name": "artifacts", "mountPath": settings.artifacts_path, "readOnly": True},
+            *store_mounts(settings, read_only=True),
             {"name": credentials.VOLUME, "mountPath": credentials.MOUNT, "readOnly": True},
             {"name": "bentoml-home", "mountPath": BENTOML_HOME},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
+    with_store_env(container, settings)
     resources = serving.resources or settings.serving_resources
     if resources:
         container["resources"] = resources
@@ -130,7 +133,7 @@ def build_deployment(
                 "securityContext": pod_security_context(),
                 "containers": [container],
                 "volumes": [
-                    store_volume(settings, read_only=True),
+                    *store_volumes(settings, read_only=True),
                     {
                         "name": credentials.VOLUME,
                         "secret": {"secretName": contract.credentials_secret(name)},

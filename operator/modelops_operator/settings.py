@@ -4,7 +4,9 @@
 | --- | --- | --- |
 | runtime image | MODELOPS_RUNTIME_IMAGE | modelops/runtime:0.1.0 |
 | image pull policy | MODELOPS_IMAGE_PULL_POLICY | IfNotPresent |
-| artifact-store claim | MODELOPS_ARTIFACTS_CLAIM | modelops-artifacts |
+| artifact store: file:///path or s3://bucket/prefix | MODELOPS_ARTIFACTS_URI | file:///models |
+| artifact-store claim (file:// store) | MODELOPS_ARTIFACTS_CLAIM | modelops-artifacts |
+| s3:// store's Secret (AWS_* keys), never read | MODELOPS_ARTIFACTS_SECRET | none |
 | namespaces to watch | MODELOPS_NAMESPACES (comma-separated) | all |
 | Prometheus URL | MODELOPS_PROMETHEUS_URL | http://prometheus-operated.monitoring.svc:9090 |
 | resync interval, seconds | MODELOPS_RESYNC_SECONDS | 60 |
@@ -36,7 +38,9 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import secrets
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +55,12 @@ class Settings:
     runtime_image: str = "modelops/runtime:0.1.0"
     image_pull_policy: str = "IfNotPresent"
     artifacts_claim: str = "modelops-artifacts"
-    artifacts_path: str = "/models"
+    # The store's root: file://<path> (the claim, mounted at that path) or s3://bucket[/prefix].
+    artifacts_uri: str = "file:///models"
+    artifacts_path: str = "/models"  # where a file:// store is mounted: the URI's path
+    # An s3:// store's Secret, whose keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    # AWS_ENDPOINT_URL, AWS_REGION) become the environment of training, serving and cleanup pods.
+    artifacts_secret: str = ""
     namespaces: tuple[str, ...] = field(default_factory=tuple)  # empty: every namespace
     prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
     resync_seconds: float = 60.0
@@ -175,10 +184,14 @@ def from_environment(env: Mapping[str, str]) -> Settings:
     d = Settings()
     names = env.get("MODELOPS_NAMESPACES", "").split(",")
     lease_namespace = env.get("MODELOPS_LEADER_ELECTION_NAMESPACE", "").strip()
+    artifacts_uri = _artifacts_uri(env.get("MODELOPS_ARTIFACTS_URI", "").strip() or d.artifacts_uri)
     return Settings(
         runtime_image=env.get("MODELOPS_RUNTIME_IMAGE", d.runtime_image),
         image_pull_policy=env.get("MODELOPS_IMAGE_PULL_POLICY", d.image_pull_policy),
         artifacts_claim=env.get("MODELOPS_ARTIFACTS_CLAIM", d.artifacts_claim),
+        artifacts_uri=artifacts_uri,
+        artifacts_path=_mount_path(artifacts_uri) or d.artifacts_path,
+        artifacts_secret=env.get("MODELOPS_ARTIFACTS_SECRET", "").strip(),
         namespaces=tuple(n.strip() for n in names if n.strip()),
         prometheus_url=env.get("MODELOPS_PROMETHEUS_URL", d.prometheus_url),
         resync_seconds=_positive(env, "MODELOPS_RESYNC_SECONDS", d.resync_seconds, float),
@@ -229,6 +242,34 @@ def _log_format(text: str | None, name: str, d: Settings) -> str:
     if text not in LOG_FORMATS:
         raise SettingsError(f"{name} must be text or json, not {text!r}")
     return text
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _artifacts_uri(uri: str) -> str:
+    """The store's root URI, checked, without a trailing slash: file:///path or
+    s3://bucket[/prefix]."""
+    parts = urllib.parse.urlsplit(uri)
+    where = f"MODELOPS_ARTIFACTS_URI {uri!r}"
+    if parts.query or parts.fragment:
+        raise SettingsError(f"{where}: no query or fragment")
+    if any(p in ("", ".", "..") for p in parts.path.rstrip("/").split("/")[1:]):
+        raise SettingsError(f"{where}: an empty, '.' or '..' path segment")
+    if parts.scheme == "file":
+        if parts.netloc or not parts.path.startswith("/") or parts.path.rstrip("/") == "":
+            raise SettingsError(f"{where}: use file:///path, a directory other than /")
+        return f"file://{parts.path.rstrip('/')}"
+    if parts.scheme == "s3":
+        if not _BUCKET.match(parts.netloc):
+            raise SettingsError(f"{where}: {parts.netloc!r} is not a bucket name")
+        return f"s3://{parts.netloc}{parts.path.rstrip('/')}"
+    raise SettingsError(f"{where}: use file:///path or s3://bucket/prefix")
+
+
+def _mount_path(uri: str) -> str:
+    """Where a file:// store is mounted (its path); empty for an object store."""
+    return uri.removeprefix("file://") if uri.startswith("file://") else ""
 
 
 def parser() -> argparse.ArgumentParser:

@@ -10,7 +10,10 @@ operator needs no access to the artifact store to learn what a training produced
 
 Each Model has its own directory in the store, `<root>/<namespace>/<Model UID>` (`model_store`):
 Models of the same name in two namespaces never share archives, a Model deleted and made again
-starts in a fresh directory, and a training can only report an archive of its own Model.
+starts in a fresh directory, and a training can only report an archive of its own Model. The root
+is `settings.artifacts_uri`: `file:///models` (the claim, mounted at that path), or an object store,
+`s3://bucket/prefix`, which no pod mounts: training, serving and cleanup pods get its Secret's keys
+(AWS_*) as environment instead (`store_env_from`); the operator never reads that Secret.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 from modelops_api import contract
 from modelops_api.spec import seconds
@@ -44,10 +48,9 @@ RESULT_KEYS = (
 )
 
 
-
 def model_store(settings: Settings, namespace: str, model_uid: str) -> str:
-    """The store directory of the Model with `model_uid` (a path on the mounted store)."""
-    return f"{settings.artifacts_path.rstrip('/')}/{namespace}/{model_uid}"
+    """The store directory (a URI, file:// or s3://) of the Model with `model_uid`."""
+    return f"{store_root(settings)}/{namespace}/{model_uid}"
 
 
 def owner_uid(obj: Mapping[str, Any]) -> str:
@@ -93,6 +96,49 @@ def store_volume(settings: Settings, read_only: bool = False) -> Body:
     if read_only:
         claim["readOnly"] = True
     return {"name": "artifacts", "persistentVolumeClaim": claim}
+
+
+def object_store(settings: Settings) -> bool:
+    """Whether the artifact store is object storage (s3://) rather than the mounted claim."""
+    return not settings.artifacts_uri.startswith("file:")
+
+
+def store_root(settings: Settings) -> str:
+    """The store's root URI without a trailing slash: file://<mount path> or s3://bucket/prefix."""
+    if object_store(settings):
+        return settings.artifacts_uri.rstrip("/")
+    return f"file://{settings.artifacts_path.rstrip('/')}"
+
+
+def store_volumes(settings: Settings, read_only: bool = False) -> list[Body]:
+    """The pod's volumes for the store: the claim, or none for an object store."""
+    return [] if object_store(settings) else [store_volume(settings, read_only)]
+
+
+def store_mounts(settings: Settings, read_only: bool = False) -> list[Body]:
+    """The container's mounts for the store: the claim at its path, or none for an object store."""
+    if object_store(settings):
+        return []
+    mount: Body = {"name": "artifacts", "mountPath": settings.artifacts_path}
+    if read_only:
+        mount["readOnly"] = True
+    return [mount]
+
+
+def store_env_from(settings: Settings) -> list[Body]:
+    """An object store's Secret as the container's environment (its keys are AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_REGION): referenced, never read."""
+    if object_store(settings) and settings.artifacts_secret:
+        return [{"secretRef": {"name": settings.artifacts_secret}}]
+    return []
+
+
+def with_store_env(container: Body, settings: Settings) -> Body:
+    """`container` with the store's `envFrom`, when there is one."""
+    env_from = store_env_from(settings)
+    if env_from:
+        container["envFrom"] = env_from
+    return container
 
 
 def pod_security_context() -> Body:
@@ -161,7 +207,7 @@ def build_training_job(version: Mapping[str, Any], settings: Settings) -> Body:
             "--version",
             name,
             "--artifacts",
-            f"file://{model_store(settings, meta['namespace'], owner_uid(version))}",
+            model_store(settings, meta["namespace"], owner_uid(version)),
             "--result-file",
             TERMINATION_LOG,
         ],
@@ -174,11 +220,12 @@ def build_training_job(version: Mapping[str, Any], settings: Settings) -> Body:
         "securityContext": container_security_context(),
         "volumeMounts": [
             {"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True},
-            {"name": "artifacts", "mountPath": settings.artifacts_path},
+            *store_mounts(settings),
             {"name": "bentoml-home", "mountPath": BENTOML_HOME},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
+    with_store_env(container, settings)
     resources = spec["training"].get("resources") or settings.training_resources
     if resources:
         container["resources"] = resources
@@ -224,7 +271,7 @@ def build_training_job(version: Mapping[str, Any], settings: Settings) -> Body:
                                 ]
                             },
                         },
-                        store_volume(settings),
+                        *store_volumes(settings),
                         {"name": "bentoml-home", "emptyDir": scratch(settings)},
                         {"name": "tmp", "emptyDir": scratch(settings)},
                     ],
@@ -287,14 +334,27 @@ def memory_limit(pod: Mapping[str, Any] | None) -> str:
     return ""
 
 
+def store_uri(directory: str) -> str:
+    """A store directory as a URI: a bare absolute path means file://."""
+    return f"file://{directory}" if directory.startswith("/") else directory
+
+
 def in_store(artifact: object, directory: str) -> bool:
-    """Whether `artifact` is a `file://` URI of a file under `directory` (no `..`)."""
-    root = PurePosixPath(directory)
-    if not isinstance(artifact, str) or not artifact.startswith("file://"):
+    """Whether `artifact` is a URI of a file or object strictly under `directory` (a URI such as
+    `model_store` gives, file:// or s3://, or a bare path meaning file://): the same scheme and
+    host or bucket, no query, no `..`, `.` or empty path segment."""
+    if not isinstance(artifact, str):
         return False
-    path = PurePosixPath(artifact.removeprefix("file://"))
-    inside = path.is_relative_to(root) and path != root
-    return path.is_absolute() and ".." not in path.parts and inside
+    root, got = urlsplit(store_uri(directory)), urlsplit(artifact)
+    if got.scheme not in ("file", "s3") or (got.scheme, got.netloc) != (root.scheme, root.netloc):
+        return False
+    if got.query or got.fragment or not got.path.startswith("/"):
+        return False
+    segments = got.path.split("/")[1:]
+    if any(s in ("", ".", "..") for s in segments):
+        return False
+    path, base = PurePosixPath(got.path), PurePosixPath(root.path or "/")
+    return path.is_relative_to(base) and path != base
 
 
 def outcome(job: Mapping[str, Any], pod: Mapping[str, Any] | None, store: str) -> Body:
@@ -335,7 +395,8 @@ def outcome(job: Mapping[str, Any], pod: Mapping[str, Any] | None, store: str) -
                 phase=contract.FAILED,
                 approved=False,
                 reason="ArtifactOutsideStore",
-                message=f"the training reported an archive outside its Model's file://{store}",
+                message="the training reported an archive outside its Model's store "
+                f"{store_uri(store)}",
             )
             del status["artifact"]
         return status

@@ -547,3 +547,134 @@ def test_the_result_is_read_from_the_pod_that_succeeded() -> None:
     older = {"metadata": {"creationTimestamp": "2026-01-01T00:00:01Z"}, "status": {}}
     assert training.result_pod([evicted, older]) is evicted  # no success: the newest
     assert training.result_pod([]) is None
+
+
+# --- an s3:// artifact store ----------------------------------------------------------------------
+
+S3 = {
+    "MODELOPS_ARTIFACTS_URI": "s3://ml-artifacts/models/",
+    "MODELOPS_ARTIFACTS_SECRET": "s3-creds",
+}
+
+
+def test_the_store_root_is_a_file_or_s3_uri_and_a_bad_one_is_refused() -> None:
+    from modelops_operator import archives
+
+    default = from_environment({})
+    assert (default.artifacts_uri, default.artifacts_path) == ("file:///models", "/models")
+    assert training.model_store(default, "ml", "u-1") == "file:///models/ml/u-1"
+    moved = from_environment({"MODELOPS_ARTIFACTS_URI": "file:///data/store/"})
+    assert moved.artifacts_path == "/data/store"
+    assert training.model_store(moved, "ml", "u-1") == "file:///data/store/ml/u-1"
+    s3 = from_environment(S3)
+    assert (s3.artifacts_uri, s3.artifacts_secret) == ("s3://ml-artifacts/models", "s3-creds")
+    assert training.model_store(s3, "ml", "u-1") == "s3://ml-artifacts/models/ml/u-1"
+    assert archives.of_deleted_model(s3, "ml", "u-1") == ["s3://ml-artifacts/models/ml/u-1"]
+    bucket_only = from_environment({"MODELOPS_ARTIFACTS_URI": "s3://ml-artifacts"})
+    assert training.model_store(bucket_only, "ml", "u") == "s3://ml-artifacts/ml/u"
+    for bad in (
+        "gs://bucket/x",
+        "s3://Bad_Bucket/x",
+        "s3://b/x",
+        "s3://bucket/a//b",
+        "s3://bucket/a/../b",
+        "s3://bucket/x?region=eu",
+        "file://host/models",
+        "file:///",
+        "models",
+    ):
+        with pytest.raises(SettingsError, match="MODELOPS_ARTIFACTS_URI"):
+            from_environment({"MODELOPS_ARTIFACTS_URI": bad})
+
+
+@pytest.mark.parametrize(
+    ("artifact", "inside"),
+    [
+        ("s3://ml-artifacts/models/ml/u-1/iris/iris-v1.bentomodel", True),
+        ("s3://ml-artifacts/models/ml/u-1", False),  # the Model's directory itself
+        ("s3://ml-artifacts/models/ml/u-10/iris/iris-v1.bentomodel", False),
+        ("s3://other-bucket/models/ml/u-1/iris/iris-v1.bentomodel", False),
+        ("s3://ml-artifacts/models/ml/u-1/../u-2/x.bentomodel", False),
+        ("s3://ml-artifacts/models/ml/u-1//x.bentomodel", False),
+        ("s3://ml-artifacts/models/ml/u-1/x.bentomodel?versionId=2", False),
+        ("file:///models/ml/u-1/iris/iris-v1.bentomodel", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_an_archive_is_in_an_s3_store_only_under_its_models_prefix(
+    artifact: Any, inside: bool
+) -> None:
+    store = training.model_store(from_environment(S3), "ml", "u-1")
+    assert training.in_store(artifact, store) is inside
+    # a file:// store keeps its rules, given as a URI or, as before, as a path
+    assert training.in_store("file:///m/a.bentomodel", "file:///m")
+    assert training.in_store("file:///m/a.bentomodel", "/m")
+    assert not training.in_store("s3://m/a.bentomodel", "/m")
+
+
+def test_an_s3_store_mounts_no_volume_and_gives_the_secret_to_training_serving_and_cleanup() -> (
+    None
+):
+    from modelops_operator import archives
+
+    settings = from_environment(S3)
+    version = training.build_model_version(MODEL, "iris-v1", "initial", H1)
+    version["metadata"]["uid"] = "u-2"
+    job = training.build_training_job(version, settings)
+    artifact = "s3://ml-artifacts/models/ml/u-1/iris/iris-v2.bentomodel"
+    serving = ServingSpec.model_validate(MODEL["spec"]["serving"])
+    deployment = children.build_deployment(
+        MODEL, serving, v(2, contract.SUCCEEDED, artifact=artifact), "stable", 1, settings
+    )
+    cleanup = archives.cleanup_job(settings, "ml", "iris", [artifact])
+    for body in (job, deployment, cleanup):
+        pod = body["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert container["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+        assert "artifacts" not in {v["name"] for v in pod["volumes"]}
+        assert "artifacts" not in {m["name"] for m in container.get("volumeMounts", [])}
+        assert not any("persistentVolumeClaim" in v for v in pod["volumes"])
+        # the operator names the Secret; its values never appear in what it builds
+        assert "AWS_SECRET_ACCESS_KEY" not in json.dumps(body)
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--artifacts") + 1] == "s3://ml-artifacts/models/ml/u-1"
+    env = {
+        e["name"]: e.get("value")
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["MODELOPS_ARTIFACT"] == artifact
+    assert cleanup["spec"]["template"]["spec"]["containers"][0]["args"] == [
+        "--store",
+        "s3://ml-artifacts/models",
+        artifact,
+    ]
+    pruned = [v(1, contract.SUCCEEDED, artifact=artifact), v(3, contract.SUCCEEDED)]
+    assert archives.pruned(pruned, settings) == [artifact]
+
+
+def test_a_file_store_keeps_its_claim_and_gets_no_secret() -> None:
+    from modelops_operator import archives
+
+    settings = from_environment({"MODELOPS_ARTIFACTS_SECRET": "unused-for-a-file-store"})
+    version = training.build_model_version(MODEL, "iris-v1", "initial", H1)
+    version["metadata"]["uid"] = "u-2"
+    serving = ServingSpec.model_validate(MODEL["spec"]["serving"])
+    bodies = (
+        training.build_training_job(version, settings),
+        children.build_deployment(MODEL, serving, v(2, contract.SUCCEEDED), "stable", 1, settings),
+        archives.cleanup_job(settings, "ml", "iris", ["file:///models/ml/u-1"]),
+    )
+    for body in bodies:
+        pod = body["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert "envFrom" not in container
+        claims = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+        assert [c["persistentVolumeClaim"]["claimName"] for c in claims] == ["modelops-artifacts"]
+        assert {"name": "artifacts", "mountPath": "/models"}.items() <= next(
+            m for m in container["volumeMounts"] if m["name"] == "artifacts"
+        ).items()
+    assert bodies[2]["spec"]["template"]["spec"]["containers"][0]["args"][:2] == [
+        "--store",
+        "file:///models",
+    ]
