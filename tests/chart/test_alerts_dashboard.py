@@ -153,11 +153,13 @@ def exposition_text(ns: str, bad: bool) -> str:
         f'modelops_operator_model_canary_weight_percent{{namespace="{ns}",model="iris",'
         'version="iris-v8"} 20',
         "# TYPE modelops_operator_canary_outcomes_total counter",
-        'modelops_operator_canary_outcomes_total{outcome="promoted",check=""} 3',
+        f'modelops_operator_canary_outcomes_total{{namespace="{ns}",model="iris",outcome="promoted",'
+        'check=""} 3',
     ]
     if bad:  # born at its first rollback, as the operator's counter is
         lines.append(
-            'modelops_operator_canary_outcomes_total{outcome="rolled_back",check="errorRate"} 1'
+            'modelops_operator_canary_outcomes_total{namespace="shop",model="fraud",'
+            'outcome="rolled_back",check="errorRate"} 1'
         )
     return "\n".join(lines) + "\n"
 
@@ -272,7 +274,9 @@ def test_model_alerts_fire_on_a_bad_model_and_not_on_a_healthy_one(stack: Stack)
     eventually(lambda: stack.firing("ModelopsModelDegraded", namespace="shop", model="fraud"))
     eventually(lambda: stack.firing("ModelopsModelDrifting", namespace="shop", model="fraud",
                                     version="fraud-v1"))  # fmt: skip
-    rolled = eventually(lambda: stack.firing("ModelopsCanaryRolledBack", pod="exposition-0"))
+    rolled = eventually(
+        lambda: stack.firing("ModelopsCanaryRolledBack", namespace="shop", model="fraud")
+    )
     assert [a["check"] for a in rolled] == ["errorRate"]
     assert not [a for a in stack.alerts() if a.get("model") == "wine"]
     data = stack.prometheus.api("/api/v1/alerts")["alerts"]
@@ -311,7 +315,7 @@ def test_operator_alerts_fire_on_the_real_operator(
     finish_pod(core, ns, name, contract.TRAINING_CONTAINER, 0, result)
 
     training = eventually(lambda: stack.firing("ModelopsTrainingFailed", outcome="rejected"))
-    assert training[0]["pod"] == OPERATOR_POD["pod"]
+    assert (training[0]["namespace"], training[0]["model"]) == (ns, MODEL)
     eventually(lambda: stack.firing("ModelopsModelFailed", namespace=ns, model=MODEL))
     # The Model is Failed and nothing changes: no pass for the window (resync is an hour here).
     eventually(lambda: stack.firing("ModelopsOperatorNotReconciling"), timeout=90)

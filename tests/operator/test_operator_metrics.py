@@ -41,6 +41,7 @@ from modelops_sandbox.controlplane import ControlPlane, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 NS, MODEL = "ml", "iris"
+KEY = {"namespace": NS, "model": MODEL}
 Body = dict[str, Any]
 
 
@@ -197,7 +198,9 @@ def test_a_training_is_counted_once_when_it_ends_and_not_what_ended_before() -> 
     trainings = "modelops_operator_trainings_total"
 
     c.reconciling(NS, MODEL)  # the first look: v1 ended before this process saw it
-    assert value(metrics, trainings, outcome="succeeded") is None
+    # Each outcome's series exists from the first look, at 0 (so increase() sees the first one).
+    assert value(metrics, trainings, outcome="succeeded", **KEY) == 0
+    assert value(metrics, trainings, outcome="failed", **KEY) == 0
 
     store.put(
         "ModelVersion",
@@ -205,8 +208,8 @@ def test_a_training_is_counted_once_when_it_ends_and_not_what_ended_before() -> 
     )
     c.reconciling(NS, MODEL)
     c.reconciling(NS, MODEL)  # counted once, however many passes see it
-    assert value(metrics, trainings, outcome="rejected") == 1
-    assert value(metrics, trainings, outcome="succeeded") is None
+    assert value(metrics, trainings, outcome="rejected", **KEY) == 1
+    assert value(metrics, trainings, outcome="succeeded", **KEY) == 0
     duration = "modelops_operator_training_duration_seconds"
     assert value(metrics, f"{duration}_sum", outcome="rejected") == 120
     assert value(metrics, f"{duration}_count", outcome="rejected") == 1
@@ -217,7 +220,7 @@ def test_a_training_is_counted_once_when_it_ends_and_not_what_ended_before() -> 
     store.put("ModelVersion", stranger)
     store.put("ModelVersion", version("iris-v4", contract.FAILED, "", "2026-01-01T02:00:00Z"))
     c.reconciling(NS, MODEL)
-    assert value(metrics, trainings, outcome="failed") == 1  # v4 only
+    assert value(metrics, trainings, outcome="failed", **KEY) == 1  # v4 only
     # no startedAt: from the version's creation
     assert value(metrics, f"{duration}_sum", outcome="failed") == 7200
 
@@ -256,9 +259,9 @@ def test_canary_outcomes_are_told_apart_from_the_events_the_sink_posts() -> None
     assert kube.done.wait(10)
 
     outcomes = "modelops_operator_canary_outcomes_total"
-    assert value(metrics, outcomes, outcome="promoted", check="") == 1
-    assert value(metrics, outcomes, outcome="rolled_back", check="errorRate,latency") == 1
-    assert value(metrics, outcomes, outcome="rolled_back", check="") == 2
+    assert value(metrics, outcomes, outcome="promoted", check="", **KEY) == 1
+    assert value(metrics, outcomes, outcome="rolled_back", check="errorRate,latency", **KEY) == 1
+    assert value(metrics, outcomes, outcome="rolled_back", check="", **KEY) == 2
     events = "modelops_operator_events_total"
     assert value(metrics, events, type="Warning", reason="RolledBack") == 4
     assert value(metrics, events, type="Normal", reason="Promoted") == 1
@@ -310,7 +313,7 @@ def test_real_passes_move_the_counts_and_a_deleted_model_leaves_no_series() -> N
     kube.start_job("iris-v1")
     kube.finish_job("iris-v1", json.loads(training_result(MODEL, "iris-v1", "Rejected")))
     c.reconciling(NS, MODEL)
-    assert value(metrics, "modelops_operator_trainings_total", outcome="rejected") == 1
+    assert value(metrics, "modelops_operator_trainings_total", outcome="rejected", **KEY) == 1
     seconds = value(metrics, "modelops_operator_training_duration_seconds_sum", outcome="rejected")
     assert seconds is not None and 89 <= seconds < 150
     assert value(metrics, "modelops_operator_model_phase", **phase, phase="Failed") == 1
@@ -518,7 +521,8 @@ def test_the_operator_serves_its_metrics_while_a_model_trains_and_goes(
         result = training_result(MODEL, "iris-v1", "Rejected", reason=contract.GATE_MISSED)
         finish_pod(core, ns, name, contract.TRAINING_CONTAINER, 0, result)
         trainings = "modelops_operator_trainings_total"
-        eventually(lambda: sample(port, trainings, outcome="rejected") == 1)
+        mine = {"namespace": ns, "model": MODEL}
+        eventually(lambda: sample(port, trainings, outcome="rejected", **mine) == 1)
         eventually(lambda: sample(port, "modelops_operator_model_phase", **phase,
                                   phase="Failed") == 1)  # fmt: skip
 
@@ -532,7 +536,8 @@ def test_the_operator_serves_its_metrics_while_a_model_trains_and_goes(
                 )
             )
         )
-        assert sample(port, trainings, outcome="rejected") == 1  # counters stay
+        # The Model's counters went with it (label sets stay bounded as Models come and go).
+        assert sample(port, trainings, outcome="rejected", **mine) is None
 
         # A version someone else made under the name the next training needs: every pass is
         # refused (409, not the Model's), counted as such and logged with the Model's name.

@@ -23,12 +23,13 @@ finish), so a restart or a new leader counts nothing twice.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 from wsgiref.simple_server import WSGIServer
 
@@ -123,6 +124,8 @@ class _ModelSeries:
     drift: tuple[str, ...] | None = None
     canary: tuple[str, ...] | None = None
     phase: str | None = None
+    # (outcome, check) of the Model's canary outcomes counted so far
+    canary_outcomes: set[tuple[str, str]] = field(default_factory=set)
 
 
 class Metrics:
@@ -164,7 +167,7 @@ class Metrics:
             f"{PREFIX}_trainings",
             "Trainings ended, by outcome: succeeded, rejected (missed a quality gate), failed, "
             "superseded (cancelled by a newer spec).",
-            ["outcome"],
+            ["namespace", "model", "outcome"],
             registry=r,
         )
         self.training_seconds = Histogram(
@@ -179,7 +182,7 @@ class Metrics:
             f"{PREFIX}_canary_outcomes",
             "Canaries ended, by outcome (promoted, rolled_back) and, for a rollback after failed "
             "analyses, the checks that failed (comma-separated; empty otherwise).",
-            ["outcome", "check"],
+            ["namespace", "model", "outcome", "check"],
             registry=r,
         )
         self.events = Counter(
@@ -247,9 +250,16 @@ class Metrics:
         if _CONDITION_EVENT.match(message):
             return
         if reason == "Promoted":
-            self.canaries.labels(PROMOTED, "").inc()
+            labels = (PROMOTED, "")
         elif reason == "RolledBack":
-            self.canaries.labels(ROLLED_BACK, failed_checks(message)).inc()
+            labels = (ROLLED_BACK, failed_checks(message))
+        else:
+            return
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        with self._lock:
+            self._models.setdefault(key, _ModelSeries()).canary_outcomes.add(labels)
+        self.canaries.labels(*key, *labels).inc()
 
     def observe_status(self, key: ModelKey, status: Mapping[str, Any] | None) -> None:
         """The status a pass returned; None: the Model is gone, and its series with it."""
@@ -292,6 +302,8 @@ class Metrics:
             seen = self._finished.get(key)
             self._finished[key] = set(finished)  # only what exists: pruned versions are let go
         if seen is None:
+            for each in OUTCOMES.values():  # each outcome's series exists from the first look
+                self.trainings.labels(*key, each)
             return
         for name, version in finished.items():
             if name in seen:
@@ -300,7 +312,7 @@ class Metrics:
             outcome = OUTCOMES.get(status["phase"])
             if outcome is None:  # rolled back or retired: its training was counted before
                 continue
-            self.trainings.labels(outcome).inc()
+            self.trainings.labels(*key, outcome).inc()
             began = status.get("startedAt") or version["metadata"].get("creationTimestamp")
             seconds = _seconds_between(began, status.get("finishedAt"))
             if seconds is not None:
@@ -326,10 +338,15 @@ class Metrics:
         return wanted
 
     def _forget(self, key: ModelKey) -> None:
-        self._finished.pop(key, None)
+        if self._finished.pop(key, None) is not None:
+            for each in OUTCOMES.values():
+                with contextlib.suppress(KeyError):
+                    self.trainings.remove(*key, each)
         series = self._models.pop(key, None)
         if series is None:
             return
+        for outcome_labels in series.canary_outcomes:
+            self.canaries.remove(*key, *outcome_labels)
         for gauge, labels in (
             (self.accuracy, series.accuracy),
             (self.drift, series.drift),
