@@ -203,5 +203,14 @@ ESTABLISHED = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
 def wait_established(kubectl: Callable[..., str], *crds: str, timeout: float = 60.0) -> None:
     """Waits until each CRD is Established. (`kubectl wait --for=condition=Established` fails at
     once, instead of waiting, when it reads a CRD whose status has no conditions yet.)"""
+
+    def established(crd: str) -> bool:
+        try:
+            return kubectl("get", "crd", crd, "-o", ESTABLISHED) == "True"
+        except Exception as error:  # jsonpath refuses a status with no conditions list yet
+            if "not array or slice" in str(error):
+                return False
+            raise
+
     for crd in crds:
-        eventually(lambda crd=crd: kubectl("get", "crd", crd, "-o", ESTABLISHED) == "True", timeout)
+        eventually(lambda crd=crd: established(crd), timeout)
