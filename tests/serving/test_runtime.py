@@ -210,7 +210,7 @@ def test_readyz_is_not_ready_before_the_model_loads(
 @pytest.mark.parametrize(
     ("case", "change", "message"),
     [
-        ("scheme", {"MODELOPS_ARTIFACT": "s3://bucket/iris.bentomodel"}, "only file://"),
+        ("scheme", {"MODELOPS_ARTIFACT": "gs://bucket/iris.bentomodel"}, "only file://"),
         ("version", {"MODELOPS_VERSION": "iris-v9"}, "MODELOPS_VERSION is 'iris-v9'"),
         ("home", {}, "overlaps the artifact store"),
     ],

@@ -4,12 +4,14 @@ temporary one) and no model in the store."""
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from conftest import REDIRECT
 from training_helpers import archives, iris_spec, staged_models
@@ -133,21 +135,17 @@ def test_missing_file(
     expect_failure(run, "DataNotFound", "nope.csv")
 
 
-def test_parquet_without_pyarrow_is_unsupported(
+def test_parquet_is_read_and_a_broken_one_is_unparseable(
     tmp_path: Path, write_spec: Callable[..., Path], train: Callable[..., Any]
 ) -> None:
-    pytest.importorskip("pandas")
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("pyarrow is installed: Parquet is supported")
-    data = tmp_path / "data.parquet"
-    data.write_bytes(b"PAR1")
-    # the format is declared (its default is csv, whatever the file is called)
-    run = train(write_spec(csv_spec(data, format="parquet")))
-    expect_failure(run, "UnsupportedFormat", "pyarrow")
+    """pyarrow is a dependency: a Parquet dataset trains, and a file that is not Parquet fails
+    with the reason (the format is declared; its default is csv, whatever the file is called)."""
+    good = tmp_path / "data.parquet"
+    pd.read_csv(io.StringIO(GOOD_ROWS)).to_parquet(good)
+    assert train(write_spec(csv_spec(good, format="parquet"))).result["phase"] != "Failed"
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1")
+    expect_failure(train(write_spec(csv_spec(broken, format="parquet"))), "UnparseableData")
 
 
 @pytest.mark.parametrize(
@@ -273,7 +271,7 @@ def test_estimator_problems(
             iris_spec(
                 dataset={"uri": "builtin:iris", "target": "species", "params": {"maxBytes": 5}}
             ),
-            ["spec.training.dataset.params: applies to http(s) and file sources only"],
+            ["spec.training.dataset.params: applies to http(s), file and s3 sources only"],
         ),
         (
             iris_spec(
@@ -384,8 +382,8 @@ def test_declared_task_must_match_estimator(
 def test_unsupported_artifact_store(
     write_spec: Callable[..., Path], train: Callable[..., Any], no_leftovers: Callable[[], None]
 ) -> None:
-    run = train(write_spec(iris_spec()), artifacts_uri="s3://bucket/models")
-    expect_failure(run, "UnsupportedArtifactStore", "s3://bucket/models")
+    run = train(write_spec(iris_spec()), artifacts_uri="gs://bucket/models")
+    expect_failure(run, "UnsupportedArtifactStore", "gs://bucket/models")
     no_leftovers()
 
 
