@@ -297,6 +297,17 @@ def job_started(job: Mapping[str, Any]) -> bool:
     return bool(status.get("active") or status.get("ready") or status.get("startTime"))
 
 
+RERUN = "the pod that trained was deleted after it finished, and its result with it; training again"
+
+
+def result_lost(
+    job: Mapping[str, Any], pod: Mapping[str, Any] | None, status: Mapping[str, Any]
+) -> bool:
+    """Whether a Job succeeded but no pod with its result is left (a pod evicted or deleted as it
+    finished takes its termination message along), and the version has not been run again yet."""
+    return pod is None and _condition(job, "Complete") is not None and not status.get("rerun")
+
+
 def result_pod(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The pod whose termination message is the Job's result: the one that succeeded (a Job
     whose first pod was evicted has two, often created within the same second), else the

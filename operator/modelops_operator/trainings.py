@@ -138,8 +138,16 @@ def _follow_job(
     if training.job_finished(job):
         pods = kube.list("Pod", namespace, {"batch.kubernetes.io/job-name": name})
         pods = [p for p in pods if owned_by(p, job["metadata"]["uid"])]
+        pod = training.result_pod(pods)
+        if training.result_lost(job, pod, version.get("status") or {}):
+            # The pod that succeeded was deleted (evicted or drained while it finished), and
+            # its result with it: the training runs again, once, as a new Job.
+            kube.delete("Job", namespace, name)
+            patch = {"phase": contract.TRAINING, "rerun": True, "message": training.RERUN}
+            updated = kube.patch_status("ModelVersion", namespace, name, patch)
+            return versions.version_info(updated or version)
         store_dir = training.model_store(settings, namespace, model["metadata"]["uid"])
-        patch = training.outcome(job, training.result_pod(pods), store_dir)
+        patch = training.outcome(job, pod, store_dir)
         patch["finishedAt"] = now()
     elif training.job_started(job):
         patch = {

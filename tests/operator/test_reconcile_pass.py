@@ -1161,3 +1161,30 @@ def test_the_requests_of_a_pass_are_the_operators_own(world: World) -> None:
     assert len(world.kube.requests) == 4
     body = world.kube.requests[0].body
     assert json.loads(json.dumps(body))["kind"] == "ModelVersion"
+
+
+def test_a_result_lost_with_its_pod_trains_again_once(world: World) -> None:
+    """A pod evicted as it finished succeeds and is then deleted, with the termination message
+    that was the result: the Job says Complete and no pod is left. The version trains again, as
+    a new Job, once; a second loss is NoResult."""
+    world.kube.put(iris())
+    world.run()
+
+    def lose_the_result() -> None:
+        world.kube.finish_job("iris-v1", training_result("iris-v1", **world.archive("iris-v1")))
+        for pod in world.kube.names("Pod"):
+            world.kube.remove("Pod", pod)
+
+    lose_the_result()
+    world.run()
+    status = world.version_status("iris-v1")
+    assert (status["phase"], status["rerun"]) == (contract.TRAINING, True)
+    assert "deleted after it finished" in status["message"]
+    assert world.kube.object("Job", "iris-v1") is None  # deleted, to be made again
+    world.run()
+    assert world.kube.object("Job", "iris-v1") is not None  # the second run
+
+    lose_the_result()
+    world.run()
+    status = world.version_status("iris-v1")
+    assert (status["phase"], status["reason"]) == (contract.FAILED, "NoResult")
