@@ -94,17 +94,20 @@ def main(argv: list[str]) -> int:
 
 
 def _train(args: argparse.Namespace, home: str) -> dict[str, Any]:
-    from .train import Request, run
-
-    request = Request(
-        spec_path=args.spec,
-        model=args.model,
-        version=args.version,
-        artifacts=args.artifacts,
-        bentoml_home=home,
-    )
     try:
+        # SIGTERM is caught from here on, the seconds of importing scikit-learn and pandas
+        # included: as a container's PID 1 the process would otherwise ignore it, train on, and
+        # exit 0 from a pod that is being deleted.
         with _terminate_on_sigterm():
+            from .train import Request, run
+
+            request = Request(
+                spec_path=args.spec,
+                model=args.model,
+                version=args.version,
+                artifacts=args.artifacts,
+                bentoml_home=home,
+            )
             try:
                 _check_object_store(args.artifacts)
             except TrainingError as error:
