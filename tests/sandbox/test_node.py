@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -146,7 +147,8 @@ def test_the_images_run_their_own_defaults(sandbox: Sandbox) -> None:
         return str(sandbox.get("pod", name).get("status", {}).get("phase", ""))
 
     wait_for(lambda: phase("runtime-defaults") == "Succeeded", 60, "modelops --help")
-    assert "usage: modelops VERB" in sandbox.kubectl("logs", "-n", ns, "runtime-defaults")
+    shown = sandbox.kubectl("logs", "-n", ns, "runtime-defaults")
+    assert "Usage: modelops" in shown and "status" in shown, shown
     wait_for(lambda: phase("runtime-paths") == "Succeeded", 60, "the runtime's paths")
     lines = sandbox.kubectl("logs", "-n", ns, "runtime-paths").splitlines()
     assert lines[:4] == ["65532", "65532 /home/bentoml", "65532 /models", "/home/bentoml"]
@@ -158,3 +160,100 @@ def test_the_images_run_their_own_defaults(sandbox: Sandbox) -> None:
 
     wait_for(ready, 90, "the operator image's default command to serve its liveness")
     sandbox.kubectl("delete", "pods", "-n", ns, "--all", "--grace-period=1")
+
+
+def host_path(sandbox: Sandbox, namespace: str, uri: str) -> Path:
+    """Where the node keeps `uri`, a file:///models/... path on the namespace's artifact claim."""
+    claim = json.loads(
+        sandbox.kubectl("get", "pvc", "modelops-artifacts", "-n", namespace, "-o", "json")
+    )
+    volume = sandbox.get("pv", claim["spec"]["volumeName"], "")
+    return Path(volume["spec"]["hostPath"]["path"]) / uri.removeprefix("file:///models/")
+
+
+def test_a_deleted_models_archives_leave_the_store(sandbox: Sandbox) -> None:
+    """Training writes to the Model's own directory (namespace, then UID); deleting the Model
+    runs the runtime image's cleanup Job, which removes that directory from the claim."""
+    ns = "store"
+    sandbox.create_namespace(ns)
+    apply(sandbox, ns, iris())
+
+    def trained() -> dict[str, Any] | None:
+        status = sandbox.get("modelversion", "iris-v1", ns).get("status") or {}
+        return status if status.get("phase") in ("Succeeded", "Failed") else None
+
+    status = wait_for(trained, 240, "iris-v1 trained")
+    uid = sandbox.get("model", "iris", ns)["metadata"]["uid"]
+    assert status["artifact"] == f"file:///models/{ns}/{uid}/iris/iris-v1.bentomodel", status
+    directory = host_path(sandbox, ns, f"file:///models/{ns}/{uid}")
+    assert (directory / "iris" / "iris-v1.bentomodel").is_file()
+
+    sandbox.kubectl("delete", "model", "iris", "-n", ns, "--wait=true")
+
+    def cleaned() -> dict[str, Any] | None:
+        jobs = json.loads(
+            sandbox.kubectl(
+                "get", "jobs", "-n", ns, "-l", "app.kubernetes.io/component=cleanup", "-o", "json"
+            )
+        )["items"]
+        done = [j for j in jobs if (j.get("status") or {}).get("succeeded")]
+        return done[0] if done else None
+
+    job = wait_for(cleaned, 180, "the cleanup Job to succeed")
+    assert not directory.exists()
+    assert "ownerReferences" not in job["metadata"]
+
+
+def test_an_evicted_training_is_retried_not_failed(sandbox: Sandbox) -> None:
+    """A training pod evicted through the Eviction API (as a node drain does) is replaced by the
+    Job without counting as a failure: the version still trains (backoffLimit is 0)."""
+    ns = "evict"
+    sandbox.create_namespace(ns)
+    body = iris(
+        dataset={"uri": "synthetic:classification?rows=1000000&features=20", "target": "target"},
+        estimator={"class": "sklearn.linear_model.LogisticRegression", "params": {}},
+        validation={"testSize": 0.2, "randomState": 42},
+        resources={"limits": {"memory": "3Gi"}},
+    )
+    apply(sandbox, ns, body)
+    selector = "batch.kubernetes.io/job-name=iris-v1"
+
+    def running_pod() -> str | None:
+        pods = json.loads(sandbox.kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json"))
+        running = [p for p in pods["items"] if p["status"].get("phase") == "Running"]
+        return running[0]["metadata"]["name"] if running else None
+
+    first = wait_for(running_pod, 180, "the training pod to run")
+    eviction = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": first, "namespace": ns},
+    }
+    manifest = sandbox.directory / "eviction.json"
+    manifest.write_text(json.dumps(eviction))
+    sandbox.kubectl(
+        "create", "--raw", f"/api/v1/namespaces/{ns}/pods/{first}/eviction", "-f", str(manifest)
+    )
+
+    def finished() -> dict[str, Any] | None:
+        status = sandbox.get("modelversion", "iris-v1", ns).get("status") or {}
+        return status if status.get("phase") in ("Succeeded", "Rejected", "Failed") else None
+
+    status = wait_for(finished, 300, "iris-v1 to finish after the eviction")
+    pods = json.loads(sandbox.kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json"))
+    seen = [
+        (p["metadata"]["name"], p["metadata"]["creationTimestamp"], p["status"].get("phase"),
+         [c.get("type") for c in p["status"].get("conditions") or []],
+         [cs.get("state") for cs in p["status"].get("containerStatuses") or []])
+        for p in pods["items"]
+    ]  # fmt: skip
+    if status["phase"] not in ("Succeeded", "Rejected"):
+        print("PODS", json.dumps(seen, indent=1))
+        print("JOB", json.dumps(sandbox.get("job", "iris-v1", ns).get("status"), indent=1))
+        print(sandbox.operator_log(80))
+    assert status["phase"] in ("Succeeded", "Rejected"), status
+    job = sandbox.get("job", "iris-v1", ns)
+    assert job["status"].get("failed", 0) == 0 and job["status"].get("succeeded") == 1, job
+    pods = json.loads(sandbox.kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json"))
+    done = [p["metadata"]["name"] for p in pods["items"] if p["status"]["phase"] == "Succeeded"]
+    assert done and first not in done  # a replacement trained: the evicted pod did not finish
