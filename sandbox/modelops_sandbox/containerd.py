@@ -158,7 +158,23 @@ class Containerd:
         for old in marker.parent.glob(f"{archive.name.rsplit('-', 1)[0]}-*"):
             old.unlink()
         marker.touch()
+        self.remove_stale_images()
         return True
+
+    def remove_stale_images(self) -> list[str]:
+        """Removes the image records no tag points at any more: the CRI names each image it sees
+        by its ID (`sha256:...`) too, and that name keeps a replaced image, its layers and its
+        unpacked snapshot (gigabytes per build) alive after a new one took its tag. Content in
+        use by a container stays until the container goes (containerd's garbage collector)."""
+        rows = [line.split() for line in self.ctr("images", "list").stdout.splitlines()[1:]]
+        tagged = {row[2] for row in rows if len(row) > 2 and not row[0].startswith("sha256:")}
+        stale = [
+            row[0] for row in rows if len(row) > 2 and row[0].startswith("sha256:")
+            and row[2] not in tagged
+        ]  # fmt: skip
+        for ref in stale:
+            self.ctr("images", "rm", ref, check=False)
+        return stale
 
     def images(self) -> set[str]:
         out = self.ctr("images", "list", "--quiet").stdout
