@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +21,6 @@ from modelops_sandbox.controlplane import StartupError
 from modelops_sandbox.objectstore import ObjectStore
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
-    with ObjectStore(tmp_path_factory.mktemp("objectstore")) as running:
-        yield running
-
-
-@pytest.fixture
-def bucket(store: ObjectStore) -> str:
-    """A fresh bucket's name."""
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    assert store.create_bucket(name) == f"s3://{name}"
-    return name
 
 
 def s3(store: ObjectStore, **credentials: Any) -> Any:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import socket
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,6 @@ from modelops_sandbox.objectstore import ObjectStore
 pytestmark = pytest.mark.integration
 
 ROW = [5.1, 3.5, 1.4, 0.2]
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
-    with ObjectStore(tmp_path_factory.mktemp("objectstore")) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

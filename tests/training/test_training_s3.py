@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +29,6 @@ from modelops_training.sources import load_builtin
 pytestmark = pytest.mark.integration
 
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
-    with ObjectStore(tmp_path_factory.mktemp("objectstore")) as running:
-        yield running
-
-
-@pytest.fixture
-def bucket(store: ObjectStore) -> str:
-    name = f"t-{uuid.uuid4().hex[:12]}"
-    store.create_bucket(name)
-    return name
 
 
 @pytest.fixture
