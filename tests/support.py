@@ -214,3 +214,24 @@ def wait_established(kubectl: Callable[..., str], *crds: str, timeout: float = 6
 
     for crd in crds:
         eventually(lambda crd=crd: established(crd), timeout)
+
+
+def apply_squatted_model(custom: Any, namespace: str, body: dict[str, Any], name: str) -> None:
+    """Makes Model `name` (from `body`) after someone else made a ModelVersion under the name its
+    first training needs (`<name>-v1`, not owned by it): every pass of that Model is refused."""
+    from modelops_api import contract
+
+    squatter = {
+        "apiVersion": f"{contract.GROUP}/{contract.VERSION}",
+        "kind": "ModelVersion",
+        "metadata": {"name": f"{name}-v1", "namespace": namespace},
+        "spec": {"model": name, "reason": "initial", "specHash": "sha256:" + "0" * 64,
+                 "training": body["spec"]["training"]},
+    }  # fmt: skip
+    custom.create_namespaced_custom_object(
+        contract.GROUP, contract.VERSION, namespace, "modelversions", squatter
+    )
+    model = {**body, "metadata": {"name": name, "namespace": namespace}}
+    custom.create_namespaced_custom_object(
+        contract.GROUP, contract.VERSION, namespace, "models", model
+    )

@@ -41,7 +41,14 @@ import pytest
 import requests
 import yaml
 from kubernetes import client
-from support import OperatorProcess, bearer, eventually, finish_pod, training_result
+from support import (
+    OperatorProcess,
+    apply_squatted_model,
+    bearer,
+    eventually,
+    finish_pod,
+    training_result,
+)
 
 from modelops_api import contract
 from modelops_sandbox import tools
@@ -322,18 +329,7 @@ def test_operator_alerts_fire_on_the_real_operator(
     assert not stack.firing("ModelopsReconcileErrors")
 
     # A version someone else made under the name the next training needs: every pass is refused.
-    squatter = {
-        "apiVersion": f"{contract.GROUP}/{contract.VERSION}",
-        "kind": "ModelVersion",
-        "metadata": {"name": "broken-v1", "namespace": ns},
-        "spec": {"model": "broken", "reason": "initial", "specHash": "sha256:" + "0" * 64,
-                 "training": body["spec"]["training"]},
-    }  # fmt: skip
-    custom.create_namespaced_custom_object(
-        contract.GROUP, contract.VERSION, ns, "modelversions", squatter
-    )
-    broken = {**body, "metadata": {"name": "broken", "namespace": ns}}
-    custom.create_namespaced_custom_object(contract.GROUP, contract.VERSION, ns, "models", broken)
+    apply_squatted_model(custom, ns, body, "broken")
     eventually(lambda: stack.firing("ModelopsReconcileErrors"), timeout=90)
     eventually(lambda: not stack.firing("ModelopsOperatorNotReconciling"), timeout=60)
 

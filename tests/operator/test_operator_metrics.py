@@ -25,7 +25,13 @@ import yaml
 from fake_kube import FakeKube
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
-from support import OperatorProcess, eventually, finish_pod, training_result
+from support import (
+    OperatorProcess,
+    apply_squatted_model,
+    eventually,
+    finish_pod,
+    training_result,
+)
 
 from modelops_api import contract
 from modelops_operator.reconcile import Context, reconcile
@@ -541,19 +547,7 @@ def test_the_operator_serves_its_metrics_while_a_model_trains_and_goes(
 
         # A version someone else made under the name the next training needs: every pass is
         # refused (409, not the Model's), counted as such and logged with the Model's name.
-        squatter = {
-            "apiVersion": f"{contract.GROUP}/{contract.VERSION}",
-            "kind": "ModelVersion",
-            "metadata": {"name": "broken-v1", "namespace": ns},
-            "spec": {"model": "broken", "reason": "initial", "specHash": "sha256:" + "0" * 64,
-                     "training": body["spec"]["training"]},
-        }  # fmt: skip
-        custom.create_namespaced_custom_object(
-            contract.GROUP, contract.VERSION, ns, "modelversions", squatter
-        )
-        broken = {**body, "metadata": {"name": "broken", "namespace": ns}}
-        custom.create_namespaced_custom_object(contract.GROUP, contract.VERSION, ns, "models",
-                                               broken)  # fmt: skip
+        apply_squatted_model(custom, ns, body, "broken")
         errors = "modelops_operator_reconcile_errors_total"
         eventually(lambda: (sample(port, errors, error="api_409") or 0) >= 1)
         assert (sample(port, ok, result="error") or 0) >= 1
