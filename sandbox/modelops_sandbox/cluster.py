@@ -137,6 +137,9 @@ class Cluster(Lifecycle):
     def start_kubelet(self) -> None:
         """Starts kubelet (again, after `stop_kubelet`) and waits for the Node to be Ready."""
         assert self.containerd is not None
+        # Before the start: under load, the kubelet registers and reports Ready before
+        # start_kubelet returns, and reports again only minutes later.
+        since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
         self.kubelet = start_kubelet(
             self.control_plane,
             tools.tool("kubelet").path,
@@ -145,7 +148,7 @@ class Cluster(Lifecycle):
             self.cgroup_root,
             self.kubelet_ports,
         )
-        self._wait_node_ready()
+        self._wait_node_ready(since)
 
     def stop_kubelet(self) -> None:
         """Stops kubelet alone, as a node's agent restart does: containers keep running."""
@@ -153,13 +156,12 @@ class Cluster(Lifecycle):
             self.kubelet.stop(15)
             self.kubelet = None
 
-    def _wait_node_ready(self) -> None:
+    def _wait_node_ready(self, since: datetime.datetime) -> None:
         """Until this kubelet has reported the Node Ready (a heartbeat since it started: a
         restarted one finds the Node Ready already) and the Node carries no NoSchedule taint
         (the node-lifecycle controller removes the `not-ready` one that admission puts on every
         new Node)."""
         core = client.CoreV1Api(self.api)
-        since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
         deadline = time.monotonic() + self.startup_timeout
         missing = "the Node was never read"
         while time.monotonic() < deadline:
