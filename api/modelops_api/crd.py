@@ -1,11 +1,15 @@
 """The CRDs, generated from the typed spec (`modelops_api.spec`), as kubebuilder makes them from Go.
 
-`python -m modelops_api` writes `crds/` and the chart's copies (and the tables of docs/api.md);
-`--check` exits 1 when a committed file differs from what the classes generate. Pydantic's JSON
-schema is turned into a Kubernetes structural schema: references inlined, optional fields as plain
-properties, OpenAPI v3.0 exclusive bounds, free-form objects as `x-kubernetes-preserve-unknown-
-fields`, and no empty defaults (an absent list or map means empty, and leaving it out keeps the
-stored spec — and so its hash — as the user wrote it).
+`python -m modelops_api` writes `crds/` and the chart's templates of the same CRDs (and the tables
+of docs/api.md); `--check` exits 1 when a committed file differs from what the classes generate.
+The chart renders its CRDs as templates, not from a `crds/` folder that Helm installs once and
+never upgrades: behind `crds.enabled`, with the chart's labels and, under `crds.keep`, Helm's keep
+policy, so `helm upgrade` applies a changed schema and `helm uninstall` leaves every Model.
+
+Pydantic's JSON schema is turned into a Kubernetes structural schema: references inlined,
+optional fields as plain properties, OpenAPI v3.0 exclusive bounds, free-form objects as
+`x-kubernetes-preserve-unknown-fields`, and no empty defaults (an absent list or map means empty,
+and leaving it out keeps the stored spec — and so its hash — as the user wrote it).
 """
 
 from __future__ import annotations
@@ -259,14 +263,39 @@ def render(crd: Schema) -> str:
     return header + text
 
 
+# What the chart's template adds under the CRD's metadata.name: its labels and the keep policy.
+CHART_METADATA = """\
+  labels:
+    {{- include "modelops.crdLabels" . | nindent 4 }}
+  {{- if .Values.crds.keep }}
+  annotations:
+    # helm uninstall leaves the CRD: deleting it would delete every Model in the cluster.
+    helm.sh/resource-policy: keep
+  {{- end }}
+"""
+
+
+def render_template(crd: Schema) -> str:
+    """The CRD as a template of the chart: `render`'s text behind `crds.enabled`, with the
+    chart's metadata, and any `{{` of the schema's text escaped from Go's template engine."""
+    text = render(crd).replace("{{", '{{ "{{" }}')
+    name = f"metadata:\n  name: {crd['metadata']['name']}\n"
+    if text.count(name) != 1:
+        raise ValueError(f"the CRD text has no single {name!r} to add the chart's metadata to")
+    text = text.replace(name, name + CHART_METADATA)
+    return "{{- if .Values.crds.enabled }}\n" + text + "{{- end }}\n"
+
+
 def files(root: Path) -> dict[Path, str]:
-    """Every generated file under the repository `root`, with its text."""
-    texts = {
-        f"{contract.GROUP}_{contract.MODELS}.yaml": render(model_crd()),
-        f"{contract.GROUP}_{contract.MODEL_VERSIONS}.yaml": render(model_version_crd()),
+    """Every generated file under the repository `root`, with its text: the plain CRDs in `crds/`
+    and the chart's templates of them in `charts/modelops/templates/crds/`."""
+    crds = {
+        f"{contract.GROUP}_{contract.MODELS}.yaml": model_crd(),
+        f"{contract.GROUP}_{contract.MODEL_VERSIONS}.yaml": model_version_crd(),
     }
+    templates = root / "charts" / "modelops" / "templates" / "crds"
     out: dict[Path, str] = {}
-    for folder in (root / "crds", root / "charts" / "modelops" / "crds"):
-        for name, text in texts.items():
-            out[folder / name] = text
+    for name, crd in crds.items():
+        out[root / "crds" / name] = render(crd)
+        out[templates / name] = render_template(crd)
     return out

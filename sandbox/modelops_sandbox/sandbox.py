@@ -136,6 +136,8 @@ class Sandbox(Lifecycle):
             "--namespace",
             OPERATOR_NAMESPACE,
             "--create-namespace",
+            # The chart's CRDs may be there already, left by another release (crds.keep).
+            "--take-ownership",
             "--wait",
             "--timeout=5m",
             *sets,

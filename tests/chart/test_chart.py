@@ -1,5 +1,9 @@
 """The Helm chart as a platform team uses it: lint and render it, install, upgrade, uninstall.
 
+The CRDs are templates of the chart, and every install and upgrade here passes `--take-ownership`:
+the tests share one cluster, whose CRDs the release before (or the sandbox) left behind under
+`crds.keep`, as an operator's CRDs installed with `kubectl apply` or by an older chart would be.
+
 The installed operator runs in its pod on the real node, from the operator image built here, under
 the chart's ServiceAccount (not admin), and reconciles the iris example for real: a training Job
 and a serving Deployment of the runtime image. The API server's audit log records every request
@@ -56,7 +60,7 @@ class Helm:
         return result
 
     def template(self, *values: str, chart: Path = CHART) -> str:
-        args = ["template", "t", str(chart), "--include-crds", "--kube-version", self.kube_version]
+        args = ["template", "t", str(chart), "--kube-version", self.kube_version]
         return self.run(*args, *values).stdout
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
@@ -99,7 +103,9 @@ def sets(**values: str) -> list[str]:
 
 
 def no_pull() -> list[str]:
-    return [arg for k, v in NO_PULL.items() for arg in ("--set", f"{k}={v}")]
+    """The values of an install on the node, and `--take-ownership` of CRDs that another release
+    of the shared cluster left behind (docs/operations.md, "CRD upgrades")."""
+    return ["--take-ownership", *(a for k, v in NO_PULL.items() for a in ("--set", f"{k}={v}"))]
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +276,10 @@ def test_lint_and_template_pass_a_server_side_dry_run(
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
     assert env["MODELOPS_LEADER_ELECTION"]["value"] == "true"
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
-    assert "podAntiAffinity" in pod["affinity"]
+    assert pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+    assert "PodDisruptionBudget" in [
+        d["kind"] for d in yaml.safe_load_all(rendered["two replicas"]) if d
+    ]
 
 
 def _objects(manifest: str) -> dict[tuple[str, str], dict[str, Any]]:
@@ -370,7 +379,7 @@ def test_namespaced_install_reconciles_iris_as_its_service_account(
     )
     notes = installed.stdout.split("NOTES:", 1)[1]
     assert f"The operator watches only: {ml}" in notes
-    assert "kubectl apply --server-side --force-conflicts -f <chart directory>/crds/" in notes
+    assert "are part of this release: helm upgrade" in notes and "keeps them (crds.keep)" in notes
     sa = f"{release}-modelops"
     who = f"{release_ns}:{sa}"
     pod = eventually(lambda: operator_pod(node_api, release_ns, release), timeout=60)
@@ -501,14 +510,24 @@ def test_cluster_wide_install_upgrade_and_uninstall(
     Models(node_api, ml).reconcile_to_serving()
     assert denied(node, release_ns) == []
 
-    # Helm never upgrades CRDs from crds/: a chart whose CRD changed leaves the cluster's as it was
-    # until the documented step applies them (docs/operations.md, "Upgrades").
+    # The CRDs are the chart's templates: an upgrade to a chart whose CRD changed applies it.
+    def crd() -> dict[str, Any]:
+        return dict(yaml.safe_load(helm.kubectl("get", "crd", "models.modelops.dev", "-o", "yaml")))
+
+    before = crd()
+    assert before["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert before["metadata"]["annotations"]["meta.helm.sh/release-name"] == release
+    assert before["metadata"]["labels"]["helm.sh/chart"] == "modelops-0.1.0"
     newer = tmp_path / "modelops"
     shutil.copytree(CHART, newer)
-    crd_file = newer / "crds" / "modelops.dev_models.yaml"
-    crd = yaml.safe_load(crd_file.read_text())
-    crd["metadata"].setdefault("annotations", {})["modelops.dev/chart-test"] = release
-    crd_file.write_text(yaml.safe_dump(crd))
+    chart_file = newer / "Chart.yaml"
+    chart_file.write_text(
+        chart_file.read_text().replace("\nversion: 0.1.0\n", "\nversion: 0.1.1\n")
+    )
+    template = newer / "templates" / "crds" / "modelops.dev_models.yaml"
+    text = template.read_text()
+    assert text.count("    - mdl\n") == 1
+    template.write_text(text.replace("    - mdl\n", "    - mdl\n    - mdlnext\n"))
     helm.run(
         "upgrade",
         release,
@@ -519,21 +538,15 @@ def test_cluster_wide_install_upgrade_and_uninstall(
         *no_pull(),
         *sets(operator__resyncSeconds="30"),
     )
-    annotations = lambda: (  # noqa: E731
-        yaml.safe_load(helm.kubectl("get", "crd", "models.modelops.dev", "-o", "yaml"))[
-            "metadata"
-        ].get("annotations")
-        or {}
-    )
-    assert "modelops.dev/chart-test" not in annotations()
-    try:
-        # The documented step, on the unpacked chart (`helm pull --untar`). Not `helm show crds`:
-        # it concatenates the files without `---` between them.
-        helm.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(newer / "crds"))
-        assert annotations().get("modelops.dev/chart-test") == release
-    finally:  # the same field manager applying the repository's CRDs removes the test's marker
-        helm.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    assert "modelops.dev/chart-test" not in annotations()
+    upgraded = crd()
+    assert upgraded["spec"]["names"]["shortNames"] == ["mdl", "mdlnext"]
+    assert upgraded["metadata"]["generation"] == before["metadata"]["generation"] + 1
+    assert upgraded["metadata"]["labels"]["helm.sh/chart"] == "modelops-0.1.1"
+    # And back: the chart's own CRD again, with the Model still served.
+    helm.run("upgrade", release, str(CHART), "--namespace", release_ns, "--wait", *no_pull())
+    assert crd()["spec"]["names"]["shortNames"] == ["mdl"]
+    assert crd()["metadata"]["labels"]["helm.sh/chart"] == "modelops-0.1.0"
+    assert Models(node_api, ml).model()["status"]["stableVersion"] == "iris-v1"
 
     cluster_role = f"{release_ns}-{release}-modelops"[:52].rstrip("-")
     rbac = client.RbacAuthorizationV1Api(node_api)
@@ -543,8 +556,10 @@ def test_cluster_wide_install_upgrade_and_uninstall(
     with pytest.raises(ApiException) as missing:
         rbac.read_cluster_role(cluster_role)
     assert missing.value.status == 404
-    # The CRDs and the Models stay: uninstalling the operator never deletes a user's model.
+    # crds.keep: the CRDs and the Models stay; uninstalling the operator never deletes a user's
+    # model.
     helm.kubectl("get", "crd", "models.modelops.dev", "modelversions.modelops.dev")
+    assert Models(node_api, ml).model()["status"]["stableVersion"] == "iris-v1"
     # Helm deletes the Lease's Role while the operator pod is still stopping; its last attempt to
     # hand the Lease over may then be refused, which is harmless. Nothing else may be.
     assert [d for d in denied(node, release_ns) if " leases " not in d] == []

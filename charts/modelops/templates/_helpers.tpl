@@ -1,30 +1,61 @@
 {{/* Names and labels shared by the chart's templates. */}}
 
+{{/* The chart's name, or nameOverride: app.kubernetes.io/name, and part of the full name. */}}
+{{- define "modelops.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+The name of the release's objects: fullnameOverride, or <release>-<name> (the release name alone
+when it contains the name), cut to 63 characters, the longest name a label value or Service takes.
+*/}}
 {{- define "modelops.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "modelops.name" . -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
+{{/*
+The full name with a suffix ("-operator"), still at most 63 characters: the full name is cut, the
+suffix kept. Called with (list . "-suffix").
+*/}}
+{{- define "modelops.suffixedName" -}}
+{{- $root := index . 0 -}}
+{{- $suffix := index . 1 -}}
+{{- printf "%s%s" (include "modelops.fullname" $root | trunc (int (sub 63 (len $suffix))) | trimSuffix "-") $suffix -}}
+{{- end -}}
+
 {{- define "modelops.selectorLabels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/name: {{ include "modelops.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end -}}
 
+{{/* Kubernetes' recommended labels, on every object of the release. */}}
 {{- define "modelops.commonLabels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/name: {{ include "modelops.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/part-of: modelops
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end -}}
 
 {{- define "modelops.labels" -}}
 {{ include "modelops.commonLabels" . }}
 app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "modelops.crdLabels" -}}
+{{ include "modelops.commonLabels" . }}
+app.kubernetes.io/component: crds
 {{- end -}}
 
 {{- define "modelops.serviceAccountName" -}}
@@ -36,15 +67,30 @@ app.kubernetes.io/component: operator
 {{- end -}}
 
 {{- define "modelops.credentialsKeySecret" -}}
-{{- .Values.credentials.existingSecret | default (printf "%s-credentials-key" (include "modelops.fullname" .)) }}
+{{- .Values.credentials.existingSecret | default (include "modelops.suffixedName" (list . "-credentials-key")) }}
 {{- end }}
 
+{{/*
+An image reference from {repository, tag, digest}: repository@digest when a digest is set (the tag
+is then ignored), else repository:tag, an empty tag meaning the chart's appVersion. Called with
+(list . .Values.image).
+*/}}
+{{- define "modelops.imageRef" -}}
+{{- $root := index . 0 -}}
+{{- $image := index . 1 -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "modelops.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- include "modelops.imageRef" (list . .Values.image) -}}
 {{- end -}}
 
 {{- define "modelops.runtimeImage" -}}
-{{- printf "%s:%s" .Values.runtime.image.repository (default .Chart.AppVersion .Values.runtime.image.tag) -}}
+{{- include "modelops.imageRef" (list . .Values.runtime.image) -}}
 {{- end -}}
 
 {{/*
