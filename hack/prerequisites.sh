@@ -2,7 +2,8 @@
 # Checks, and installs where it can, what `make demo` and `make test` need from the machine:
 # Python 3.11 with venv, Go >= the version the tools modules name, and Debian packages: the
 # sandbox node's runc, CNI plugins, iptables/nftables and conntrack, podman and debootstrap to
-# build its images, gcc and a static libc for the pause image.
+# build its images, gcc and a static libc for the pause image, headless Chromium to open the HTML
+# page `modelops report` writes in its tests.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -12,6 +13,7 @@ declare -A wanted=(
   [runc]=runc [/usr/lib/cni/bridge]=containernetworking-plugins [conntrack]=conntrack
   [iptables]=iptables [nft]=nftables [ip]=iproute2 [socat]=socat
   [podman]=podman [debootstrap]=debootstrap [gcc]=gcc [/usr/lib/x86_64-linux-gnu/libc.a]=libc6-dev
+  [chromium]=chromium
 )
 missing_debs=()
 for thing in "${!wanted[@]}"; do

@@ -3,6 +3,7 @@
     modelops get [NAME] [-w]                 a Model as a tree (-w: refreshed), or all in a table
     modelops status NAME [--wait]            Ready or why not, as an exit status (for CI)
     modelops history NAME                    the versions as an experiment table
+    modelops report NAME [--prometheus URL]  a self-contained HTML report of the Model
     modelops retrain NAME [--wait]           train a new version now
     modelops promote|abort|pause|resume NAME [--wait]   drive the running canary
     modelops train ...                       the training runtime: a training Job's command
@@ -406,6 +407,56 @@ def history(
             _print(err, f"Model {model.namespace}/{model.name} has no versions yet.")
         else:
             _print(out, cli_views.versions_table(model, _now()))
+        return EXIT_OK
+
+    _run(body)
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    name: NameArgument,
+    prometheus: Annotated[
+        str | None,
+        typer.Option(
+            "--prometheus",
+            help="its URL: the series over time; without it, the status's last values",
+            show_default=False,
+        ),
+    ] = None,
+    since: Annotated[
+        str, typer.Option("--since", help="the period the series cover: 90m, 24h, 7d or seconds")
+    ] = "24h",
+    path: Annotated[
+        str, typer.Option("-o", "--output", help="the HTML file to write")
+    ] = "report.html",
+    namespace: NamespaceOption = None,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+) -> None:
+    """Write a Model's report as one HTML page: versions, accuracy, drift, canaries, retrains."""
+    from modelops_operator.report_model import period_seconds
+
+    options = _options(ctx, Options(namespace, False, kubeconfig, context))
+    try:
+        seconds = period_seconds(since)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--since") from None
+
+    def body() -> int:
+        from modelops_operator.report_gather import write_report
+
+        written = write_report(
+            name,
+            options.namespace,
+            kubeconfig=options.kubeconfig,
+            context=options.context,
+            prometheus=prometheus,
+            since_seconds=seconds,
+            path=path,
+        )
+        out, _ = _consoles()
+        _print(out, f"wrote {written}")
         return EXIT_OK
 
     _run(body)
