@@ -790,14 +790,46 @@ class ServingSpec(Spec):
         return self.version or ""
 
 
+class VsStable(Spec):
+    """A canary's check judged against the stable track over the same window, as well as against
+    its absolute threshold (docs/monitoring.md names the tests)."""
+
+    confidence: Number = Field(
+        0.95,
+        ge=0.5,
+        le=0.9999,
+        description="fails when the canary is worse than stable at this one-sided confidence "
+        "(p-value below 1 - confidence)",
+    )
+    min_samples: StrictInt = Field(
+        200,
+        ge=20,
+        le=1_000_000,
+        description="fewer requests (feedback items, for accuracy) on either track are "
+        "inconclusive",
+    )
+
+
+_VS_STABLE = (
+    "also judge a canary against stable over the same window; the stable version's own "
+    "analysis ignores it"
+)
+
+
 class ErrorRateCheck(Spec):
     max: Number = Field(ge=0, le=1, description="largest share of failed requests")
     min_samples: StrictInt = Field(20, ge=1, description="fewer requests are inconclusive")
+    vs_stable: VsStable | None = Field(
+        None, description=f"{_VS_STABLE}: a higher error rate (two-proportion test) fails"
+    )
 
 
 class LatencyCheck(Spec):
     max: Number = Field(gt=0, description="largest p95 latency in seconds")
     min_samples: StrictInt = Field(20, ge=1, description="fewer requests are inconclusive")
+    vs_stable: VsStable | None = Field(
+        None, description=f"{_VS_STABLE}: slower requests (Mann-Whitney U on the buckets) fail"
+    )
 
 
 class PsiLimit(Spec):
@@ -812,6 +844,9 @@ class DriftCheck(Spec):
 class AccuracyCheck(Spec):
     min: Number = Field(ge=0, le=1, description="smallest live accuracy from feedback")
     min_samples: StrictInt = Field(50, ge=1, description="fewer feedback items are inconclusive")
+    vs_stable: VsStable | None = Field(
+        None, description=f"{_VS_STABLE}: a lower accuracy (two-proportion test) fails"
+    )
 
 
 class CustomCheck(Spec):

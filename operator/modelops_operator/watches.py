@@ -102,7 +102,11 @@ def watch(
             checks if track == children.STABLE else {k: v for k, v in checks.items() if k != DRIFT}
         )
         reference = references.of(versions.get(version)) if DRIFT in wanted else None
-        targets.append(Target(TargetKey(key[0], key[1], version, track), wanted, reference))
+        baseline = None  # a canary's checks with vsStable are judged against stable too
+        if track == children.CANARY and stable is not None:
+            baseline = TargetKey(key[0], key[1], stable, children.STABLE)
+        target = TargetKey(key[0], key[1], version, track)
+        targets.append(Target(target, wanted, reference, baseline=baseline))
     interval = spec.monitoring.interval_seconds
     if canary is not None:
         interval = spec.serving.canary.interval_seconds

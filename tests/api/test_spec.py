@@ -124,3 +124,32 @@ def test_durations(text: str, value: float) -> None:
 def test_not_durations(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):
         seconds(text)
+
+
+# A canary's checks judged against stable: (case, vsStable of errorRate, the field named)
+VS_STABLE_CASES = [
+    ("confidence-above-0.9999", {"confidence": 1}, "vsStable.confidence"),
+    ("confidence-below-0.5", {"confidence": 0.3}, "vsStable.confidence"),
+    ("min-samples-below-20", {"minSamples": 5}, "vsStable.minSamples"),
+    ("min-samples-not-an-int", {"minSamples": 200.5}, "vsStable.minSamples"),
+    ("misspelt", {"confidense": 0.9}, "vsStable.confidense"),
+]
+
+
+def with_vs_stable(vs_stable: Any) -> dict[str, Any]:
+    return mutate(EXAMPLE, {"spec.monitoring.checks.errorRate.vsStable": vs_stable})
+
+
+@pytest.mark.parametrize(
+    ("case", "vs_stable", "field"), VS_STABLE_CASES, ids=[c[0] for c in VS_STABLE_CASES]
+)
+def test_vs_stable_is_bounded(case: str, vs_stable: dict[str, Any], field: str) -> None:
+    with pytest.raises(SpecError, match=rf"spec\.monitoring\.checks\.errorRate\.{field}"):
+        parse(ModelSpec, with_vs_stable(vs_stable)["spec"], "spec")
+
+
+def test_vs_stable_defaults_are_the_specs() -> None:
+    spec = parse(ModelSpec, with_vs_stable({})["spec"], "spec")
+    wire = spec.monitoring.checks.wire()
+    assert wire["errorRate"]["vsStable"] == {"confidence": 0.95, "minSamples": 200}
+    assert "vsStable" not in wire["accuracy"]  # only where asked for

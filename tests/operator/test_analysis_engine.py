@@ -405,6 +405,145 @@ def test_status_forms_are_json() -> None:
     assert summarise(results).as_status()["inconclusive"] == [r.check for r in results]
 
 
+# --- a canary against stable ------------------------------------------------------------------
+
+VERSUS = {"errorRate": {"max": 0.05, "vsStable": {"confidence": 0.95, "minSamples": 200}}}
+
+
+def versus(
+    answers: Mapping[str, Answer], checks: Mapping[str, Any]
+) -> tuple[dict[TargetKey, dict[str, CheckResult]], FakeClient]:
+    """Analyses stable and the canary, whose baseline is stable, as the operator does."""
+    client = FakeClient(answers)
+    targets = [Target(STABLE, checks), Target(CANARY, checks, baseline=STABLE)]
+    out = analyse(client, targets, 300, at=1000.0)
+    return {k: by_check(v) for k, v in out.items()}, client
+
+
+def test_a_canary_worse_than_stable_fails_the_comparison_within_every_absolute_threshold() -> None:
+    answer = Vector(
+        (*requests_of(STABLE, ok=4995, errors=5), *requests_of(CANARY, ok=490, errors=10))
+    )
+    out, client = versus({"bentoml_service_request_total": answer}, VERSUS)
+    assert len(client.sent) == 1  # stable's counts come from the same answer
+    assert out[CANARY]["errorRate"].outcome is Outcome.PASS  # 2% <= 5%
+    compared = out[CANARY]["errorRate.vsStable"]
+    assert compared.outcome is Outcome.FAIL
+    assert compared.value is not None and compared.value < 0.05
+    assert compared.threshold == "p >= 0.05 vs stable" and compared.samples == 500
+    assert compared.reason.startswith(
+        "canary 10 of 500 /predict requests failed (2%) vs stable 5 of 5000 (0.1%) in the last "
+        f"300s: p = {compared.value:.3g} < 0.05 (Fisher's exact test): the canary is worse"
+    )
+    # stable has no baseline: its own analysis has no comparison
+    assert set(out[STABLE]) == {"errorRate"}
+
+
+def test_a_canary_like_stable_passes_the_comparison() -> None:
+    answer = Vector(
+        (*requests_of(STABLE, ok=4995, errors=5), *requests_of(CANARY, ok=499, errors=1))
+    )
+    out, _ = versus({"bentoml_service_request_total": answer}, VERSUS)
+    compared = out[CANARY]["errorRate.vsStable"]
+    assert compared.outcome is Outcome.PASS, compared.reason
+    assert "the canary is not worse" in compared.reason
+
+
+def test_too_few_requests_on_either_track_is_inconclusive_naming_it() -> None:
+    answer = Vector((*requests_of(STABLE, ok=150), *requests_of(CANARY, ok=400, errors=200)))
+    out, _ = versus({"bentoml_service_request_total": answer}, VERSUS)
+    compared = out[CANARY]["errorRate.vsStable"]
+    assert compared.outcome is Outcome.INCONCLUSIVE
+    assert compared.reason == (
+        "stable 150 /predict requests < minSamples 200 per track in the last 300s"
+    )
+    answer = Vector(tuple(requests_of(CANARY, ok=400, errors=200)))
+    out, _ = versus({"bentoml_service_request_total": answer}, VERSUS)
+    assert out[CANARY]["errorRate.vsStable"].reason == "no /predict request series of stable"
+
+
+def test_an_outage_leaves_the_comparison_inconclusive_as_an_outage() -> None:
+    out, _ = versus(
+        {"bentoml_service_request_total": Unavailable("unreachable", "refused")}, VERSUS
+    )
+    compared = out[CANARY]["errorRate.vsStable"]
+    assert compared.outcome is Outcome.INCONCLUSIVE and compared.outage
+
+
+def test_accuracy_against_stable() -> None:
+    checks = {"accuracy": {"min": 0.8, "vsStable": {"minSamples": 100}}}
+    answer = Vector(
+        (
+            s(STABLE, 960, outcome="correct"),
+            s(STABLE, 40, outcome="incorrect"),
+            s(CANARY, 170, outcome="correct"),
+            s(CANARY, 30, outcome="incorrect"),
+        )
+    )
+    out, _ = versus({"modelops_feedback_total": answer}, checks)
+    assert out[CANARY]["accuracy"].outcome is Outcome.PASS  # 85% >= 80%
+    compared = out[CANARY]["accuracy.vsStable"]
+    assert compared.outcome is Outcome.FAIL
+    assert compared.reason.startswith(
+        "canary 170 of 200 feedback items correct (85%) vs stable 960 of 1000 (96%)"
+    )
+
+
+def buckets(key: TargetKey, per_bin: list[float]) -> list[Sample]:
+    bounds = ("0.025", "0.05", "0.1", "+Inf")
+    running, out = 0.0, []
+    for bound, count in zip(bounds, per_bin, strict=True):
+        running += count
+        out.append(s(key, running, le=bound))
+    return out
+
+
+def test_latency_against_stable_reads_the_buckets_only_when_asked() -> None:
+    checks: dict[str, Any] = {"latencyP95Seconds": {"max": 0.5, "vsStable": {}}}
+    answers: dict[str, Answer] = {
+        "histogram_quantile": Vector((s(STABLE, 0.05), s(CANARY, 0.09))),
+        "bentoml_service_request_duration_seconds_bucket": Vector(
+            (*buckets(STABLE, [100, 800, 100, 0]), *buckets(CANARY, [0, 100, 200, 0]))
+        ),
+        "bentoml_service_request_total": Vector(
+            (*requests_of(STABLE, ok=1000), *requests_of(CANARY, ok=300))
+        ),
+    }
+    out, client = versus(answers, checks)
+    assert len(client.sent) == 3  # requests, p95, and the buckets
+    assert out[CANARY]["latencyP95Seconds"].outcome is Outcome.PASS
+    compared = out[CANARY]["latencyP95Seconds.vsStable"]
+    assert compared.outcome is Outcome.FAIL, compared.reason
+    assert compared.reason.startswith(
+        "canary 300 /predict requests, median <= 0.1s, vs stable 1000, median <= 0.05s"
+    )
+    assert "Mann-Whitney U test" in compared.reason
+    # without vsStable, or without a baseline, no bucket query is sent
+    _, client = versus(answers, {"latencyP95Seconds": {"max": 0.5}})
+    assert len(client.sent) == 2
+    client = FakeClient(answers)
+    analyse(client, [Target(STABLE, checks)], 300, at=1000.0)
+    assert len(client.sent) == 2
+
+
+def test_latency_buckets_that_differ_between_tracks_are_inconclusive() -> None:
+    checks: dict[str, Any] = {"latencyP95Seconds": {"max": 0.5, "vsStable": {"minSamples": 20}}}
+    canary = [s(CANARY, 100, le="0.05"), s(CANARY, 300, le="+Inf")]
+    answers: dict[str, Answer] = {
+        "histogram_quantile": Vector((s(STABLE, 0.05), s(CANARY, 0.09))),
+        "bentoml_service_request_duration_seconds_bucket": Vector(
+            (*buckets(STABLE, [100, 800, 100, 0]), *canary)
+        ),
+        "bentoml_service_request_total": Vector(
+            (*requests_of(STABLE, ok=1000), *requests_of(CANARY, ok=300))
+        ),
+    }
+    out, _ = versus(answers, checks)
+    compared = out[CANARY]["latencyP95Seconds.vsStable"]
+    assert compared.outcome is Outcome.INCONCLUSIVE
+    assert "buckets differ" in compared.reason
+
+
 # --- the client: every failure is an answer ---------------------------------------------------
 
 

@@ -37,24 +37,33 @@ from typing import Any
 import pytest
 import requests
 import support
+import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
+from modelops_api.spec import ModelSpec, parse
+from modelops_operator import canary
 from modelops_operator.analysis import (
     Outcome,
     PrometheusClient,
     Target,
     TargetKey,
     analyse,
+    stats,
     summarise,
 )
 from modelops_operator.analysis import client as client_module
 from modelops_operator.analysis.client import Answer
+from modelops_operator.analysis.model import Results
+from modelops_operator.canary import CanarySpec
+from modelops_operator.rollout import canary_analysis
 from modelops_sandbox.processes import stop_group
 from modelops_sandbox.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
 
 JOB = "modelops-analysis"
 WINDOW = 600  # longer than the module runs: every series' zero sample is inside the window
@@ -107,6 +116,13 @@ SEARCH_STABLE = TargetKey("shop", "search", "search-v1", "stable")
 SEARCH_CANARY = TargetKey("shop", "search", "search-v2", "canary")
 CART_STABLE = TargetKey("shop", "cart", "cart-v1", "stable")
 CART_CANARY = TargetKey("shop", "cart", "cart-v2", "canary")
+# canaries judged against their stable track: one worse, one alike, one slower
+WORSE_STABLE = TargetKey("ml", "churn", "churn-v1", "stable")
+WORSE_CANARY = TargetKey("ml", "churn", "churn-v2", "canary")
+ALIKE_STABLE = TargetKey("ml", "spam", "spam-v1", "stable")
+ALIKE_CANARY = TargetKey("ml", "spam", "spam-v2", "canary")
+SLOWER_STABLE = TargetKey("ml", "eta", "eta-v1", "stable")
+SLOWER_CANARY = TargetKey("ml", "eta", "eta-v2", "canary")
 # one pair per test (counters only grow, as a runtime's do: a test never takes a value back)
 SINGLES = (
     FRAUD_STABLE,
@@ -120,6 +136,12 @@ SINGLES = (
     SEARCH_CANARY,
     CART_STABLE,
     CART_CANARY,
+    WORSE_STABLE,
+    WORSE_CANARY,
+    ALIKE_STABLE,
+    ALIKE_CANARY,
+    SLOWER_STABLE,
+    SLOWER_CANARY,
 )
 MANY = [TargetKey("bulk", f"m{i:02d}", f"m{i:02d}-v1", "stable") for i in range(27)]
 
@@ -529,6 +551,130 @@ def test_custom_check_scoped_by_placeholders(cluster: Cluster) -> None:
     unscoped = {"custom": [{**REJECTS, "query": "sum by (model) (modelops_rejected_total)"}]}
     result = one(cluster, SEARCH_STABLE, unscoped)["custom:rejects"]
     assert result.outcome is Outcome.INCONCLUSIVE and "one value per target" in result.reason
+
+
+# --- a canary against stable, over the same window --------------------------------------------
+
+
+def iris_canary_checks() -> dict[str, Any]:
+    """The canary's checks of examples/iris.yaml (every one but drift, as the operator analyses a
+    canary), with errorRate and latencyP95Seconds also judged against stable (the defaults)."""
+    example = yaml.safe_load((ROOT / "examples" / "iris.yaml").read_text())
+    checks = example["spec"]["monitoring"]["checks"]
+    checks["errorRate"]["vsStable"] = {}
+    checks["latencyP95Seconds"]["vsStable"] = {}
+    spec = parse(ModelSpec, example["spec"], "spec")
+    return {k: v for k, v in spec.monitoring.checks.wire().items() if k != "drift"}
+
+
+def canary_pass(
+    cluster: Cluster, stable: TargetKey, canary: TargetKey, checks: Mapping[str, Any], at: float
+) -> Results:
+    """One analysis of the canary beside stable, as the analysis loop makes it (at Prometheus'
+    now), kept under the canary state machine's clock `at`."""
+    targets = [Target(canary, checks, baseline=stable)]
+    results = analyse(client_for(cluster), targets, WINDOW)
+    return Results(at, {"canary": results[canary]}, {"canary": canary.version})
+
+
+def served(ok: float, errors: float, correct: float, incorrect: float) -> Callable[[Pod], None]:
+    def update(pod: Pod) -> None:
+        pod.set_requests(ok, errors, rejected=0, slow=False)
+        pod.feedback = {"correct": correct, "incorrect": incorrect}
+
+    return update
+
+
+CANARY_SPEC = CanarySpec(steps=(10, 50), interval="60s", threshold=2, progress_deadline="15m")
+
+
+def test_a_canary_with_2_percent_errors_against_stables_0_1_is_rolled_back(
+    cluster: Cluster,
+) -> None:
+    checks = iris_canary_checks()
+    status: dict[str, Any] = canary.start(WORSE_CANARY.version, 0.0, 9, CANARY_SPEC)
+    # one canary pod beside nine stable ones: a tenth of the traffic; errors 2% and 0.1%
+    analyses = []
+    for tick, (n_stable, n_canary) in enumerate(((5000, 500), (10000, 1000)), start=1):
+        cluster.change(
+            (WORSE_STABLE, served(n_stable * 0.999, n_stable * 0.001, 95 * tick, 5 * tick)),
+            (WORSE_CANARY, served(n_canary * 0.98, n_canary * 0.02, 95 * tick, 5 * tick)),
+        )
+        results = canary_pass(cluster, WORSE_STABLE, WORSE_CANARY, checks, tick * 60.0)
+        found = {r.check: r for r in results.by_track["canary"]}
+        for check in ("errorRate", "latencyP95Seconds", "accuracy", "latencyP95Seconds.vsStable"):
+            assert found[check].outcome is Outcome.PASS, found[check].reason  # 2% <= 5% ...
+        compared = found["errorRate.vsStable"]
+        assert compared.outcome is Outcome.FAIL, compared.reason
+        assert compared.samples == pytest.approx(n_canary, rel=0.05)
+        assert f"canary {round(compared.samples * 0.02)} of {compared.samples:.0f}" in (
+            compared.reason
+        )
+        assert "(2%) vs stable" in compared.reason and "(0.1%)" in compared.reason
+        assert compared.value is not None and compared.value < 0.05
+        assert f"p = {compared.value:.3g} < 0.05" in compared.reason
+        analysis = canary_analysis(results, status)
+        assert analysis is not None
+        decision = canary.decide(status, CANARY_SPEC, tick * 60.0, analysis, 9)
+        status = decision.status
+        analyses.append((decision.action, decision.reason, decision.message))
+    assert analyses[0][:2] == ("wait", "CheckFailed")
+    assert analyses[1][:2] == ("rollback", "CanaryFailed")
+    assert analyses[1][2].endswith("(threshold 2): errorRate.vsStable")
+    reasons = status["lastAnalysis"]["reasons"]
+    assert set(reasons) == {"errorRate.vsStable"}
+    assert "canary 20 of 1000 /predict requests failed (2%)" in reasons["errorRate.vsStable"]
+
+
+def test_a_canary_like_stable_is_promoted(cluster: Cluster) -> None:
+    checks = iris_canary_checks()
+    status: dict[str, Any] = canary.start(ALIKE_CANARY.version, 0.0, 9, CANARY_SPEC)
+    actions = []
+    # 0.5% errors on both tracks; 200 canary requests in the first interval: minSamples, no more
+    for tick, (n_stable, n_canary) in enumerate(((1800, 200), (3600, 400)), start=1):
+        cluster.change(
+            (ALIKE_STABLE, served(n_stable * 0.995, n_stable * 0.005, 95 * tick, 5 * tick)),
+            (ALIKE_CANARY, served(n_canary * 0.995, n_canary * 0.005, 95 * tick, 5 * tick)),
+        )
+        results = canary_pass(cluster, ALIKE_STABLE, ALIKE_CANARY, checks, tick * 60.0)
+        found = {r.check: r for r in results.by_track["canary"]}
+        assert all(r.outcome is Outcome.PASS for r in found.values()), found
+        assert found["errorRate.vsStable"].samples == pytest.approx(n_canary, rel=0.05)
+        analysis = canary_analysis(results, status)
+        assert analysis is not None
+        decision = canary.decide(status, CANARY_SPEC, tick * 60.0, analysis, 9)
+        status = decision.status
+        actions.append(decision.action)
+    assert actions == ["advance", "promote"]
+
+
+def test_a_canary_slower_than_stable_within_its_p95_threshold_fails(cluster: Cluster) -> None:
+    def spread(per_bucket: dict[float, float]) -> Callable[[Pod], None]:
+        def update(pod: Pod) -> None:
+            pod.set_requests(sum(per_bucket.values()), 0, rejected=0, slow=False)
+            pod.durations["200"] = [per_bucket.get(b, 0.0) for b in DURATION_BUCKETS]
+
+        return update
+
+    cluster.change(
+        (SLOWER_STABLE, spread({0.025: 300, 0.05: 600, 0.1: 100})),
+        # a fifth of the canary's requests over 50 ms, a tenth of stable's
+        (SLOWER_CANARY, spread({0.025: 60, 0.05: 180, 0.1: 60})),
+    )
+    checks = {"latencyP95Seconds": {"max": 0.5, "vsStable": {"minSamples": 200}}}
+    results = canary_pass(cluster, SLOWER_STABLE, SLOWER_CANARY, checks, 60.0)
+    found = {r.check: r for r in results.by_track["canary"]}
+    assert found["latencyP95Seconds"].outcome is Outcome.PASS  # p95 under 0.1s
+    compared = found["latencyP95Seconds.vsStable"]
+    assert compared.outcome is Outcome.FAIL, compared.reason
+    # Mann-Whitney on the bins the test served (shares are exact; counts to a scrape's worth)
+    expected = stats.mann_whitney([60, 180, 60], [300, 600, 100])
+    assert compared.value is not None and compared.value < 1e-4
+    assert math.log10(compared.value) == pytest.approx(math.log10(expected.p_value), rel=0.1)
+    # the medians cannot tell the tracks apart; the ranks can
+    assert compared.reason.startswith(
+        "canary 300 /predict requests, median <= 0.05s, vs stable 1000, median <= 0.05s"
+    )
 
 
 class CountingSession(requests.Session):

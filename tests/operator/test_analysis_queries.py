@@ -45,6 +45,12 @@ def test_the_queries_verbatim() -> None:
         f"((increase({buckets}[300s]) and {buckets} offset 300s) "
         f"or ({buckets} unless {buckets} offset 300s)))"
     )
+    # a canary's latency against stable: the same buckets, not reduced to a quantile
+    assert queries.latency_buckets(300) == (
+        "sum by (namespace, model, version, track, le) "
+        f"((increase({buckets}[300s]) and {buckets} offset 300s) "
+        f"or ({buckets} unless {buckets} offset 300s))"
+    )
     assert queries.feature_buckets(60) == (
         "sum by (namespace, model, version, track, feature, le) "
         '(increase(modelops_feature_value_bucket{model!=""}[60s]))'
@@ -123,3 +129,26 @@ def test_custom_text_other_than_placeholders_is_left_as_written() -> None:
 def test_a_window_must_be_positive() -> None:
     with pytest.raises(ValueError):
         queries.window(0)
+
+
+def test_comparisons_with_stable_add_one_query_at_most_whatever_the_models() -> None:
+    versus = {
+        "errorRate": {"max": 0.05, "vsStable": {}},
+        "latencyP95Seconds": {"max": 0.5, "vsStable": {}},
+        "accuracy": {"min": 0.85, "vsStable": {}},
+    }
+
+    def canaries(n: int) -> list[Target]:
+        out = []
+        for i in range(n):
+            stable = TargetKey("ml", f"model{i}", f"model{i}-v1", "stable")
+            canary = TargetKey("ml", f"model{i}", f"model{i}-v2", "canary")
+            out += [Target(stable, versus), Target(canary, versus, baseline=stable)]
+        return out
+
+    few, many = plan(canaries(3), 60), plan(canaries(1000), 60)
+    assert few == many and len(few) == 4  # requests, p95, feedback, and the latency buckets
+    assert queries.latency_buckets(60, ["ml"]) in few
+    # the stable version's own analysis has no baseline: no bucket query for it
+    stable = Target(TargetKey("ml", "m", "m-v1", "stable"), versus)
+    assert queries.LATENCY_BUCKETS not in kinds(stable)

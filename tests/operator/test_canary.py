@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from modelops_operator.analysis import Target, TargetKey, Unavailable, analyse
+from modelops_operator.analysis import Sample, Target, TargetKey, Unavailable, Vector, analyse
 from modelops_operator.analysis.client import QUERY_ERROR, TIMEOUT, UNREACHABLE, Answer
 from modelops_operator.analysis.model import Results
 from modelops_operator.canary import Analysis, CanarySpec, decide, split, start
@@ -259,3 +259,68 @@ def test_an_outage_after_some_checks_passed_is_still_an_outage() -> None:
     reasons = {"accuracy": "Prometheus unavailable (timeout): not sent"}
     assert Analysis(outcomes, reasons, frozenset({"accuracy"})).unavailable
     assert not Analysis().unavailable  # no checks: the deadline counts
+
+
+# --- a canary judged against stable --------------------------------------------------------------
+
+STABLE = TargetKey("ml", "iris", "iris-v1", "stable")
+VERSUS = {"errorRate": {"max": 0.05, "vsStable": {}}}
+
+
+class Requests:
+    """A Prometheus answering the request query with the given (ok, 5xx) per track."""
+
+    def __init__(self, canary: tuple[float, float], stable: tuple[float, float]) -> None:
+        self.counts = {CANARY: canary, STABLE: stable}
+
+    def query(self, promql: str, at: float | None = None) -> Answer:
+        samples = []
+        for key, (ok, errors) in self.counts.items():
+            labels = {"namespace": key.namespace, "model": key.model, "version": key.version}
+            for code, n in (("200", ok), ("500", errors)):
+                code_labels = {**labels, "track": key.track, "http_response_code": code}
+                samples.append(Sample(code_labels, n))
+        return Vector(tuple(samples))
+
+
+def versus(client: Requests, at: float) -> Analysis:
+    results = analyse(client, [Target(CANARY, VERSUS, baseline=STABLE)], 60, at=at)
+    by_track = Results(at, {"canary": results[CANARY]}, {"canary": CANARY.version})
+    made = canary_analysis(by_track, {"version": CANARY.version, "lastAnalysisAt": at - 60})
+    assert made is not None
+    return made
+
+
+@pytest.mark.parametrize(
+    ("canary", "stable", "actions", "why"),
+    [
+        # 2% against 0.1%, both within max 0.05: the comparison rolls it back
+        ((490, 10), (4995, 5), ["wait", "rollback"], "(2%) vs stable 5 of 5000 (0.1%)"),
+        # alike: promoted through both steps
+        ((995, 5), (8955, 45), ["advance", "promote"], ""),
+        # 2% against 0.1% with fewer than minSamples (200) canary requests: never promoted, the
+        # progress deadline (600 s) decides
+        ((147, 3), (4995, 5), ["wait"] * 9 + ["rollback"], "canary 150 /predict requests"),
+    ],
+    ids=["worse", "alike", "too-few"],
+)
+def test_a_canary_against_stable_through_the_state_machine(
+    canary: tuple[float, float], stable: tuple[float, float], actions: list[str], why: str
+) -> None:
+    status: dict[str, Any] = start("iris-v2", 0.0, 9, SPEC)
+    taken = []
+    for tick in range(1, 16):
+        analysis = versus(Requests(canary, stable), tick * 60.0)
+        decision = decide(status, SPEC, tick * 60.0, analysis, 9)
+        taken.append(decision.action)
+        status = decision.status
+        if decision.action in ("promote", "rollback"):
+            break
+    assert taken == actions
+    if why:
+        assert why in status["lastAnalysis"]["reasons"]["errorRate.vsStable"]
+    if actions[-1] == "rollback" and len(actions) == 2:
+        assert decision.reason == "CanaryFailed"
+        assert decision.message.endswith("(threshold 2): errorRate.vsStable")
+    if len(actions) > 2:  # inconclusive all along: the progress deadline decides
+        assert decision.reason == "ProgressDeadlineExceeded"

@@ -7,9 +7,11 @@
                                       reference)], window_seconds=60)
     summarise(results[key])          # passed / failed / inconclusive, worst drift, accuracy
 
-Modules: `model` (the types), `queries` (PromQL builders), `psi` (PSI and JS), `client` (the
-Prometheus client; every failure is an answer), `checks` (one decision per check), `engine`
-(one pass: batched queries, fan-out). docs/monitoring.md describes the checks and the queries.
+Modules: `model` (the types), `queries` (PromQL builders), `psi` (PSI and JS), `stats` (the
+one-sided tests of a canary against stable), `client` (the Prometheus client; every failure is an
+answer), `checks` (one decision per check), `comparison` (a canary's checks against stable),
+`engine` (one pass: batched queries, fan-out). docs/monitoring.md describes the checks and the
+queries.
 """
 
 from modelops_operator.analysis.client import (
@@ -26,6 +28,7 @@ from modelops_operator.analysis.model import (
     DRIFT,
     ERROR_RATE,
     LATENCY_P95,
+    VS_STABLE,
     CheckResult,
     FeatureDrift,
     Outcome,
@@ -41,6 +44,7 @@ __all__ = [
     "DRIFT",
     "ERROR_RATE",
     "LATENCY_P95",
+    "VS_STABLE",
     "CheckResult",
     "FeatureDrift",
     "Outcome",

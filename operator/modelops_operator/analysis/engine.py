@@ -1,8 +1,11 @@
 """One analysis pass over every target: batched queries, fanned out, decided by `checks`.
 
-Targets are grouped by window; each window sends at most one query per kind (five in all:
-predict requests by response code, p95 latency, feature buckets, feature categories, feedback),
-whatever the number of models, and each answer is split by (namespace, model, version, track).
+Targets are grouped by window; each window sends at most one query per kind (six in all:
+predict requests by response code, p95 latency, feature buckets, feature categories, feedback,
+and the latency buckets a canary's latency comparison with stable reads), whatever the number of
+models, and each answer is split by (namespace, model, version, track). A canary's checks with
+`vsStable` read its baseline's (stable's) series from the same answers: a comparison costs no
+query of its own, bar the latency buckets.
 Custom checks add one query per distinct substituted text. All queries of a pass are evaluated at
 one instant, so that every check of every target sees the same window. When Prometheus does not
 answer (refused, timed out, or an HTTP 5xx), the rest of the pass is not sent: every check that
@@ -16,7 +19,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from modelops_operator.analysis import checks, queries
+from modelops_operator.analysis import checks, comparison, queries
 from modelops_operator.analysis.client import (
     BAD_ANSWER,
     OUTAGES,
@@ -50,6 +53,8 @@ def kinds(target: Target) -> set[str]:
         need |= {queries.FEATURE_BUCKETS, queries.FEATURE_CATEGORIES}
     if ACCURACY in spec:
         need.add(queries.FEEDBACK)
+    if target.baseline is not None and comparison.configured(spec.get(LATENCY_P95)):
+        need.add(queries.LATENCY_BUCKETS)
     return need
 
 
@@ -139,18 +144,42 @@ def _target(
     key = target.key
     window = f"the last {queries.window(seconds)}"
 
+    baseline = target.baseline
+
     def series(kind: str) -> Sequence[Sample] | Unavailable:
         return _series(tables[kind], key)
+
+    def versus(check: str) -> bool:
+        return baseline is not None and comparison.configured(spec.get(check))
+
+    def stable(kind: str) -> Sequence[Sample] | Unavailable:
+        assert baseline is not None
+        return _series(tables[kind], baseline)
 
     results: list[CheckResult] = []
     if isinstance(spec.get(ERROR_RATE), Mapping):
         results.append(checks.error_rate(spec[ERROR_RATE], series(queries.REQUESTS), window))
+        if versus(ERROR_RATE):
+            results.append(
+                comparison.error_rate(
+                    spec[ERROR_RATE], series(queries.REQUESTS), stable(queries.REQUESTS), window
+                )
+            )
     if isinstance(spec.get(LATENCY_P95), Mapping):
         results.append(
             checks.latency_p95(
                 spec[LATENCY_P95], series(queries.LATENCY), series(queries.REQUESTS), window
             )
         )
+        if versus(LATENCY_P95):
+            results.append(
+                comparison.latency(
+                    spec[LATENCY_P95],
+                    series(queries.LATENCY_BUCKETS),
+                    stable(queries.LATENCY_BUCKETS),
+                    window,
+                )
+            )
     if isinstance(spec.get(DRIFT), Mapping):
         results.append(
             checks.drift(
@@ -163,6 +192,12 @@ def _target(
         )
     if isinstance(spec.get(ACCURACY), Mapping):
         results.append(checks.accuracy(spec[ACCURACY], series(queries.FEEDBACK), window))
+        if versus(ACCURACY):
+            results.append(
+                comparison.accuracy(
+                    spec[ACCURACY], series(queries.FEEDBACK), stable(queries.FEEDBACK), window
+                )
+            )
     results.extend(_custom(target, seconds, run))
     return results
 

@@ -19,6 +19,8 @@ LATENCY_P95 = "latencyP95Seconds"
 DRIFT = "drift"
 ACCURACY = "accuracy"
 CUSTOM_PREFIX = "custom:"
+# The suffix of a check judged against stable (`errorRate.vsStable`), as the spec spells it.
+VS_STABLE = ".vsStable"
 BUILT_IN = (ERROR_RATE, LATENCY_P95, DRIFT, ACCURACY)
 
 
@@ -49,13 +51,15 @@ class Target:
     `reference` metadata (per feature: numeric `{"edges", "proportions"}` or categorical
     `{"categories", "other"}`); without it drift is inconclusive. `window_seconds`, when set,
     overrides the window given to `analyse()` for this target (targets sharing a window share
-    their queries).
+    their queries). `baseline` is the track a canary is compared with (its Model's stable
+    track): checks with `vsStable` are judged against it too; without one they are not.
     """
 
     key: TargetKey
     checks: Mapping[str, Any]
     reference: Mapping[str, Any] | None = None
     window_seconds: int | None = None
+    baseline: TargetKey | None = None
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ LATENCY = "latency"  # latencyP95Seconds
 FEATURE_BUCKETS = "featureBuckets"  # drift of numeric features
 FEATURE_CATEGORIES = "featureCategories"  # drift of categorical features
 FEEDBACK = "feedback"  # accuracy
-KINDS = (REQUESTS, LATENCY, FEATURE_BUCKETS, FEATURE_CATEGORIES, FEEDBACK)
+LATENCY_BUCKETS = "latencyBuckets"  # latencyP95Seconds.vsStable
+KINDS = (REQUESTS, LATENCY, FEATURE_BUCKETS, FEATURE_CATEGORIES, FEEDBACK, LATENCY_BUCKETS)
 
 PLACEHOLDERS = ("NAMESPACE", "MODEL", "VERSION", "TRACK", "WINDOW")
 _PLACEHOLDER = re.compile(r"\$(" + "|".join(PLACEHOLDERS) + r")\b")
@@ -90,11 +91,17 @@ def requests(seconds: int, namespaces: Collection[str] | None = None) -> str:
     return f"sum by ({BY}, http_response_code) ({counted})"
 
 
-def latency_p95(seconds: int, namespaces: Collection[str] | None = None) -> str:
-    """p95 of the predict requests that were not refused as bad input (4xx)."""
+def latency_buckets(seconds: int, namespaces: Collection[str] | None = None) -> str:
+    """Cumulative duration bucket counts of the predict requests that were not refused as bad
+    input (4xx) in the window: what a comparison of a canary's latency with stable's reads."""
     match = selector(namespaces, f'endpoint="{PREDICT_ENDPOINT}"', 'http_response_code!~"4.."')
     counted = counted_since(f"bentoml_service_request_duration_seconds_bucket{match}", seconds)
-    return f"histogram_quantile(0.95, sum by ({BY}, le) ({counted}))"
+    return f"sum by ({BY}, le) ({counted})"
+
+
+def latency_p95(seconds: int, namespaces: Collection[str] | None = None) -> str:
+    """p95 of the predict requests that were not refused as bad input (4xx)."""
+    return f"histogram_quantile(0.95, {latency_buckets(seconds, namespaces)})"
 
 
 def feature_buckets(seconds: int, namespaces: Collection[str] | None = None) -> str:
@@ -127,6 +134,7 @@ BUILDERS = {
     FEATURE_BUCKETS: feature_buckets,
     FEATURE_CATEGORIES: feature_categories,
     FEEDBACK: feedback,
+    LATENCY_BUCKETS: latency_buckets,
 }
 
 
