@@ -420,11 +420,13 @@ class FakeKube(Kube):
         self._remove(key)
         return True
 
-    def start_job(self, name: str, namespace: str | None = None) -> Body:
-        """The Job controller starts the Job's pod (running, no result yet)."""
+    def start_job(self, name: str, namespace: str | None = None, *, running: bool = True) -> Body:
+        """The Job controller starts the Job's pod: running (ready, no result yet), or, unless
+        `running`, waiting to be scheduled or for its image (active, not ready)."""
         ns = namespace or self.namespace
         self._job_pod(name, ns)
-        return self.set_status("Job", name, {"active": 1, "startTime": self.now()}, ns)
+        status = {"active": 1, "ready": int(running), "startTime": self.now()}
+        return self.set_status("Job", name, status, ns)
 
     def finish_job(
         self,

@@ -124,6 +124,7 @@ async def job_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     status = body.get("status") or {}
     state = (
         status.get("active"),
+        status.get("ready"),
         status.get("succeeded"),
         status.get("failed"),
         tuple(c.get("type") for c in status.get("conditions") or []),

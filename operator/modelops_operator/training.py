@@ -45,6 +45,7 @@ RESULT_KEYS = (
     "gates",
     "rows",
     "fingerprint",
+    "sources",
 )
 
 
@@ -292,9 +293,14 @@ def job_finished(job: Mapping[str, Any]) -> bool:
     return bool(_condition(job, "Complete") or _condition(job, "Failed"))
 
 
-def job_started(job: Mapping[str, Any]) -> bool:
+def job_running(job: Mapping[str, Any]) -> bool:
+    """Whether the Job's training pod runs: ready, as the Job counts it (`status.ready`). A Job
+    whose pod waits to be scheduled or for its image is not training yet; a cluster older than
+    Kubernetes 1.24 counts no ready pods, and there an active pod is taken for a running one."""
     status = job.get("status") or {}
-    return bool(status.get("active") or status.get("ready") or status.get("startTime"))
+    if "ready" in status:
+        return bool(status["ready"])
+    return bool(status.get("active"))
 
 
 RERUN = "the pod that trained was deleted after it finished, and its result with it; training again"

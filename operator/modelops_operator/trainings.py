@@ -129,8 +129,8 @@ def _follow_job(
     if job is not None and not owned_by(job, meta["uid"]):
         raise _not_ours(job, version["spec"]["model"])
     if job is None:
-        # No status write: a version without a phase is Pending, and the Job's start (or end)
-        # writes the next one.
+        # No status write: a version without a phase is Pending, and its training pod's start
+        # (or the Job's end, for a training shorter than a pass) writes the next one.
         if settings.network_policies:
             kube.ensure(children.build_training_policy(model))
         kube.create(training.build_training_job(version, settings))
@@ -149,7 +149,7 @@ def _follow_job(
         store_dir = training.model_store(settings, namespace, model["metadata"]["uid"])
         patch = training.outcome(job, pod, store_dir)
         patch["finishedAt"] = now()
-    elif training.job_started(job):
+    elif training.job_running(job):
         patch = {
             "phase": contract.TRAINING,
             "job": name,

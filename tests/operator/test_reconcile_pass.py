@@ -416,6 +416,17 @@ def test_a_pass_with_nothing_to_do_makes_no_request(world: World) -> None:
     world.quiet()
 
 
+def test_a_job_whose_pod_does_not_run_yet_leaves_its_version_pending(world: World) -> None:
+    world.kube.put(iris())
+    world.run()
+    world.kube.start_job("iris-v1", running=False)  # scheduling, or pulling its image
+    world.quiet()
+    assert "phase" not in world.version_status("iris-v1")
+    world.kube.start_job("iris-v1")
+    world.run()
+    assert world.version_status("iris-v1")["phase"] == contract.TRAINING
+
+
 @pytest.mark.parametrize(
     ("result", "succeeded", "options", "reason", "message"),
     [
