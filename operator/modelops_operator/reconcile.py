@@ -16,7 +16,7 @@ import datetime
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -45,6 +45,7 @@ from modelops_operator.status import (
     Observed,
     failed_status,
     fold_phase,
+    hold,
     model_status,
     transitions,
 )
@@ -56,13 +57,15 @@ log = logging.getLogger("modelops.reconcile")
 @dataclass
 class Context:
     """What every pass shares: the API, the store of what the watches saw, the settings, the Event
-    sink, the analysis loop, and what passes remember between them."""
+    sink, the analysis loop, how to ask for a Model's pass later (the queue's `add_later`;
+    without it no status waits), and what passes remember between them."""
 
     kube: Kube
     store: Store
     settings: Settings
     event: EventSink
     monitor: Monitor | None = None
+    later: Callable[[ModelKey, float], None] | None = None
     references: watches.References = field(init=False)
     # When each Model's latest analysis was taken into account (its results are in memory too).
     analysed: dict[ModelKey, float] = field(default_factory=dict)
@@ -357,13 +360,34 @@ def _kept(
 def _write_status(
     ctx: Context, model: Body, observed: Observed, extra: Mapping[str, Any], news: list[Event]
 ) -> Body:
-    """Writes the status the pass observed, if it differs; its transitions become Events."""
+    """Writes the status the pass observed, if it differs; its transitions become Events. A
+    first rollout's Deploying status waits a few seconds for its Serving one (`status.hold`):
+    the pass asks to run again when the wait is over, and writes nothing now."""
     meta, status = model["metadata"], model.get("status") or {}
     new_status = {**model_status(observed, status, now()), **extra}
-    if any(status.get(k) != v for k, v in new_status.items()):
-        ctx.kube.patch_status("Model", meta["namespace"], meta["name"], new_status)
-        news.extend(transitions(status, new_status))
+    if not any(status.get(k) != v for k, v in new_status.items()):
+        return new_status
+    key: ModelKey = (meta["namespace"], meta["name"])
+    wait = hold(status, new_status, _since_trained(ctx, key, observed)) if ctx.later else 0.0
+    if wait > 0 and ctx.later is not None:
+        ctx.later(key, wait)
+        return dict(status)
+    ctx.kube.patch_status("Model", key[0], key[1], new_status)
+    news.extend(transitions(status, new_status))
     return new_status
+
+
+def _since_trained(ctx: Context, key: ModelKey, observed: Observed) -> float | None:
+    """Seconds since the stable version's training finished (its `finishedAt`), if it did."""
+    if observed.stable is None:
+        return None
+    version = ctx.store.get("ModelVersion", key[0], observed.stable.name) or {}
+    finished = (version.get("status") or {}).get("finishedAt")
+    try:
+        at = datetime.datetime.fromisoformat(str(finished).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0.0, time.time() - at.timestamp())
 
 
 def _invalid(ctx: Context, model: Body, error: str) -> Observed:

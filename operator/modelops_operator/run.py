@@ -116,7 +116,8 @@ def main(argv: list[str]) -> int:
     kube = Kube(_load_client(), store)
     queue = WorkQueue(workers=WORKERS, metrics=metrics)
     monitor = Monitor(PrometheusClient(settings.prometheus_url), queue.add)
-    context = Context(kube, store, settings, kube_event_sink(kube, metrics), monitor)
+    sink = kube_event_sink(kube, metrics)
+    context = Context(kube, store, settings, sink, monitor, later=queue.add_later)
     controller = Controller(
         kube,
         store,

@@ -242,6 +242,39 @@ def failed_status(
     return {"conditions": [*kept, *by_type.values()]}
 
 
+# How long a first rollout's Deploying status may wait for its Serving one (seconds).
+HOLD_DEPLOYING = 15.0
+
+# The fields `model_status` computes; the others (canary, monitoring, the tokens of what was
+# handled) are never held back.
+COMPUTED = frozenset(
+    {"observedGeneration", "phase", "conditions", "stableVersion", "latestVersion", "accuracy",
+     "drift"}
+)  # fmt: skip
+
+
+def hold(before: Mapping[str, Any], after: Mapping[str, Any], waited: float | None) -> float:
+    """How much longer the status `after` may wait before it is written over `before`, 0 to write
+    it now; `waited` is how long ago the new stable version's training finished.
+
+    The first rollout goes Training -> Deploying -> Serving, and the Deployment usually becomes
+    available seconds after the training ends: the Deploying status (with the training's verdict)
+    waits up to HOLD_DEPLOYING for it, so that one write says both and the Serving status does
+    not supersede it at once. Only that transition waits, and only when it changes nothing but
+    computed fields of the same generation; a Deployment that takes longer gets its Deploying
+    status when the time is up."""
+    if waited is None or before.get("phase") != contract.PHASE_TRAINING:
+        return 0.0
+    if after.get("phase") != contract.PHASE_DEPLOYING:
+        return 0.0
+    changed = {k for k, v in after.items() if before.get(k) != v}
+    if not changed <= COMPUTED or before.get("observedGeneration") != after.get(
+        "observedGeneration"
+    ):
+        return 0.0
+    return max(0.0, HOLD_DEPLOYING - waited)
+
+
 Event = tuple[str, str, str]  # (type, reason, message)
 
 

@@ -678,3 +678,36 @@ def test_a_file_store_keeps_its_claim_and_gets_no_secret() -> None:
         "--store",
         "file:///models",
     ]
+
+
+# --- which status waits for the next one -----------------------------------------------------
+
+
+def _phase(phase: str, **fields: Any) -> dict[str, Any]:
+    return {"phase": phase, "stableVersion": None, "observedGeneration": 1, **fields}
+
+
+def test_a_first_rollouts_deploying_status_waits_for_the_rest_of_the_hold() -> None:
+    before = _phase(contract.PHASE_TRAINING)
+    after = _phase(contract.PHASE_DEPLOYING, stableVersion="iris-v1")
+    assert status.hold(before, after, 0.0) == status.HOLD_DEPLOYING
+    assert status.hold(before, after, 10.0) == status.HOLD_DEPLOYING - 10.0
+    assert status.hold(before, after, status.HOLD_DEPLOYING + 1) == 0.0
+    assert status.hold(before, after, None) == 0.0  # no finished training to count from
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        # Serving is what the hold waits for; a lost replica's Deploying is news at once
+        (_phase(contract.PHASE_TRAINING), _phase(contract.PHASE_SERVING)),
+        (_phase(contract.PHASE_SERVING), _phase(contract.PHASE_DEPLOYING)),
+        (_phase(contract.PHASE_TRAINING), _phase(contract.PHASE_FAILED)),
+        # a handled retrain request, the monitoring state, a new generation: written at once
+        (_phase(contract.PHASE_TRAINING), _phase(contract.PHASE_DEPLOYING, retrainToken="1")),
+        (_phase(contract.PHASE_TRAINING), _phase(contract.PHASE_DEPLOYING, monitoring={"a": 1})),
+        (_phase(contract.PHASE_TRAINING), _phase(contract.PHASE_DEPLOYING, observedGeneration=2)),
+    ],
+)
+def test_no_other_status_waits(before: dict[str, Any], after: dict[str, Any]) -> None:
+    assert status.hold(before, after, 1.0) == 0.0

@@ -14,6 +14,7 @@ check reads its reference from the version's status, which the tests fill.
 from __future__ import annotations
 
 import base64
+import calendar
 import copy
 import json
 import time
@@ -425,6 +426,105 @@ def test_a_job_whose_pod_does_not_run_yet_leaves_its_version_pending(world: Worl
     world.kube.start_job("iris-v1")
     world.run()
     assert world.version_status("iris-v1")["phase"] == contract.TRAINING
+
+
+def rollout_writes(
+    world: World, deployed: float
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """A new Model's first rollout, pass by pass, as the control plane plays it: its Job's pod
+    runs and finishes, and its stable Deployment is ready `deployed` seconds after the training
+    finished (the held statuses' passes run when the queue would run them). Every write (method,
+    resource) and Event (reason, message) of the whole rollout, in order."""
+    writes: list[tuple[str, str]] = []
+    events: list[tuple[str, str]] = []
+    later: list[tuple[tuple[str, str], float]] = []
+    world.ctx.later = lambda key, delay: later.append((key, delay))
+
+    def run() -> None:
+        world.run()
+        for method, path in world.kube.writes():
+            resource = path.split(f"/namespaces/{NS}/")[-1].split("/")[0]
+            writes.append((method, resource + ("/status" if path.endswith("/status") else "")))
+        events.extend((r, m) for _, _, r, m in world.events.posted)
+
+    world.kube.put(iris())
+    run()
+    world.kube.start_job("iris-v1", running=False)
+    run()
+    world.kube.start_job("iris-v1")
+    run()
+    world.kube.finish_job("iris-v1", training_result("iris-v1", **world.archive("iris-v1")))
+    world.kube.set_status("ModelVersion", "iris-v1", {"reference": REFERENCE})  # as in train()
+    run()
+    if later:  # the Deploying status waits; the queue runs the Model again when it is due
+        (key, delay), = later
+        assert key == (NS, MODEL) and 14 < delay <= 15
+        if deployed > delay:
+            age_training(world, "iris-v1", delay)
+            run()
+    world.kube.make_ready(STABLE)
+    run()
+    assert world.status()["phase"] == contract.PHASE_SERVING
+    world.quiet()
+    return writes, events
+
+
+def age_training(world: World, version: str, seconds: float) -> None:
+    """As if `seconds` passed since the version's training finished."""
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    finished = calendar.timegm(time.strptime(world.version_status(version)["finishedAt"], stamp))
+    earlier = time.strftime(stamp, time.gmtime(finished - seconds))
+    world.kube.set_status("ModelVersion", version, {"finishedAt": earlier})
+
+
+ROLLOUT_WRITES = [
+    ("POST", "modelversions"),
+    ("PATCH", "networkpolicies"),  # the training pods'
+    ("POST", "jobs"),
+    ("PATCH", "models/status"),  # Training
+    ("PATCH", "modelversions/status"),  # Training, once its pod runs
+    ("PATCH", "modelversions/status"),  # Succeeded
+    ("PATCH", "secrets"),
+    ("PATCH", "networkpolicies"),  # the serving pods'
+    ("PATCH", "deployments"),
+    ("PATCH", "services"),
+    ("PATCH", "poddisruptionbudgets"),
+]
+
+
+def test_a_first_rollout_writes_each_status_once_when_it_deploys_within_the_hold(
+    world: World,
+) -> None:
+    writes, events = rollout_writes(world, deployed=3)
+    # Training, then Serving: the Deploying status a ready Deployment superseded is not written.
+    assert writes == [*ROLLOUT_WRITES, ("PATCH", "models/status")]
+    assert events == [
+        ("TrainingStarted", "iris-v1 created (initial); phase none -> Training"),
+        (
+            "Succeeded",
+            "Trained=True: iris-v1 (accuracy 0.97, f1_macro 0.96) passed its quality gates; "
+            "phase Training -> Serving",
+        ),
+    ]
+    status = world.status()
+    assert status["stableVersion"] == "iris-v1" and status["accuracy"] == 0.97
+    assert world.condition(contract.TRAINED)["status"] == "True"
+
+
+def test_a_slow_first_deployment_shows_deploying_when_the_hold_is_over(world: World) -> None:
+    writes, events = rollout_writes(world, deployed=60)
+    assert writes == [*ROLLOUT_WRITES, ("PATCH", "models/status"), ("PATCH", "models/status")]
+    assert [r for r, _ in events] == ["TrainingStarted", "Succeeded", "PhaseServing"]
+    assert events[1][1].endswith("phase Training -> Deploying")
+
+
+def test_without_a_queue_to_come_back_no_status_waits(world: World) -> None:
+    world.ctx.later = None
+    world.kube.put(iris())
+    world.run()
+    world.train("iris-v1")
+    world.run()
+    assert world.status()["phase"] == contract.PHASE_DEPLOYING
 
 
 @pytest.mark.parametrize(
