@@ -19,8 +19,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.util.retry import Retry
 
+from modelops_api import contract
 from modelops_operator.cli_kube import TIMEOUT, CliError, Connection, Kube, connect
-from modelops_operator.cli_model import ModelView
+from modelops_operator.cli_model import ModelView, parse_model
 from modelops_operator.report_model import (
     PROMETHEUS,
     EventRecord,
@@ -29,6 +30,7 @@ from modelops_operator.report_model import (
     Timelines,
     accuracy_from_feedback,
     by_version,
+    feature_drift,
     from_status,
 )
 
@@ -43,8 +45,9 @@ def _label(value: str) -> str:
 
 def queries(namespace: str, model: str, window_seconds: float) -> dict[str, str]:
     """The range queries, by series: live accuracy from the serving runtime's feedback counters
-    (the series the accuracy check reads, per version, over windows of `window_seconds`), and the
-    operator's per-Model gauges of the largest PSI and of the canary's weight."""
+    and each feature's distribution (the series the accuracy and drift checks read, per version,
+    over windows of `window_seconds`), and the operator's per-Model gauges of the largest PSI and
+    of the canary's weight."""
     match = f'namespace="{_label(namespace)}", model="{_label(model)}"'
     window = f"{int(window_seconds)}s"
     return {
@@ -54,6 +57,14 @@ def queries(namespace: str, model: str, window_seconds: float) -> dict[str, str]
         "drift": f"max by (version) (modelops_operator_model_drift_psi{{{match}}})",
         "canary_weight": (
             f"max by (version) (modelops_operator_model_canary_weight_percent{{{match}}})"
+        ),
+        "numeric": (
+            f"sum by (version, feature, le) "
+            f"(increase(modelops_feature_value_bucket{{{match}}}[{window}]))"
+        ),
+        "categorical": (
+            f"sum by (version, feature, category) "
+            f"(increase(modelops_feature_category_total{{{match}}}[{window}]))"
         ),
     }
 
@@ -77,10 +88,15 @@ def _rows(answer: Any) -> Rows:
 
 
 def timelines(
-    prometheus: str, model: ModelView, since_seconds: float, now: datetime.datetime
+    prometheus: str,
+    model: ModelView,
+    references: Mapping[str, Mapping[str, object]],
+    since_seconds: float,
+    now: datetime.datetime,
 ) -> Timelines:
-    """The series over the `since_seconds` before `now`; when Prometheus cannot be read, the
-    status's last values, with the reason in the note."""
+    """The series over the `since_seconds` before `now`, each feature's PSI against
+    `references[version]`; when Prometheus cannot be read, the status's last values, with the
+    reason in the note."""
     from prometheus_api_client import PrometheusConnect
     from prometheus_api_client.exceptions import PrometheusApiClientException
 
@@ -115,12 +131,15 @@ def timelines(
         return from_status(model, now, f"Prometheus at {prometheus} could not be read ({why}).")
     finally:
         connection.close()
+    features, missing = feature_drift(answers["numeric"], answers["categorical"], references)
     return Timelines(
         PROMETHEUS,
         f"Prometheus {prometheus}, one point every {int(step)}s.",
         accuracy=accuracy_from_feedback(answers["accuracy"]),
         drift=by_version(answers["drift"]),
         canary_weight=by_version(answers["canary_weight"]),
+        features=features,
+        features_note="; ".join(missing),
     )
 
 
@@ -170,11 +189,20 @@ def gather(
 ) -> ReportData:
     """Everything the page shows about the Model `name` of the connection's namespace."""
     now = now or datetime.datetime.now(datetime.UTC)
-    model = Kube(connection).view(name)
+    kube = Kube(connection)
+    body = kube.model(name)
+    versions = kube.versions(kube.namespace)
+    model = parse_model(body, versions)
+    references = {
+        str(v["metadata"].get("name")): reference
+        for v in versions
+        if (v.get("spec") or {}).get("model") == name
+        and isinstance(reference := (v.get("status") or {}).get(contract.REFERENCE), Mapping)
+    }
     since = now - datetime.timedelta(seconds=since_seconds)
     found, note = events(connection, model.namespace or connection.namespace, name, since)
     series = (
-        timelines(prometheus, model, since_seconds, now)
+        timelines(prometheus, model, references, since_seconds, now)
         if prometheus
         else from_status(model, now, "Give --prometheus URL for the series over time.")
     )

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from modelops_api import contract
 from modelops_operator.cli_model import RETRAIN_REASONS, ModelView, Version
@@ -51,6 +53,15 @@ class Series:
 
 
 @dataclass(frozen=True)
+class FeatureSeries:
+    """One feature's PSI against its version's reference over time."""
+
+    version: str
+    feature: str
+    points: tuple[Point, ...]
+
+
+@dataclass(frozen=True)
 class Timelines:
     """The Model's series over the report's period: live accuracy from feedback, the largest
     feature PSI and the canary's share of traffic, each per version. `source` is `prometheus`
@@ -62,6 +73,8 @@ class Timelines:
     accuracy: tuple[Series, ...] = ()
     drift: tuple[Series, ...] = ()
     canary_weight: tuple[Series, ...] = ()
+    features: tuple[FeatureSeries, ...] = ()
+    features_note: str = ""  # why some or all features have no series
 
 
 @dataclass(frozen=True)
@@ -184,6 +197,93 @@ def accuracy_from_feedback(
     return tuple(out)
 
 
+Rows = Sequence[tuple[Mapping[str, str], Sequence[Sample]]]
+# One instant's comparison with a reference: its PSI, None without observations.
+Comparing = Callable[[Mapping[str, object]], float | None]
+
+
+def _usable(counts: Mapping[Any, float]) -> bool:
+    return all(v == v and 0 <= v < float("inf") for v in counts.values())
+
+
+def _numeric_psi(cumulative: Mapping[float, float], ref: Mapping[str, object]) -> float | None:
+    """The PSI of cumulative bucket counts; None without observations or with a count that
+    cannot be (NaN, negative, infinite)."""
+    from modelops_operator.analysis import psi
+
+    if not _usable(cumulative):
+        return None
+    found = psi.numeric(cumulative, ref)
+    return found.psi if found.samples > 0 else None
+
+
+def _categorical_psi(counts: Mapping[str, float], ref: Mapping[str, object]) -> float | None:
+    from modelops_operator.analysis import psi
+
+    if not _usable(counts):
+        return None
+    found = psi.categorical(counts, ref)
+    return found.psi if found.samples > 0 else None
+
+
+def feature_drift(
+    numeric: Rows, categorical: Rows, references: Mapping[str, Mapping[str, object]]
+) -> tuple[tuple[FeatureSeries, ...], tuple[str, ...]]:
+    """Each feature's PSI per version and instant, as the drift check computes it (analysis.psi),
+    from the window's bucket increases by `version, feature, le` (numeric) and category increases
+    by `version, feature, category`, against `references[version][feature]`; and why a version or
+    feature has none (no reference, bounds that are not its edges). An instant with no
+    observation has no point."""
+    from modelops_operator.analysis import psi
+
+    # (version, feature) -> time -> bucket bound or category -> increase
+    numbers: dict[tuple[str, str], dict[float, dict[float, float]]] = {}
+    for labels, samples in numeric:
+        try:
+            bound = float(labels.get("le", ""))
+        except ValueError:
+            continue
+        per_time = numbers.setdefault((labels.get("version", ""), labels.get("feature", "")), {})
+        for t, v in samples:
+            per_time.setdefault(t, {})[bound] = v
+    categories: dict[tuple[str, str], dict[float, dict[str, float]]] = {}
+    for labels, samples in categorical:
+        key = (labels.get("version", ""), labels.get("feature", ""))
+        per_time_c = categories.setdefault(key, {})
+        for t, v in samples:
+            per_time_c.setdefault(t, {})[labels.get("category", "")] = v
+    out: list[FeatureSeries] = []
+    notes: set[str] = set()
+
+    def compare(version: str, feature: str, at: Iterable[tuple[float, Comparing]]) -> None:
+        reference = references.get(version)
+        if not reference:
+            notes.add(f"{version}: no reference distributions in its status")
+            return
+        ref = reference.get(feature)
+        if not isinstance(ref, Mapping):
+            notes.add(f"{version}/{feature}: not in the reference")
+            return
+        points = []
+        for t, comparing in sorted(at, key=lambda pair: pair[0]):
+            try:
+                found = comparing(ref)
+            except psi.ReferenceMismatch as error:
+                notes.add(f"{version}/{feature}: {error}")
+                return
+            if found is not None:
+                points.append(Point(_when(t), found))
+        if points:
+            out.append(FeatureSeries(version, feature, tuple(points)))
+
+    for (version, feature), by_time in numbers.items():
+        compare(version, feature, ((t, partial(_numeric_psi, c)) for t, c in by_time.items()))
+    for (version, feature), by_time_c in categories.items():
+        compare(version, feature, ((t, partial(_categorical_psi, c)) for t, c in by_time_c.items()))
+    out.sort(key=lambda f: (f.version, f.feature))
+    return tuple(out), tuple(sorted(notes))
+
+
 def _version_named(message: str, names: Sequence[str]) -> str | None:
     """The version a message names (the longest name that occurs as a word)."""
     for name in sorted(names, key=len, reverse=True):
@@ -237,7 +337,7 @@ def _canary(model: ModelView, name: str, steps: tuple[EventRecord, ...]) -> Cana
         total = f"/{canary.steps}" if canary.steps else ""
         paused = ", paused" if canary.paused else ""
         detail = f"step {canary.step + 1}{total} at {canary.weight}%{paused}"
-        if canary.message:
+        if canary.message and canary.message not in detail:
             detail += f": {canary.message}"
         return CanaryRecord(name, RUNNING, detail, steps)
     version = model.version(name)

@@ -198,6 +198,35 @@ def render(data: ReportData) -> str:
             )
     figures.append(("drift", drift, "No drift measured in this period."))
 
+    features = None
+    if lines.features:
+        features = _figure("Drift per feature (PSI against the reference)", "PSI")
+        features.update_layout(xaxis_title="time", legend_title_text="feature (version)")
+        for one in lines.features:
+            features.add_trace(
+                go.Scatter(
+                    x=[p.at for p in one.points],
+                    y=[p.value for p in one.points],
+                    mode="lines+markers",
+                    name=f"{one.feature} ({one.version})",
+                )
+            )
+        if model.drift_limit is not None:
+            features.add_hline(
+                y=model.drift_limit,
+                line_dash="dash",
+                line_color="#b00020",
+                annotation_text=f"psi.max {model.drift_limit:g}",
+            )
+    no_features = (
+        "No feature was observed in this period."
+        if lines.source == PROMETHEUS
+        else "Drift per feature over time needs --prometheus."
+    )
+    if lines.features_note:
+        no_features += f" Left out: {lines.features_note}."
+    figures.append(("features", features, no_features))
+
     weight = None
     if lines.canary_weight:
         weight = _figure(
@@ -275,6 +304,11 @@ def render(data: ReportData) -> str:
     if data.events and data.events_note:
         events = f'<p class="note">{_e(data.events_note)}</p>' + events
 
+    features_note = (
+        f'<p class="muted">Left out of the drift per feature: {_e(lines.features_note)}.</p>'
+        if lines.features and lines.features_note
+        else ""
+    )
     title = f"modelops report: {model.namespace}/{model.name}"
     canary = model.canary.version if model.canary is not None else "-"
     return f"""<!DOCTYPE html>
@@ -300,6 +334,8 @@ accuracy {_e(f"{model.accuracy:.4g}" if model.accuracy is not None else "-")}
 {plots["accuracy"]}
 <h2>Drift</h2>
 {plots["drift"]}
+{plots["features"]}
+{features_note}
 <h3>The stable version's last analysis</h3>
 {checks if model.checks else '<p class="muted">No analysis yet.</p>'}
 <h2>Canaries</h2>

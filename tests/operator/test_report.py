@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import http.server
 import json
+import math
 import shutil
 import struct
 import subprocess
@@ -38,12 +39,14 @@ from modelops_operator import cli
 from modelops_operator.cli_model import parse_model
 from modelops_operator.report_gather import queries
 from modelops_operator.report_model import (
+    EventRecord,
     Point,
     ReportData,
     Series,
     Timelines,
     accuracy_from_feedback,
     canaries,
+    feature_drift,
     period_seconds,
 )
 from modelops_operator.report_render import render
@@ -230,6 +233,23 @@ def model_body(namespace: str) -> dict[str, Any]:
     return body
 
 
+# iris-v2's reference distributions (ModelVersion status.reference); iris-v4 has none yet.
+REFERENCE = {
+    "petal_length": {"edges": [2.5, 5.0], "proportions": [0.33, 0.34, 0.33]},
+    "colour": {"categories": {"red": 0.5, "blue": 0.5}, "other": 0.0},
+}
+# Cumulative bucket increases (le 2.5, 5.0, +Inf) per step: as the reference, then shifting.
+PETAL_LENGTH = [(33, 67, 100), (30, 65, 100), (20, 55, 100), (10, 40, 100), (5, 20, 100)]
+COLOUR = [(50, 50), (55, 45), (70, 30), (90, 10), (95, 5)]
+
+
+def psi(observed: list[float], expected: list[float]) -> float:
+    """The PSI as docs/monitoring.md defines it, shares floored at 1e-4."""
+    a = [max(x, 1e-4) for x in observed]
+    e = [max(x, 1e-4) for x in expected]
+    return sum((x - y) * math.log(x / y) for x, y in zip(a, e, strict=True))
+
+
 VERSIONS: list[tuple[str, str, dict[str, Any]]] = [
     (
         "iris-v1",
@@ -239,7 +259,11 @@ VERSIONS: list[tuple[str, str, dict[str, Any]]] = [
     (
         "iris-v2",
         "spec-change",
-        {"phase": "Succeeded", "metrics": {"accuracy": 0.967, "f1_macro": 0.966}},
+        {
+            "phase": "Succeeded",
+            "metrics": {"accuracy": 0.967, "f1_macro": 0.966},
+            contract.REFERENCE: REFERENCE,
+        },
     ),
     (
         "iris-v3",
@@ -308,6 +332,27 @@ def range_answer(query: str) -> dict[str, Any]:
         )
     if "drift_psi" in query:
         return matrix([({"version": "iris-v2"}, [0.05, 0.08, 0.12, 0.19, 0.26, 0.31])])
+    if "modelops_feature_value_bucket" in query:
+        return matrix(
+            [
+                (
+                    {"version": v, "feature": "petal_length", "le": le},
+                    [row[i] for row in PETAL_LENGTH],
+                )
+                for v in ("iris-v2", "iris-v4")
+                for i, le in enumerate(("2.5", "5.0", "+Inf"))
+            ]
+        )
+    if "modelops_feature_category_total" in query:
+        return matrix(
+            [
+                (
+                    {"version": "iris-v2", "feature": "colour", "category": c},
+                    [row[i] for row in COLOUR],
+                )
+                for i, c in enumerate(("red", "blue"))
+            ]
+        )
     if "canary_weight" in query:
         return matrix([({"version": "iris-v4"}, [10, 10, 10])])
     return matrix([])
@@ -436,8 +481,11 @@ def test_report_with_prometheus_draws_every_plot_from_the_api_server_and_the_ser
         "iris-v4 created (drift)", "worst feature in the last analysis: petal_length",
     ):  # fmt: skip
         assert text in html, text
+    assert "Left out of the drift per feature: iris-v4: no reference distributions" in html
     shot = assert_opens_and_draws(
-        page, tmp_path, {"plot-metrics", "plot-accuracy", "plot-drift", "plot-canary-weight"}
+        page,
+        tmp_path,
+        {"plot-metrics", "plot-accuracy", "plot-drift", "plot-features", "plot-canary-weight"},
     )
     print(f"screenshot: {shot}")
 
@@ -452,6 +500,7 @@ def test_report_without_prometheus_shows_the_status_and_says_so(
     assert result.exit_code == 0, result.output
     html = page.read_text()
     assert "No Prometheus was asked: the plots show the status&#x27;s last values" in html
+    assert "Drift per feature over time needs --prometheus." in html
     assert_opens_and_draws(
         page, tmp_path, {"plot-metrics", "plot-accuracy", "plot-drift", "plot-canary-weight"}
     )
@@ -491,8 +540,6 @@ def test_each_canary_gets_its_events_and_outcome() -> None:
         model_body("ml"),
         [{**version_body(n, t), "status": s} for n, t, s in VERSIONS],
     )
-    from modelops_operator.report_model import EventRecord
-
     events = [
         EventRecord(datetime.datetime.fromtimestamp(NOW - ago, datetime.UTC), k, r, m)
         for ago, k, r, m in EVENTS
@@ -552,3 +599,43 @@ def test_without_the_report_extra_the_command_says_which_to_install(
     assert result.exit_code == 1
     assert "needs the 'report' extra (plotly not installed)" in result.stderr
     assert "pip install 'modelops[report]'" in result.stderr
+
+
+@pytest.mark.unit
+def test_drift_per_feature_is_the_psi_against_the_version_reference() -> None:
+    numeric = [
+        (
+            {"version": "iris-v2", "feature": "petal_length", "le": le},
+            [(60.0 * t, row[i]) for t, row in enumerate(PETAL_LENGTH)],
+        )
+        for i, le in enumerate(("2.5", "5.0", "+Inf"))
+    ]
+    categorical = [
+        (
+            {"version": "iris-v2", "feature": "colour", "category": c},
+            [(60.0 * t, row[i]) for t, row in enumerate(COLOUR)],
+        )
+        for i, c in enumerate(("red", "blue"))
+    ]
+    orphan = [({"version": "iris-v9", "feature": "petal_length", "le": "+Inf"}, [(0.0, 5.0)])]
+    found, notes = feature_drift(numeric + orphan, categorical, {"iris-v2": REFERENCE})
+    assert [(f.version, f.feature) for f in found] == [
+        ("iris-v2", "colour"),
+        ("iris-v2", "petal_length"),
+    ]
+    colour, petal = found
+    for series, rows, expected in (
+        (petal, PETAL_LENGTH, [0.33, 0.34, 0.33]),
+        (colour, COLOUR, [0.5, 0.5, 0.0]),
+    ):
+        assert len(series.points) == len(rows)
+        for point, row in zip(series.points, rows, strict=True):
+            total = row[-1] if series is petal else sum(row)
+            shares = (
+                [row[0] / total, (row[1] - row[0]) / total, (row[2] - row[1]) / total]
+                if series is petal
+                else [row[0] / total, row[1] / total, 0.0]
+            )
+            assert point.value == pytest.approx(psi(shares, expected), rel=1e-9)
+    assert petal.points[0].value < 0.01 and petal.points[-1].value > 0.2
+    assert notes == ("iris-v9: no reference distributions in its status",)
