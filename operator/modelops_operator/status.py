@@ -281,9 +281,12 @@ Event = tuple[str, str, str]  # (type, reason, message)
 def transitions(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Event]:
     """(type, reason, message) for each Event a status change deserves: the phase, the training
     verdict, and each condition that turned abnormal (Warnings). The other condition changes
-    are in the phase Event already; at a thousand Models every Event is an API write."""
+    are in the phase Event already; at a thousand Models every Event is an API write. A new
+    Model's first status, Training, is no Event: whoever made the Model knows, and the verdict's
+    Event follows."""
     events: list[Event] = []
-    if before.get("phase") != after.get("phase"):
+    first_training = not before.get("phase") and after.get("phase") == contract.PHASE_TRAINING
+    if before.get("phase") != after.get("phase") and not first_training:
         events.append(
             (
                 "Normal",
@@ -310,9 +313,10 @@ def transitions(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Eve
 def fold_phase(events: Sequence[Event]) -> list[Event]:
     """A pass's Events with its phase change riding on its first other Normal Event.
 
-    "TrainingStarted: iris-v1 created (initial); phase none -> Training" says in one Event what
-    two said; the action's reason is the more telling one. A phase change with no other Normal
-    Event in the pass stays an Event of its own; Warnings are never folded."""
+    "Succeeded: Trained=True: iris-v1 (accuracy 0.97) passed its quality gates; phase Training
+    -> Serving" says in one Event what two said; the action's reason is the more telling one. A
+    phase change with no other Normal Event in the pass stays an Event of its own; Warnings are
+    never folded."""
     normal = [i for i, e in enumerate(events) if e[0] == "Normal"]
     phase = next((i for i in normal if events[i][1].startswith("Phase")), None)
     carrier = next((i for i in normal if i != phase), None)

@@ -98,9 +98,10 @@ def _write(
         if created is not None:
             bodies[plan.create] = created
             infos[plan.create] = versions.version_info(created)
-            out.events.append(
-                ("Normal", "TrainingStarted", f"{plan.create} created ({plan.reason})")
-            )
+            if plan.reason != contract.REASON_INITIAL:  # a new Model's training is no news
+                out.events.append(
+                    ("Normal", "TrainingStarted", f"{plan.create} created ({plan.reason})")
+                )
     for vname, info in list(infos.items()):
         if info.in_progress:
             infos[vname] = _follow_job(kube, store, settings, model, bodies[vname], info)

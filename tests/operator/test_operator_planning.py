@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -478,11 +479,13 @@ def test_every_scratch_volume_is_bounded() -> None:
         assert scratch and all(v["emptyDir"] == {"sizeLimit": "512Mi"} for v in scratch)
 
 
-def test_first_status_posts_the_phase_and_only_abnormal_conditions() -> None:
+def test_a_new_models_first_status_posts_nothing() -> None:
     t = v(1, contract.TRAINING)
     o = status.Observed(generation=1, latest=t, trained=None, newest=t, stable=None)
     first = status.model_status(o, {}, "T0")
-    assert [e[1] for e in status.transitions({}, first)] == ["PhaseTraining"]
+    assert status.transitions({}, first) == []
+    failed = status.model_status(replace(o, spec_error="spec.training: bad"), {}, "T0")
+    assert [e[1] for e in status.transitions({}, failed)] == ["PhaseFailed", "InvalidSpec"]
 
 
 def test_a_first_rollout_posts_phases_and_the_verdict_only() -> None:

@@ -311,10 +311,8 @@ def test_a_new_model_creates_its_first_version_and_its_job(world: World) -> None
     trained = world.condition(contract.TRAINED)
     assert (trained["status"], trained["reason"]) == ("False", "Training")
     assert world.condition(contract.READY)["status"] == "False"
-    # One Event says both: what was done, and the phase it led to.
-    assert world.events.posted == [
-        ("iris", "Normal", "TrainingStarted", "iris-v1 created (initial); phase none -> Training")
-    ]
+    # No Event: a new Model's first training is no news to whoever made it (a retrain's is).
+    assert world.events.posted == []
     # the version, the training pods' NetworkPolicy, the Job, the Model's status
     assert [m for m, _ in world.kube.writes()] == ["POST", "PATCH", "POST", "PATCH"]
     policy = world.kube.object("NetworkPolicy", "iris-training")
@@ -499,7 +497,6 @@ def test_a_first_rollout_writes_each_status_once_when_it_deploys_within_the_hold
     # Training, then Serving: the Deploying status a ready Deployment superseded is not written.
     assert writes == [*ROLLOUT_WRITES, ("PATCH", "models/status")]
     assert events == [
-        ("TrainingStarted", "iris-v1 created (initial); phase none -> Training"),
         (
             "Succeeded",
             "Trained=True: iris-v1 (accuracy 0.97, f1_macro 0.96) passed its quality gates; "
@@ -514,8 +511,8 @@ def test_a_first_rollout_writes_each_status_once_when_it_deploys_within_the_hold
 def test_a_slow_first_deployment_shows_deploying_when_the_hold_is_over(world: World) -> None:
     writes, events = rollout_writes(world, deployed=60)
     assert writes == [*ROLLOUT_WRITES, ("PATCH", "models/status"), ("PATCH", "models/status")]
-    assert [r for r, _ in events] == ["TrainingStarted", "Succeeded", "PhaseServing"]
-    assert events[1][1].endswith("phase Training -> Deploying")
+    assert [r for r, _ in events] == ["Succeeded", "PhaseServing"]
+    assert events[0][1].endswith("phase Training -> Deploying")
 
 
 def test_without_a_queue_to_come_back_no_status_waits(world: World) -> None:
