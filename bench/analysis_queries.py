@@ -1,18 +1,21 @@
-"""Prometheus queries per analysis interval for 10, 100 and 1,000 monitored models (flat by design).
+"""Prometheus queries per analysis interval for 10, 100 and 1,000 models in a canary (flat).
 
     .venv/bin/python bench/analysis_queries.py [--models 10,100,1000] [--passes 5]
         [--write-docs docs/benchmarks.md]
 
-For each size, a real Prometheus (the sandbox's Go build) scrapes four exporters on loopback
+For each size, a real Prometheus (the sandbox's Go build) scrapes eight exporters on loopback
 addresses that serve the series of that many models as the serving runtime exports them (after the
 scrape's relabelling: `namespace`, `model`, `version`, `track` on every series), counters growing
-with time. Each model is one stable target with the four built-in checks (error rate, p95 latency,
-drift over two numeric features and one categorical, accuracy). `analyse()` runs `--passes`
-times through a session that counts HTTP requests; the table gives the requests per pass, what a
-per-model design would send (5 per model), the median wall time of a pass, the bytes Prometheus
-answered, and how many targets got a conclusive result (all of them should: the answers do fan
-out). With --write-docs the "## Analysis queries per interval" section of that file is replaced
-(the rest is kept).
+with time. Each model serves a stable and a canary track: the stable target has the four built-in
+checks (error rate, p95 latency, drift over two numeric features and one categorical, accuracy),
+the canary every one but drift, as the operator analyses a canary. Each pass is measured twice:
+with the absolute thresholds only, and with `vsStable` on the canary's error rate, latency and
+accuracy too (judged against its stable track; `minSamples: 20`, since Prometheus holds only a
+few seconds of counts). `analyse()` runs `--passes` times per configuration through a session
+that counts HTTP requests; the table gives the requests per pass, what a per-model design would
+send, the median wall time of a pass, the bytes Prometheus answered, and how many models got a
+conclusive result on both tracks (all of them should: the answers do fan out). With --write-docs
+the "## Analysis queries per interval" section of that file is replaced (the rest is kept).
 """
 
 from __future__ import annotations
@@ -45,7 +48,9 @@ from modelops_sandbox.prometheus import PrometheusServer
 
 SECTION = "## Analysis queries per interval"
 JOB = "modelops-bench"
-EXPORTERS = 4
+EXPORTERS = 8
+# Scrapes of a thousand models' two tracks (174,000 series) take seconds on a loaded machine.
+SCRAPE = "5s"
 WINDOW = 60
 DURATIONS = (
     0.005,
@@ -78,10 +83,26 @@ CHECKS = {
     "drift": {"psi": {"max": 0.2}},
     "accuracy": {"min": 0.85},
 }
+CANARY = {check: spec for check, spec in CHECKS.items() if check != "drift"}
+VERSUS = {check: {**spec, "vsStable": {"minSamples": 20}} for check, spec in CANARY.items()}
 
 
-def key(i: int) -> TargetKey:
-    return TargetKey(f"team{i % 20}", f"model{i:04d}", f"model{i:04d}-v1", "stable")
+def key(i: int, track: str = "stable") -> TargetKey:
+    version = f"model{i:04d}-v{1 if track == 'stable' else 2}"
+    return TargetKey(f"team{i % 20}", f"model{i:04d}", version, track)
+
+
+def pair(i: int, canary_checks: dict[str, Any]) -> list[Target]:
+    """Model i's stable target and its canary, whose baseline is stable."""
+    stable = key(i)
+    return [
+        Target(stable, CHECKS, REFERENCE),
+        Target(key(i, "canary"), canary_checks, REFERENCE, baseline=stable),
+    ]
+
+
+def targets(models: int, canary_checks: dict[str, Any]) -> list[Target]:
+    return [target for i in range(models) for target in pair(i, canary_checks)]
 
 
 def exposition(keys: list[TargetKey], t: float) -> bytes:
@@ -172,67 +193,76 @@ def wait(check: Any, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def timed(client_url: str, pass_targets: list[Target], passes: int) -> dict[str, Any]:
+    """`passes` analyses of `pass_targets`: queries, medians of time, HTTP time and bytes, and the
+    models concluded on both tracks."""
+    times, waits, counts, sizes, conclusive = [], [], [], [], 0
+    for _ in range(passes):
+        session = Counting()
+        client = PrometheusClient(client_url, timeout=30, session=session)
+        begin = time.perf_counter()
+        results = analyse(client, pass_targets, WINDOW)
+        times.append(time.perf_counter() - begin)
+        counts.append(session.count)
+        waits.append(session.seconds)
+        sizes.append(session.bytes)
+        undecided = [r for c in results.values() for r in c if r.outcome is Outcome.INCONCLUSIVE]
+        if undecided:
+            print(f"inconclusive, e.g.: {undecided[0]}", file=sys.stderr)
+        concluded: dict[str, int] = {}
+        for target_key, checks in results.items():
+            done = all(r.outcome is not Outcome.INCONCLUSIVE for r in checks)
+            concluded[target_key.model] = concluded.get(target_key.model, 0) + done
+        conclusive = sum(n == 2 for n in concluded.values())
+    return {
+        "queries": sorted(set(counts)),
+        "seconds": statistics.median(times),
+        "waiting": statistics.median(waits),
+        "kib": statistics.median(sizes) / 1024,
+        "conclusive": conclusive,
+    }
+
+
 def measure(models: int, passes: int, kubeconfig: Path) -> dict[str, Any]:
-    keys = [key(i) for i in range(models)]
+    keys = [key(i, track) for i in range(models) for track in ("stable", "canary")]
     started = time.monotonic()
     exporters = [Exporter(keys[i::EXPORTERS], started) for i in range(EXPORTERS)]
     job = {
         "job_name": JOB,
-        "scrape_interval": "2s",
-        "scrape_timeout": "2s",
+        "scrape_interval": SCRAPE,
+        "scrape_timeout": SCRAPE,
         "honor_labels": True,
         "static_configs": [{"targets": [e.address for e in exporters]}],
     }
     prometheus = PrometheusServer(
-        kubeconfig, scrape_interval="2s", extra_scrape_configs=[job], progress=lambda _: None
+        kubeconfig, scrape_interval=SCRAPE, extra_scrape_configs=[job], progress=lambda _: None
     )
     try:
         prometheus.start()
-        wait(lambda: all(e.scrapes >= 4 for e in exporters), 120, "four scrapes of every exporter")
+        wait(lambda: all(e.scrapes >= 4 for e in exporters), 300, "four scrapes of every exporter")
         time.sleep(1.0)  # the last scrape ingested
         series = int(
             float(
                 prometheus.query(f'count({{job="{JOB}", __name__!~"up|scrape_.+"}})')[0]["value"][1]
             )
         )
-        targets = [Target(k, CHECKS, REFERENCE) for k in keys]
-        times, waits, counts, sizes, conclusive = [], [], [], [], 0
-        for _ in range(passes):
-            session = Counting()
-            client = PrometheusClient(prometheus.url, timeout=30, session=session)
-            begin = time.perf_counter()
-            results = analyse(client, targets, WINDOW)
-            times.append(time.perf_counter() - begin)
-            counts.append(session.count)
-            waits.append(session.seconds)
-            sizes.append(session.bytes)
-            undecided = [
-                r for c in results.values() for r in c if r.outcome is Outcome.INCONCLUSIVE
-            ]
-            if undecided:
-                print(f"inconclusive, e.g.: {undecided[0]}", file=sys.stderr)
-            conclusive = sum(
-                all(r.outcome is not Outcome.INCONCLUSIVE for r in checks)
-                for checks in results.values()
-            )
-        # the alternative: the same five queries per model, each scoped to its model
+        absolute = timed(prometheus.url, targets(models, CANARY), passes)
+        versus = timed(prometheus.url, targets(models, VERSUS), passes)
+        # the alternative: the same queries per model (both tracks), each scoped to its model
         session = Counting()
         client = PrometheusClient(prometheus.url, timeout=30, session=session)
         begin = time.perf_counter()
-        for k in keys:
-            for promql in plan([Target(k, CHECKS, REFERENCE)], WINDOW):
-                client.query(promql.replace('model!=""', f'model="{k.model}"'))
+        for i in range(models):
+            for promql in plan(pair(i, VERSUS), WINDOW):
+                client.query(promql.replace('model!=""', f'model="{key(i).model}"'))
         naive_seconds = time.perf_counter() - begin
         return {
             "models": models,
             "naive_seconds": naive_seconds,
             "series": series,
-            "queries": sorted(set(counts)),
             "naive": session.count,
-            "seconds": statistics.median(times),
-            "waiting": statistics.median(waits),
-            "kib": statistics.median(sizes) / 1024,
-            "conclusive": conclusive,
+            "absolute": absolute,
+            "versus": versus,
         }
     finally:
         prometheus.stop()
@@ -246,46 +276,55 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, load: str) -> s
         SECTION,
         "",
         "Prometheus HTTP queries that one `analyse()` pass sends (one pass per monitoring interval)"
-        " with the four built-in checks on every model, against a real Prometheus holding that"
-        f" many models' series; median of {args.passes} passes, all measured in one run of:",
+        " for that many models in a canary (stable with the four built-in checks, the canary with"
+        " every one but drift), with the absolute thresholds only and with `vsStable` on the"
+        " canary's error rate, latency and accuracy too, against a real Prometheus holding every"
+        f" model's series of both tracks; median of {args.passes} passes of each, all measured in"
+        " one run of:",
         "",
         "```",
         f".venv/bin/python bench/analysis_queries.py --models {sizes} --passes {args.passes} "
         "--write-docs docs/benchmarks.md",
         "```",
         "",
-        "| models | series in Prometheus | queries per pass | pass (s) | of which HTTP (s) |"
-        " answers (KiB) | targets concluded | per-model design: queries | per-model design (s) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| models | series in Prometheus | checks | queries per pass | pass (s) |"
+        " of which HTTP (s) | answers (KiB) | models concluded | per-model design: queries |"
+        " per-model design (s) |",
+        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
-        queries = "/".join(str(q) for q in r["queries"])
-        lines.append(
-            f"| {r['models']:,} | {r['series']:,} | {queries} | {r['seconds']:.2f} | "
-            f"{r['waiting']:.2f} | "
-            f"{r['kib']:,.0f} | {r['conclusive']:,} / {r['models']:,} | {r['naive']:,} | "
-            f"{r['naive_seconds']:.2f} |"
-        )
+        for name, m in (("absolute", r["absolute"]), ("+ vsStable", r["versus"])):
+            queries = "/".join(str(q) for q in m["queries"])
+            naive = f"{r['naive']:,} | {r['naive_seconds']:.2f}" if name != "absolute" else "|"
+            lines.append(
+                f"| {r['models']:,} | {r['series']:,} | {name} | {queries} | {m['seconds']:.2f} | "
+                f"{m['waiting']:.2f} | {m['kib']:,.0f} | {m['conclusive']:,} / {r['models']:,} | "
+                f"{naive} |"
+            )
     lines += [
         "",
         "- *queries per pass*: HTTP requests counted on the client's session; five kinds (predict"
         " requests by code, p95 latency, feature buckets, feature categories, feedback), one"
-        " each per window, whatever the number of models. *per-model design*: the same five"
-        ' queries sent once per model with `model="<name>"` instead of `model!=""` (sent and'
-        " timed once, answers not analysed), what a query-per-model design would cost. Custom"
-        " PromQL checks come on top, one per target and check (docs/monitoring.md).",
+        " each per window, whatever the number of models; `vsStable` adds one, the latency"
+        " buckets (the error rate and accuracy comparisons read stable's counts from the same"
+        " answers). *per-model design*: the same queries sent once per model with"
+        ' `model="<name>"` instead of `model!=""` (sent and timed once, answers not analysed),'
+        " what a query-per-model design would cost. Custom PromQL checks come on top, one per"
+        " target and check (docs/monitoring.md).",
+        "- *models concluded*: models whose stable and canary targets concluded every check"
+        " (the canaries serve what stable does, so each comparison passes).",
         "- *pass*: wall time of `analyse()`; *of which HTTP*: the requests to Prometheus until"
         " their bodies are read (its evaluation and the transfer), the rest is Python parsing the"
         " JSON, fanning out and computing every check and PSI. Both grow with the data Prometheus"
         " returns, not with the number"
-        f" of queries. Each model exports {rows[0]['series'] // rows[0]['models']} series (two"
-        " numeric features of 10 bins, one"
-        " categorical of 3 categories, BentoML's request counter and duration histogram for"
-        " three response codes, feedback).",
+        f" of queries. Each model exports {rows[0]['series'] // rows[0]['models']} series, half"
+        " per track (two numeric features of 10 bins, one categorical of 3 categories,"
+        " BentoML's request counter and duration histogram for three response codes,"
+        " feedback).",
         f"- Machine: {platform.machine()}, {os.cpu_count()} CPUs (shared with other work),"
-        f" Python {platform.python_version()}; load average before the run: {load}. Four"
+        f" Python {platform.python_version()}; load average before the run: {load}. Eight"
         " exporter threads in the benchmark's process serve the series; Prometheus scrapes them"
-        " every 2 s.",
+        f" every {SCRAPE}.",
         "",
     ]
     return "\n".join(lines)
