@@ -7,9 +7,11 @@ label set, so one family, `modelops_feature_value`, carries each feature's own r
 as its `le` bounds: each feature gets its own (unregistered) `Histogram` object with the same
 family name and its own buckets.
 
-A batch is recorded with one increment per touched bucket (numpy does the binning), not one
-`observe()` per value, which keeps the cost per request nearly independent of the batch size.
-Every series is created at start with a zero value so that `increase()` sees its first increment.
+A batch is recorded with one increment per touched bucket, not one `observe()` per value, which
+keeps the cost per request nearly independent of the batch size: the numeric features of a
+request are binned together, as one block (`FeatureBins`), and only the buckets a request touched
+and each feature's sum are written. Every series is created at start with a zero value so that
+`increase()` sees its first increment.
 """
 
 from __future__ import annotations
@@ -110,6 +112,19 @@ class _Buckets:
             log.warning("prometheus_client internals changed; %s falls back to observe()", name)
             self._cells = None
 
+    @property
+    def writable(self) -> bool:
+        """Whether its bucket values can be written directly (else only `observe()` works)."""
+        return self._cells is not None and self._sum is not None
+
+    def cells(self) -> list[Any]:
+        assert self._cells is not None
+        return list(self._cells)
+
+    def sum_cell(self) -> Any:
+        assert self._sum is not None
+        return self._sum
+
     def record(self, values: np.ndarray) -> None:
         if values.size == 0:
             return
@@ -125,6 +140,66 @@ class _Buckets:
             for i in np.flatnonzero(counts).tolist():
                 self._cells[i].inc(int(counts[i]))
         self._sum.inc(float(values.sum()))
+
+
+class FeatureBins:
+    """The histograms of all numeric features, written a request at a time.
+
+    The features' columns come stacked, one row per feature. A batch is binned with one
+    `searchsorted` per feature into one flat index over every feature's buckets and counted with
+    one `bincount`; a few values are binned with `bisect`, cheaper than numpy's call overhead.
+    Either way a request then costs one increment per touched bucket and one per feature's sum,
+    whatever its row count.
+    """
+
+    def __init__(self, features: Sequence[_Buckets]) -> None:
+        self.edges = [b.edges for b in features]
+        self.arrays = [np.asarray(b.edges, dtype=np.float64) for b in features]
+        # bucket k of feature j is cell offsets[j] + k of the flat count vector
+        self.offsets = list(itertools.accumulate((len(e) + 1 for e in self.edges[:-1]), initial=0))
+        self._column_offsets = np.asarray(self.offsets, dtype=np.intp)[:, None]
+        self.cells = [cell for b in features for cell in b.cells()]
+        self.sums = [b.sum_cell() for b in features]
+
+    def record(self, block: np.ndarray, present: np.ndarray | None) -> None:
+        """`block`: one row of values per feature; `present`: where they are not NaN (None: all)."""
+        if block.shape[1] <= SMALL_BATCH:
+            self._record_few(block.tolist(), None if present is None else present.tolist())
+            return
+        index = np.empty(block.shape, dtype=np.intp)
+        for j, edges in enumerate(self.arrays):
+            index[j] = np.searchsorted(edges, block[j], side="left")
+        index += self._column_offsets
+        if present is None:
+            counts = np.bincount(index.ravel(), minlength=len(self.cells))
+            sums = block.sum(axis=1).tolist()
+            seen: list[bool] = [True] * len(self.sums)
+        else:
+            counts = np.bincount(index[present], minlength=len(self.cells))
+            sums = np.where(present, block, 0.0).sum(axis=1).tolist()
+            seen = [bool(b) for b in np.any(present, axis=1).tolist()]
+        cells = self.cells
+        for k in np.flatnonzero(counts).tolist():
+            cells[k].inc(int(counts[k]))
+        for cell, total, any_value in zip(self.sums, sums, seen, strict=True):
+            if any_value:
+                cell.inc(total)
+
+    def _record_few(self, rows: list[list[float]], present: list[list[bool]] | None) -> None:
+        touched: dict[int, int] = {}
+        for j, values in enumerate(rows):
+            if present is not None:
+                values = list(itertools.compress(values, present[j]))
+                if not values:
+                    continue
+            edges, offset = self.edges[j], self.offsets[j]
+            for v in values:
+                k = offset + bisect.bisect_left(edges, v)
+                touched[k] = touched.get(k, 0) + 1
+            self.sums[j].inc(math.fsum(values))
+        cells = self.cells
+        for k, n in touched.items():
+            cells[k].inc(n)
 
 
 class Recorder:
@@ -200,6 +275,14 @@ class Recorder:
                     ),
                 )
             )
+        self._numeric_at = [i for i, _name, _buckets in self._numeric]
+        binned = [(j, b) for j, (_i, _name, b) in enumerate(self._numeric) if b is not None]
+        self._bins: FeatureBins | None = None
+        self._binned: list[int] | None = None  # rows of the numeric block that have histograms
+        if binned and all(b.writable for _, b in binned):
+            self._bins = FeatureBins([b for _, b in binned])
+            if len(binned) < len(self._numeric):
+                self._binned = [j for j, _ in binned]
         self._classes: dict[str, Any] = {}
         self._prediction: _Buckets | None = None
         self._feedback_error: _Buckets | None = None
@@ -262,14 +345,8 @@ class Recorder:
             log.warning("monitoring: %s", warning)
 
     def record_inputs(self, columns: Sequence[Any]) -> None:
-        for i, _name, buckets in self._numeric:
-            values = columns[i]
-            nan = np.isnan(values)
-            if nan.any():
-                self._missing[i].inc(int(nan.sum()))
-                values = values[~nan]
-            if buckets is not None:
-                buckets.record(values)
+        if self._numeric_at:
+            self._record_numeric(np.stack([columns[i] for i in self._numeric_at]))
         for i, _name, known, children in self._categorical:
             tally = Tally(columns[i])
             n_missing = tally.pop(None, 0)
@@ -283,6 +360,26 @@ class Recorder:
                     other += n
             if other:
                 children[OTHER].inc(other)
+
+    def _record_numeric(self, block: np.ndarray) -> None:
+        """`block`: the numeric features' columns, one row per feature (`self._numeric` order)."""
+        nan = np.isnan(block)
+        present = None
+        if nan.any():
+            present = ~nan
+            for j, n in enumerate(nan.sum(axis=1).tolist()):
+                if n:
+                    self._missing[self._numeric_at[j]].inc(n)
+        if self._bins is not None:
+            if self._binned is None:
+                self._bins.record(block, present)
+            else:
+                rows = self._binned
+                self._bins.record(block[rows], None if present is None else present[rows])
+            return
+        for j, (_i, _name, buckets) in enumerate(self._numeric):  # prometheus_client's observe()
+            if buckets is not None:
+                buckets.record(block[j] if present is None else block[j][present[j]])
 
     def record_predictions(self, predictions: Iterable[Any]) -> None:
         if self._prediction is not None:

@@ -17,7 +17,7 @@ from modelops_serving.artifact import ArtifactError, archive_path, check_home_ap
 from modelops_serving.config import ConfigError, load_settings
 from modelops_serving.credentials import Credentials, CredentialsError
 from modelops_serving.feedback import Claims, parse_items, score
-from modelops_serving.metrics import _Buckets, bucket_counts, check_edges, error_edges
+from modelops_serving.metrics import Recorder, _Buckets, bucket_counts, check_edges, error_edges
 from modelops_serving.schema import ContractError, Rejected, Schema, validate_rows
 
 pytestmark = pytest.mark.unit
@@ -128,6 +128,58 @@ def test_batched_buckets_equal_prometheus_own_observe() -> None:
     assert got.keys() == want.keys()
     for key in want:
         assert got[key] == pytest.approx(want[key]), key
+
+
+def _samples(families: Any) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in families
+        for metric in family.collect()
+        for s in metric.samples
+        if not s.name.endswith("_created")
+    }
+
+
+def test_a_request_binned_as_one_block_equals_observe_per_value() -> None:
+    """All numeric features of a request are binned together, small and large batches alike;
+    a NaN is counted as missing, and a feature without reference edges only as missing."""
+    features = ["a", "b", "c", "d"]
+    schema = Schema.from_metadata([{"name": f, "type": "numeric"} for f in features])
+    edges = {"a": [0.5, 1.0, 2.5, 7.0], "b": [-1.0, 0.0], "d": [1.0, 2.0, 3.0, 4.0, 5.0]}
+    reference = {f: {"edges": e} for f, e in edges.items()}
+    labels = {"model": "block", "version": "v", "track": "stable"}
+    recorder = Recorder(
+        **labels,
+        task="regression",
+        schema=schema,
+        reference=reference,
+        classes=[],
+        prediction={},
+        metrics={},
+    )
+    rng = np.random.default_rng(7)
+    values = rng.normal(2.0, 2.0, (600, 4)).round(1)
+    values[rng.random(values.shape) < 0.05] = np.nan
+    values[0] = [1.0, -1.0, 2.0, 5.0]  # exactly on edges: right-closed
+    values[1, 0] = np.nan
+    for start, stop in [(0, 1), (1, 2), (2, 12), (12, 28), (28, 600)]:  # bisect, then numpy
+        recorder.record_inputs([values[start:stop, j].copy() for j in range(4)])
+
+    observed = {
+        f: Histogram("modelops_feature_value", "d", [*labels, "feature"], buckets=e, registry=None)
+        for f, e in edges.items()
+    }
+    for j, f in enumerate(features):
+        for v in values[:, j].tolist():
+            if f in observed and not math.isnan(v):
+                observed[f].labels(**labels, feature=f).observe(v)
+    want = _samples(observed.values())
+    got = _samples([b.family for _, _, b in recorder._numeric if b is not None])
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value), key
+    missing = {f: recorder._missing[j]._value.get() for j, f in enumerate(features)}
+    assert missing == {f: int(np.isnan(values[:, j]).sum()) for j, f in enumerate(features)}
 
 
 def test_edges_are_checked_and_error_buckets_scale_with_the_holdout() -> None:
