@@ -21,9 +21,10 @@ from __future__ import annotations
 import datetime
 import enum
 import importlib
+import importlib.util
 import os
+import queue
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -42,7 +43,7 @@ from modelops_operator.cli_verdicts import (
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-    from modelops_operator.cli_kube import Kube
+    from modelops_operator.cli_kube import Change, Kube
     from modelops_operator.commands import Request
 
 # verb -> (module, function): each function takes the rest of argv and returns an exit status.
@@ -52,8 +53,40 @@ PASS_THROUGH: dict[str, tuple[str, str]] = {
 }
 
 
+# verb -> (the extra that installs what it runs, the modules it cannot run without): the base
+# distribution is this command alone (pyproject.toml).
+EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "train": ("training", ("sklearn", "bentoml", "pandas", "pyarrow", "s3fs")),
+    "operator": ("operator", ("kopf", "prometheus_api_client", "prometheus_client", "croniter")),
+}
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_extra(verb: str) -> str | None:
+    """What to tell a person whose installation lacks the verb's extra; None when it is there."""
+    extra, modules = EXTRAS[verb]
+    missing = [m for m in modules if not _installed(m)]
+    if not missing:
+        return None
+    return (
+        f"{verb} needs the {extra!r} extra ({', '.join(missing)} not installed): "
+        f"pip install 'modelops[{extra}]'"
+    )
+
+
 def hand_on(verb: str, argv: list[str]) -> int:
-    """Imports the verb's module now and hands it argv as given."""
+    """Imports the verb's module now and hands it argv as given; without the verb's extra
+    installed, says which one to install (exit 2)."""
+    told = missing_extra(verb) if verb in EXTRAS else None
+    if told is not None:
+        print(f"modelops: {told}", file=sys.stderr)
+        return EXIT_USAGE
     module_name, function_name = PASS_THROUGH[verb]
     function: Callable[[list[str]], int] = getattr(
         importlib.import_module(module_name), function_name
@@ -263,9 +296,17 @@ def get(
         str | None, typer.Argument(help="a Model: its tree; none: every Model in a table")
     ] = None,
     watch: Annotated[
-        bool, typer.Option("-w", "--watch", help="refresh in place until Ctrl-C")
+        bool,
+        typer.Option(
+            "-w", "--watch", help="follow the API server's watch, refreshed in place until Ctrl-C"
+        ),
     ] = False,
-    interval: IntervalOption = 2.0,
+    interval: Annotated[
+        float,
+        typer.Option(
+            "--interval", min=0.2, help="-w: seconds between two reads if the watch fails"
+        ),
+    ] = 2.0,
     namespace: NamespaceOption = None,
     all_namespaces: AllNamespacesOption = False,
     kubeconfig: KubeconfigOption = None,
@@ -306,40 +347,56 @@ def get(
             else:
                 _print(out, shown)
             return EXIT_OK
-        return _watch(render, f"modelops get {name or ''} ({where})", interval, out)
+        what = f"modelops get {name or ''} ({where})"
+        return _watch(render, what, interval, out, lambda q: kube.follow(options.all_namespaces, q))
 
     _run(body)
 
 
 def _watch(
-    render: Callable[[], RenderableType | None], what: str, interval: float, out: Console
+    render: Callable[[], RenderableType | None],
+    what: str,
+    interval: float,
+    out: Console,
+    follow: Callable[[queue.Queue[Change]], Callable[[], None]],
 ) -> int:
-    """Re-renders in place until Ctrl-C; a failed read shows beside the last good view."""
+    """Re-renders in place on each change the API server's watch reports until Ctrl-C, or every
+    `interval` seconds once the watch failed; a failed read shows beside the last good view."""
     from rich.console import Group
     from rich.live import Live
     from rich.text import Text
 
     from modelops_operator import cli_views
-    from modelops_operator.cli_kube import CliError
+    from modelops_operator.cli_kube import CliError, refreshes
 
     last: RenderableType = Text("")
+    watch_failed: str | None = None
 
     def frame() -> RenderableType:
         nonlocal last
+        shown: list[RenderableType] = []
         try:
             last = render() or Text("No Models.")
-            return cli_views.watching(what, _now(), last)
+            shown.append(last)
         except CliError as error:
-            failed = Text(str(error), style="red")
-            return cli_views.watching(what, _now(), Group(last, failed))
+            shown += [last, Text(str(error), style="red")]
+        if watch_failed is not None:
+            note = f"not watching ({watch_failed}): reading every {interval:g}s"
+            shown.append(Text(note, style="yellow"))
+        return cli_views.watching(what, _now(), Group(*shown))
 
+    changes: queue.Queue[Change] = queue.Queue()
+    stop = follow(changes)  # before the first read: no change after it goes unseen
     try:
         with Live(frame(), console=out, auto_refresh=False, transient=False) as live:
-            while True:
-                time.sleep(interval)
+            for failure in refreshes(changes, interval):
+                watch_failed = failure
                 live.update(frame(), refresh=True)
     except KeyboardInterrupt:
-        return EXIT_OK
+        pass
+    finally:
+        stop()
+    return EXIT_OK
 
 
 @app.command()

@@ -1,5 +1,6 @@
 """The `modelops` command's access to the API server: the kubeconfig (file, context, namespace),
-reading Models and ModelVersions, writing the annotations a person's requests are.
+reading Models and ModelVersions, watching them (`get -w`), writing the annotations a person's
+requests are.
 
 Every failure a person can meet (no or an invalid kubeconfig, an unknown context or Model, the
 CRDs missing, RBAC's 403, an API server that does not answer) becomes a `CliError` whose message
@@ -11,14 +12,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import urllib3
 import yaml
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from modelops_api import contract
@@ -27,6 +31,10 @@ from modelops_operator.cli_verdicts import EXIT_ERROR
 
 # (connect, read) seconds of every call: a CLI answers or says why, it does not hang.
 TIMEOUT = (5.0, 30.0)
+# A watch asks the API server to end it after this many seconds, and is then opened again from the
+# last resourceVersion it saw; a read of the stream waits a little longer than that.
+WATCH_SECONDS = 240
+WATCH_READ_TIMEOUT = WATCH_SECONDS + 30.0
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -110,6 +118,41 @@ def connect(kubeconfig: str | None, context: str | None, namespace: str | None) 
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
+
+
+@dataclass(frozen=True)
+class Change:
+    """An event of a watch: what a view shows may have changed. `failure` says why the watch
+    ended for good."""
+
+    kind: str  # Model, ModelVersion
+    type: str  # ADDED, MODIFIED, DELETED; RESYNC after the watch started afresh; ERROR
+    failure: str | None = None
+
+
+def refreshes(
+    changes: queue.Queue[Change],
+    interval: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[str | None]:
+    """When `get -w` reads again: after each change the watches report (a burst of them is one
+    read), or, once a watch failed, every `interval` seconds. Each yield carries the watch's
+    failure, None while it works."""
+    failure: str | None = None
+    while True:
+        if failure is not None:
+            sleep(interval)
+            yield failure
+            continue
+        try:
+            batch = [changes.get(timeout=1.0)]  # a timeout, so that Ctrl-C is seen at once
+        except queue.Empty:
+            continue
+        with contextlib.suppress(queue.Empty):
+            while True:
+                batch.append(changes.get_nowait())
+        failure = next((c.failure for c in batch if c.failure is not None), None)
+        yield failure
 
 
 class Kube:
@@ -210,6 +253,65 @@ class Kube:
             for b in bodies
         ]
         return sorted(views, key=lambda m: (m.namespace, m.name))
+
+    def follow(self, all_namespaces: bool, changes: queue.Queue[Change]) -> Callable[[], None]:
+        """Watches the Models and ModelVersions `views` reads, each in a thread of its own that
+        puts a Change on `changes` for every event; a watch that cannot go on puts one Change
+        with its failure and ends. Returns what stops both."""
+        namespace = None if all_namespaces else self.namespace
+        stop = threading.Event()
+        for kind, plural in (("Model", contract.MODELS), ("ModelVersion", contract.MODEL_VERSIONS)):
+            threading.Thread(
+                target=self._follow,
+                args=(kind, plural, namespace, changes, stop),
+                name=f"watch-{plural}",
+                daemon=True,
+            ).start()
+        return stop.set
+
+    def _follow(
+        self,
+        kind: str,
+        plural: str,
+        namespace: str | None,
+        changes: queue.Queue[Change],
+        stop: threading.Event,
+    ) -> None:
+        resource_version: str | None = None
+        while not stop.is_set():
+            stream = watch.Watch()  # type: ignore[no-untyped-call]
+            if namespace is None:
+                listing: Callable[..., Any] = self._custom.list_cluster_custom_object
+                args: tuple[str, ...] = (contract.GROUP, contract.VERSION, plural)
+            else:
+                listing = self._custom.list_namespaced_custom_object
+                args = (contract.GROUP, contract.VERSION, namespace, plural)
+            since = {} if resource_version is None else {"resource_version": resource_version}
+            try:
+                with self._call(f"watching {kind}s", namespace):
+                    try:
+                        for event in stream.stream(  # type: ignore[no-untyped-call]
+                            listing,
+                            *args,
+                            timeout_seconds=WATCH_SECONDS,
+                            allow_watch_bookmarks=True,
+                            _request_timeout=(TIMEOUT[0], WATCH_READ_TIMEOUT),
+                            **since,
+                        ):
+                            if stop.is_set():
+                                stream.stop()  # type: ignore[no-untyped-call]
+                                return
+                            resource_version = stream.resource_version or resource_version
+                            if event.get("type") != "BOOKMARK":
+                                changes.put(Change(kind, str(event.get("type"))))
+                    except ApiException as error:
+                        if error.status != 410:  # 410 Gone: too old to resume; start afresh
+                            raise
+                        resource_version = None
+                        changes.put(Change(kind, "RESYNC"))
+            except CliError as error:
+                changes.put(Change(kind, "ERROR", failure=str(error)))
+                return
 
     def annotate(self, name: str, annotations: Mapping[str, str]) -> None:
         patch = {"metadata": {"annotations": dict(annotations)}}

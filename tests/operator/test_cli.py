@@ -567,3 +567,25 @@ def test_get_watch_refreshes_until_ctrl_c(
     last = out.split("(Ctrl-C to stop)")[-1]  # the last frame (all of them on a terminal)
     assert "Serving" in last and "stable iris-v2" in last and "canary iris-v2" not in last
     assert "Traceback" not in err
+
+
+def test_get_watch_follows_the_api_servers_watch_not_a_timer(
+    world: World, watching: Callable[..., subprocess.Popen[str]]
+) -> None:
+    """With a minute between two polls, a change still shows within seconds: it came by the
+    watch of Models and ModelVersions."""
+    world.model(status=SERVING)
+    world.version("iris-v1", "spec-change", **SUCCEEDED)
+    process = watching("get", "iris", "-w", "--interval", "60")
+    time.sleep(3)  # started, showing iris-v1 as stable, watching
+    assert process.poll() is None
+    world.version("iris-v2", "drift", phase="Training", reason="Training")
+    time.sleep(2)
+    world.status({"phase": "Canary", "latestVersion": "iris-v2"})
+    time.sleep(3)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    last = out.split("(Ctrl-C to stop)")[-1]
+    assert "Canary" in last and "iris-v2" in last, last
+    assert "not watching" not in out and "Traceback" not in err
