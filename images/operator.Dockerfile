@@ -2,25 +2,26 @@
 # The operator image: `modelops operator` (Kopf) as uid 65532 on a read-only root filesystem.
 #   docker build -f images/operator.Dockerfile -t modelops/operator:0.1.0 .
 # The chart (charts/modelops) runs it with `operator --liveness http://0.0.0.0:8080/healthz`.
-# Pinned base: the Python minor the project declares (pyproject: >=3.11,<3.12) at an exact patch
-# release and Debian release; pin the digest too (`python:3.11.11-slim-bookworm@sha256:...`) where
-# your registry policy asks for it. PYTHON_IMAGE is any Debian-based image with Python 3.11 and
-# its venv module as `python` (the sandbox builds the same file on a base made locally).
+# Pinned base: the Python minor the images are built and tested with (pyproject allows 3.11 to
+# 3.13) at an exact patch release and Debian release; pin the digest too
+# (`python:3.11.11-slim-bookworm@sha256:...`) where your registry policy asks for it. PYTHON_IMAGE
+# is any Debian-based image with Python 3.11 and its venv module as `python` (the sandbox builds
+# the same file on a base made locally).
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/modelops
 WORKDIR /src
-# The dependencies first, in a layer of their own that changes only with pyproject.toml (the same
-# steps as the runtime image's, so a builder shares the layer); wheels wherever one exists
+# The dependencies first: the base ones (the `modelops` command) and the `operator` extra, in a
+# layer of their own that changes only with pyproject.toml; wheels wherever one exists
 # (neither stage has a compiler, so a dependency that needs one fails the build instead of
 # slipping in). A current pip first: it reads a wheel's dependencies from the index's metadata
 # instead of downloading each candidate wheel, which the base's pip does for every botocore that
 # s3fs's resolution looks at.
 COPY pyproject.toml README.md ./
 RUN --mount=type=cache,target=/root/.cache/pip \
-    /opt/modelops/bin/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    /opt/modelops/bin/python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(dict.fromkeys(p['dependencies'] + [r for e in ['operator'] for r in p['optional-dependencies'][e]])))" > /tmp/requirements.txt \
  && /opt/modelops/bin/pip install --upgrade "pip>=24.3" \
  && /opt/modelops/bin/pip install --prefer-binary -r /tmp/requirements.txt
 # Then the distribution itself; then the installers go, so the run stage holds no build tools.

@@ -15,14 +15,15 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/modelops
 WORKDIR /src
-# The dependencies first, in a layer of their own that changes only with pyproject.toml; from
+# The dependencies first: the base ones (the `modelops` command) and the `training` and `serving`
+# extras, in a layer of their own that changes only with pyproject.toml; from
 # wheels wherever one exists: scikit-learn, numpy, pandas and BentoML ship manylinux wheels, so no
 # compiler is needed here and none reaches the run stage. A current pip first: it reads a wheel's
 # dependencies from the index's metadata instead of downloading each candidate wheel, which the
 # base's pip does for every botocore that s3fs's resolution looks at.
 COPY pyproject.toml README.md ./
 RUN --mount=type=cache,target=/root/.cache/pip \
-    /opt/modelops/bin/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    /opt/modelops/bin/python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(dict.fromkeys(p['dependencies'] + [r for e in ['training', 'serving'] for r in p['optional-dependencies'][e]])))" > /tmp/requirements.txt \
  && /opt/modelops/bin/pip install --upgrade "pip>=24.3" \
  && /opt/modelops/bin/pip install --prefer-binary -r /tmp/requirements.txt
 # Then the distribution itself (pyproject.toml finds each package in its folder).
