@@ -1,21 +1,30 @@
 """The canary state machine, table-driven: pass, failures below and at the threshold, inconclusive
 streaks, flapping, the progress deadline both ways, manual commands, and the replica split; a
 canary without checks, never promoted blind; and a Prometheus outage, which the deadline does not
-count (analyses made as the operator makes them: the engine's pass, turned into an `Analysis`)."""
+count (analyses made as the operator makes them: the engine's pass, turned into an `Analysis`);
+a canary judged against its stable track (vsStable): worse rolled back, alike promoted, too few
+requests never promoted, and the operator giving a canary its stable track as baseline."""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
+import yaml
 
+from modelops_api.spec import ModelSpec, parse
 from modelops_operator.analysis import Sample, Target, TargetKey, Unavailable, Vector, analyse
 from modelops_operator.analysis.client import QUERY_ERROR, TIMEOUT, UNREACHABLE, Answer
-from modelops_operator.analysis.model import Results
+from modelops_operator.analysis.model import Results, Watch
 from modelops_operator.canary import Analysis, CanarySpec, decide, split, start
+from modelops_operator.monitor import Monitor
 from modelops_operator.rollout import canary_analysis
+from modelops_operator.watches import References, watch
 
 pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SPEC = CanarySpec(steps=(10, 50), interval="60s", threshold=2, progress_deadline="600s")
 P, F, N = "pass", "fail", "inconclusive"  # N: no conclusion
@@ -324,3 +333,26 @@ def test_a_canary_against_stable_through_the_state_machine(
         assert decision.message.endswith("(threshold 2): errorRate.vsStable")
     if len(actions) > 2:  # inconclusive all along: the progress deadline decides
         assert decision.reason == "ProgressDeadlineExceeded"
+
+
+def test_the_operator_compares_a_canary_with_its_models_stable_track() -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.watches: dict[tuple[str, str], Watch] = {}
+
+        def watch(self, key: tuple[str, str], watch: Watch) -> None:
+            self.watches[key] = watch
+
+    example = yaml.safe_load((ROOT / "examples" / "iris.yaml").read_text())
+    monitoring = example["spec"]["monitoring"]
+    del monitoring["checks"]["drift"]  # no reference to read: none of this test's business
+    monitoring["retrainOn"] = ["accuracy"]
+    monitoring["checks"]["errorRate"]["vsStable"] = {}
+    spec = parse(ModelSpec, example["spec"], "spec")
+    recorder = Recorder()
+    nobody = cast(References, None)  # asked only for drift's reference
+    watch(cast(Monitor, recorder), nobody, ("ml", "iris"), spec, {}, "iris-v1", "iris-v2")
+    stable, canary = recorder.watches[("ml", "iris")].targets
+    assert (stable.key, stable.baseline) == (STABLE, None)
+    assert (canary.key, canary.baseline) == (CANARY, STABLE)
+    assert canary.checks["errorRate"]["vsStable"] == {"confidence": 0.95, "minSamples": 200}
