@@ -140,9 +140,16 @@ def _samples(families: Any) -> dict[tuple[str, frozenset[tuple[str, str]]], floa
     }
 
 
-def test_a_request_binned_as_one_block_equals_observe_per_value() -> None:
+@pytest.mark.parametrize("as_block", [True, False], ids=["block", "per-feature"])
+def test_a_request_binned_as_one_block_equals_observe_per_value(as_block: bool) -> None:
     """All numeric features of a request are binned together, small and large batches alike;
-    a NaN is counted as missing, and a feature without reference edges only as missing."""
+    a NaN is counted as missing, and a feature without reference edges only as missing. Should
+    prometheus_client's internals change, each feature is recorded on its own, alike."""
+    with patch.object(_Buckets, "writable", new=property(lambda self: as_block)):
+        _check_recording(as_block)
+
+
+def _check_recording(as_block: bool) -> None:
     features = ["a", "b", "c", "d"]
     schema = Schema.from_metadata([{"name": f, "type": "numeric"} for f in features])
     edges = {"a": [0.5, 1.0, 2.5, 7.0], "b": [-1.0, 0.0], "d": [1.0, 2.0, 3.0, 4.0, 5.0]}
@@ -157,6 +164,7 @@ def test_a_request_binned_as_one_block_equals_observe_per_value() -> None:
         prediction={},
         metrics={},
     )
+    assert (recorder._bins is not None) == as_block
     rng = np.random.default_rng(7)
     values = rng.normal(2.0, 2.0, (600, 4)).round(1)
     values[rng.random(values.shape) < 0.05] = np.nan
