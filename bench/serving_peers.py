@@ -22,7 +22,9 @@ Open Inference Protocol with named columns (MLServer's `pd` content type, which 
 a DataFrame as ours does). The load comes from vegeta (hack/tools): closed loop (`--workers`
 concurrent requests, each sent as soon as the last is answered) and fixed rate (`--rate` requests
 per second). Each round visits every server in turn; the tables give the median of the rounds
-with their range.
+with their range. Besides throughput and latency, each run measures the CPU time the server's
+processes (the server and its descendants, from /proc) spent per request: on a shared machine the
+throughput of a run moves with whatever else runs, its CPU per request much less.
 """
 
 from __future__ import annotations
@@ -185,6 +187,34 @@ class Server:
     url: str  # the endpoint that predicts
     ready: str  # the endpoint that says ready
     protocol: str  # "modelops" or "v2"
+    root: int  # the server's process; its workers are its descendants
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(root: int) -> float:
+    """User and system CPU time of a process and its live descendants, from /proc (BentoML's
+    workers are its arbiter's children, in sessions of their own)."""
+    parent, ticks = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        pid = int(entry.name)
+        parent[pid] = int(fields[1])
+        ticks[pid] = int(fields[11]) + int(fields[12])  # utime and stime, in clock ticks
+    total = 0
+    for pid, spent in ticks.items():
+        ancestor = pid
+        while ancestor > 1 and ancestor != root:
+            ancestor = parent.get(ancestor, 0)
+        if ancestor == root:
+            total += spent
+    return total / TICKS
 
 
 def _wait(url: str, process: Any, log: Path, seconds: float = 180.0) -> None:
@@ -230,7 +260,7 @@ def ours(work: Path, archive: Path, monitoring: str) -> Iterator[Server]:
     try:
         _wait(base + "/readyz", process, log)
         name = "modelops, monitoring " + ("on" if monitoring == "on" else "off")
-        yield Server(name, base + "/predict", base + "/readyz", "modelops")
+        yield Server(name, base + "/predict", base + "/readyz", "modelops", process.popen.pid)
     finally:
         process.stop(20)
 
@@ -273,7 +303,13 @@ def mlserver(work: Path) -> Iterator[Server]:
     base = f"http://127.0.0.1:{port}/v2/models/iris"
     try:
         _wait(base + "/ready", process, log)
-        yield Server("MLServer 1.7.1 (sklearn runtime)", base + "/infer", base + "/ready", "v2")
+        yield Server(
+            "MLServer 1.7.1 (sklearn runtime)",
+            base + "/infer",
+            base + "/ready",
+            "v2",
+            process.popen.pid,
+        )
     finally:
         process.stop(20)
 
@@ -292,7 +328,9 @@ def kserve(work: Path) -> Iterator[Server]:
     base = f"http://127.0.0.1:{port}/v2/models/iris"
     try:
         _wait(base + "/ready", process, log)
-        yield Server("KServe 0.21 model server", base + "/infer", base + "/ready", "v2")
+        yield Server(
+            "KServe 0.21 model server", base + "/infer", base + "/ready", "v2", process.popen.pid
+        )
     finally:
         process.stop(20)
 
@@ -371,6 +409,7 @@ def attack(
         "p99_ms": float(np.percentile(latencies, 99)),
         "success": len(ok) / max(len(counted), 1),
         "errors": dict(Counter(code for _, code, _ in counted if code != "200")),
+        "sent": len(results),  # warm-up included, as in the server's CPU time
     }
 
 
@@ -383,8 +422,8 @@ def spread(values: list[float], digits: int = 0) -> str:
 
 def table(results: dict[str, dict[str, list[dict[str, Any]]]], names: list[str]) -> list[str]:
     rows = [
-        "| load | request | server | requests/s | p50 ms | p99 ms |",
-        "| --- | --- | --- | ---: | ---: | ---: |",
+        "| load | request | server | requests/s | p50 ms | p99 ms | CPU ms per request |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for case, by_server in results.items():
         load, request = case.split(" / ")
@@ -395,7 +434,8 @@ def table(results: dict[str, dict[str, list[dict[str, Any]]]], names: list[str])
             rows.append(
                 f"| {load} | {request} | {name} | {spread([r['rps'] for r in runs])} | "
                 f"{spread([r['p50_ms'] for r in runs], 1)} | "
-                f"{spread([r['p99_ms'] for r in runs], 1)} |"
+                f"{spread([r['p99_ms'] for r in runs], 1)} | "
+                f"{spread([r['cpu_ms'] for r in runs], 2)} |"
             )
     return rows
 
@@ -403,17 +443,19 @@ def table(results: dict[str, dict[str, list[dict[str, Any]]]], names: list[str])
 def ratios(results: dict[str, dict[str, list[dict[str, Any]]]], names: list[str]) -> list[str]:
     on, off, peer = names[0], names[1], names[2]
     rows = [
-        f"| load | request | monitored ÷ {peer.split(' (')[0]} | monitored ÷ unmonitored |",
-        "| --- | --- | ---: | ---: |",
+        f"| load | request | monitored ÷ {peer.split(' (')[0]} | monitored ÷ unmonitored "
+        "| CPU per request, monitored ÷ unmonitored |",
+        "| --- | --- | ---: | ---: | ---: |",
     ]
     for case, by_server in results.items():
         if case.startswith("fixed"):
             continue  # at a fixed rate every server keeps up: throughput says nothing
         median = {n: statistics.median(r["rps"] for r in by_server[n]) for n in (on, off, peer)}
+        cpu = {n: statistics.median(r["cpu_ms"] for r in by_server[n]) for n in (on, off)}
         load, request = case.split(" / ")
         rows.append(
             f"| {load} | {request} | {median[on] / median[peer]:.2f} | "
-            f"{median[on] / median[off]:.2f} |"
+            f"{median[on] / median[off]:.2f} | {cpu[on] / cpu[off]:.2f} |"
         )
     return rows
 
@@ -465,7 +507,10 @@ def main(argv: list[str] | None = None) -> int:
                     order = servers if r % 2 == 0 else servers[::-1]
                     for server in order:
                         target = files[(server.name, batch)]
+                        cpu_before = cpu_seconds(server.root)
                         run = attack(vegeta, target, args.seconds, workers, rate, args.warmup)
+                        spent = cpu_seconds(server.root) - cpu_before
+                        run["cpu_ms"] = spent * 1e3 / max(run["sent"], 1)
                         results.setdefault(case, {}).setdefault(server.name, []).append(run)
                         say(f"round {r + 1} {case} {server.name}: {run}")
     load_after = os.getloadavg()
