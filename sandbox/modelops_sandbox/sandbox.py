@@ -6,8 +6,12 @@ server and scrapes them by pod address, and the operator installed with its Helm
 in its pod, from the operator image, under the chart's ServiceAccount, and reaches the API server
 through the `kubernetes` Service. Prometheus stays a process on this machine (listening on the
 node's bridge address, where the operator's pod reaches it): a cluster's Prometheus would run in
-a pod, but nothing here depends on where it runs. Started in that order, stopped in reverse. The
-demo and the end-to-end tests use it.
+a pod, but nothing here depends on where it runs. The artifact store is, by default
+(`artifacts="s3"`), a real S3 server (SeaweedFS, `objectstore.ObjectStore`), also a process on the
+bridge address: the chart's `artifacts.uri` names its bucket and each namespace gets the Secret of
+AWS_* keys that training, serving and cleanup pods take their credentials and endpoint from;
+with `artifacts="pvc"` it is a ReadWriteMany claim in each namespace instead, bound by the node's
+provisioner. Started in that order, stopped in reverse. The demo and the end-to-end tests use it.
 
 Given a running `cluster` (the tests share one), the sandbox starts only Prometheus and the
 operator, and `stop()` removes what it added: its namespaces, the release, Prometheus. With
@@ -21,6 +25,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -38,19 +43,25 @@ from modelops_sandbox import tools
 from modelops_sandbox.cluster import Cluster
 from modelops_sandbox.controlplane import KubectlError, run_kubectl
 from modelops_sandbox.network import GATEWAY
+from modelops_sandbox.objectstore import ObjectStore
 from modelops_sandbox.processes import Lifecycle
 from modelops_sandbox.prometheus import PrometheusServer
 
 REPO = tools.REPO
 CHART = REPO / "charts" / "modelops"
 ARTIFACTS_CLAIM = "modelops-artifacts"
+# The S3 store: its bucket, the prefix artifacts.uri names in it, the Secret of its keys.
+ARTIFACTS_BUCKET = "modelops"
+ARTIFACTS_PREFIX = "artifacts"
+ARTIFACTS_SECRET = "modelops-artifacts-s3"
 OPERATOR_NAMESPACE = "modelops-system"
 RELEASE = "modelops"
 
 
 @dataclass
 class Sandbox(Lifecycle):
-    """Starts everything; `namespace` gets the artifact-store claim the operator's pods mount.
+    """Starts everything; `namespace` gets what the operator's pods need of the artifact store
+    (`artifacts`: "s3", the S3 server's Secret; "pvc", the claim they mount).
 
     `operator_values` are the chart's values to set (`{"operator.resyncSeconds": "3600"}`).
     """
@@ -64,7 +75,9 @@ class Sandbox(Lifecycle):
     prometheus_url: str | None = None
     install_operator: bool = True
     cluster: Cluster | None = None
+    artifacts: str = "s3"
     prometheus: PrometheusServer | None = field(default=None, init=False)
+    objectstore: ObjectStore | None = field(default=None, init=False)
     directory: Path = field(init=False)
     _kubeconfig: Path = field(init=False)
     _owns_cluster: bool = field(default=False, init=False)
@@ -95,6 +108,8 @@ class Sandbox(Lifecycle):
                     parent=self.cluster.run_dir,
                 ).start()
                 self.prometheus_url = self.prometheus.url
+                if self.artifacts == "s3":
+                    self._start_objectstore()
             if self.install_operator:
                 self.install()
             self.create_namespace(self.namespace)
@@ -102,6 +117,21 @@ class Sandbox(Lifecycle):
             self.stop()
             raise
         return self
+
+    def _start_objectstore(self) -> None:
+        """The S3 server on the node's address, where pods reach it, with the artifacts' bucket."""
+        self.progress("starting the S3 artifact store (SeaweedFS)")
+        self.objectstore = ObjectStore(
+            self.directory / "objectstore", address=GATEWAY, progress=self.progress
+        ).start()
+        self.objectstore.create_bucket(ARTIFACTS_BUCKET)
+
+    @property
+    def artifacts_uri(self) -> str:
+        """The store's root: the bucket's prefix, or the claim's mount path."""
+        if self.objectstore is not None:
+            return f"s3://{ARTIFACTS_BUCKET}/{ARTIFACTS_PREFIX}"
+        return "file:///models"
 
     def helm(self, *args: str) -> str:
         helm = tools.ensure("helm")["helm"]
@@ -124,6 +154,9 @@ class Sandbox(Lifecycle):
         started = time.monotonic()
         # The images are on the node or nowhere: never a pull.
         values = {"image.pullPolicy": "Never", "runtime.pullPolicy": "Never"}
+        if self.objectstore is not None:
+            values["artifacts.uri"] = self.artifacts_uri
+            values["artifacts.secretName"] = ARTIFACTS_SECRET
         values.update(self.operator_values)
         if self.prometheus_url:
             values.setdefault("prometheus.url", self.prometheus_url)
@@ -153,23 +186,49 @@ class Sandbox(Lifecycle):
         return result.stdout + result.stderr
 
     def create_namespace(self, name: str) -> None:
-        """A namespace with the artifact-store claim (the cluster's default StorageClass binds
-        it)."""
-        claim = {
+        """A namespace with the artifact store's Secret (S3), or its claim (the cluster's default
+        StorageClass binds it)."""
+        if not self.kubectl("get", "namespace", name, "--ignore-not-found").strip():
+            self.kubectl("create", "namespace", name)
+            self._namespaces.append(name)
+        document = self._store_secret(name) if self.objectstore else self._claim(name)
+        path = self.directory / f"store-{name}.json"
+        # The Secret's keys are written for kubectl and removed at once: readable by root only.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(json.dumps(document))
+        try:
+            self.kubectl("apply", "-f", str(path))
+        finally:
+            path.unlink()
+
+    def _store_secret(self, namespace: str) -> dict[str, Any]:
+        """The S3 server's keys, endpoint and region, as the AWS_* variables botocore reads."""
+        store = self.objectstore
+        assert store is not None
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": ARTIFACTS_SECRET, "namespace": namespace},
+            "type": "Opaque",
+            "stringData": {
+                "AWS_ACCESS_KEY_ID": store.access_key,
+                "AWS_SECRET_ACCESS_KEY": store.secret_key,
+                "AWS_ENDPOINT_URL": store.endpoint_url,
+                "AWS_REGION": store.region,
+            },
+        }
+
+    def _claim(self, namespace: str) -> dict[str, Any]:
+        return {
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
-            "metadata": {"name": ARTIFACTS_CLAIM, "namespace": name},
+            "metadata": {"name": ARTIFACTS_CLAIM, "namespace": namespace},
             "spec": {
                 "accessModes": ["ReadWriteMany"],
                 "resources": {"requests": {"storage": "1Gi"}},
             },
         }
-        path = self.directory / f"claim-{name}.json"
-        path.write_text(json.dumps(claim))
-        if not self.kubectl("get", "namespace", name, "--ignore-not-found").strip():
-            self.kubectl("create", "namespace", name)
-            self._namespaces.append(name)
-        self.kubectl("apply", "-f", str(path))
 
     def kubectl(self, *args: str) -> str:
         return self.kubectl_result(*args, check=True).stdout
@@ -256,6 +315,9 @@ class Sandbox(Lifecycle):
         if self.prometheus is not None:
             self.prometheus.stop()
             self.prometheus = None
+        if self.objectstore is not None:
+            self.objectstore.stop()
+            self.objectstore = None
         if self.cluster is not None and self._owns_cluster:
             self.cluster.stop()
             self.cluster = None

@@ -28,7 +28,8 @@ RESTRICTED = {
 
 @pytest.fixture(scope="module")
 def sandbox(node_cluster: Cluster) -> Iterator[Sandbox]:
-    with Sandbox(cluster=node_cluster, namespace="node-tests") as s:
+    """The artifact store is the node's claim here: the tests look at its files on the host."""
+    with Sandbox(cluster=node_cluster, namespace="node-tests", artifacts="pvc") as s:
         yield s
 
 
