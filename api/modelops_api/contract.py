@@ -86,6 +86,9 @@ ENV_VERSION: Final = "MODELOPS_VERSION"
 ENV_TRACK: Final = "MODELOPS_TRACK"
 ENV_HOST: Final = "MODELOPS_HOST"
 ENV_CREDENTIALS: Final = "MODELOPS_CREDENTIALS"  # the directory of the Model's serving credentials
+# Set (to the retention in seconds) when the Model records its production data
+# (spec.serving.recording); absent, nothing is recorded.
+ENV_RECORDING_RETENTION: Final = "MODELOPS_RECORDING_RETENTION"
 CREDENTIAL_TOKEN: Final = "token"  # key of the Secret: the bearer token of /feedback, /metadata
 CREDENTIAL_KEY: Final = "signing-key"  # key of the Secret: signs prediction ids
 
@@ -117,6 +120,26 @@ def spec_hash(training: Mapping[str, Any]) -> str:
 def training_hash(training: Mapping[str, Any]) -> str:
     """The identity of a training spec: its hash without the fields that do not change the model."""
     return spec_hash({k: v for k, v in training.items() if k not in NOT_IN_HASH})
+
+
+# Production data, beside a Model's archives in its store directory: the rows serving was asked
+# to predict (`inputs`) and the ground truth /feedback sent for them (`labels`), in Parquet
+# batches under one folder per UTC day (YYYY-MM-DD), joined on (prediction id, row).
+PRODUCTION: Final = "production"
+PRODUCTION_INPUTS: Final = "inputs"
+PRODUCTION_LABELS: Final = "labels"
+PRODUCTION_ID: Final = "prediction_id"
+PRODUCTION_ROW: Final = "row"
+PRODUCTION_TIME: Final = "time"  # seconds since the epoch
+PRODUCTION_VERSION: Final = "version"
+PRODUCTION_TRUTH: Final = "truth"
+
+
+def production_uri(artifact: str) -> str:
+    """The production-data folder of the Model whose archive (or archive folder) is `artifact`:
+    `<store>/<namespace>/<uid>/<model>/production` for `.../<model>/<version>.bentomodel`."""
+    folder = artifact.rsplit("/", 1)[0] if artifact.endswith(".bentomodel") else artifact
+    return f"{folder.rstrip('/')}/{PRODUCTION}"
 
 
 def credentials_secret(model: str) -> str:

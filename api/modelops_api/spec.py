@@ -254,6 +254,24 @@ def _sources_of(task: Task) -> str:
     return _listed((*builtins, f"synthetic:{task}"), "and")
 
 
+class ProductionSpec(Spec):
+    """The Model's labelled production rows, added to its dataset (docs/training.md)."""
+
+    window: Duration = Field(
+        "168h", description="rows recorded this long ago or later (Go duration: 168h = 7 days)"
+    )
+    min_rows: StrictInt = Field(
+        50,
+        ge=0,
+        description="fewer labelled rows in the window fail the training; 0 takes what is there "
+        "(none for a new Model's first training)",
+    )
+
+    @property
+    def window_seconds(self) -> float:
+        return seconds(self.window)
+
+
 class DatasetSpec(Spec):
     uri: str = Field(
         min_length=1,
@@ -285,6 +303,11 @@ class DatasetSpec(Spec):
         "agree with the estimator and with a builtin or synthetic source",
     )
     params: HttpParams | None = Field(None, description="for http(s), file and s3 sources only")
+    production: ProductionSpec | None = Field(
+        None,
+        description="also learn from the rows serving recorded and feedback labelled "
+        "(spec.serving.recording); unlabelled rows are never used",
+    )
 
     model_config = ConfigDict(
         json_schema_extra=rules(
@@ -742,6 +765,20 @@ class CanarySpec(Spec):
         return seconds(self.progress_deadline)
 
 
+class RecordingSpec(Spec):
+    """Serving records the rows it is asked to predict and the ground truth /feedback sends for
+    them in the artifact store, for training (docs/serving.md, "Production data"). Opt-in: the
+    inputs a model sees can be sensitive."""
+
+    retention: Duration = Field(
+        "168h", description="recorded rows and labels older than this are deleted (168h = 7 days)"
+    )
+
+    @property
+    def retention_seconds(self) -> float:
+        return seconds(self.retention)
+
+
 class ServingSpec(Spec):
     replicas: StrictInt = Field(
         1, ge=1, le=100, description="of the stable Deployment, when not autoscaled"
@@ -757,6 +794,9 @@ class ServingSpec(Spec):
     )
     autoscaling: AutoscalingSpec | None = Field(None, description="an HPA on the stable Deployment")
     canary: CanarySpec = Field(default_factory=CanarySpec)
+    recording: RecordingSpec | None = Field(
+        None, description="record production data for training; absent: nothing is recorded"
+    )
 
     model_config = ConfigDict(
         json_schema_extra=rules(

@@ -56,6 +56,14 @@ def _meta(model: Mapping[str, Any], name: str, extra: Mapping[str, str]) -> Body
     }
 
 
+def recording_env(serving: ServingSpec) -> list[Body]:
+    """The retention of production data, when the Model records it (spec.serving.recording)."""
+    if serving.recording is None:
+        return []
+    retention = f"{serving.recording.retention_seconds:g}"
+    return [{"name": contract.ENV_RECORDING_RETENTION, "value": retention}]
+
+
 def build_deployment(
     model: Mapping[str, Any],
     serving: ServingSpec,
@@ -83,6 +91,7 @@ def build_deployment(
             {"name": contract.ENV_CREDENTIALS, "value": credentials.MOUNT},
             {"name": "BENTOML_HOME", "value": BENTOML_HOME},
             {"name": "HOME", "value": "/tmp"},
+            *recording_env(serving),
         ],
         "ports": [{"name": "http", "containerPort": contract.SERVING_PORT, "protocol": "TCP"}],
         "readinessProbe": {
@@ -107,7 +116,8 @@ def build_deployment(
         "lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}},
         "securityContext": container_security_context(),
         "volumeMounts": [
-            *store_mounts(settings, read_only=True),
+            # Recording writes production data beside the archives; else the store is read-only.
+            *store_mounts(settings, read_only=serving.recording is None),
             {"name": credentials.VOLUME, "mountPath": credentials.MOUNT, "readOnly": True},
             {"name": "bentoml-home", "mountPath": BENTOML_HOME},
             {"name": "tmp", "mountPath": "/tmp"},
@@ -133,7 +143,7 @@ def build_deployment(
                 "securityContext": pod_security_context(),
                 "containers": [container],
                 "volumes": [
-                    *store_volumes(settings, read_only=True),
+                    *store_volumes(settings, read_only=serving.recording is None),
                     {
                         "name": credentials.VOLUME,
                         "secret": {"secretName": contract.credentials_secret(name)},

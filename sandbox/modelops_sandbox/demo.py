@@ -3,11 +3,15 @@
 The sandbox starts (control plane, containerd, kubelet and kube-proxy, the project's images built
 here, Prometheus, and the operator installed with its Helm chart, running in its pod);
 `examples/iris.yaml` is applied with intervals shortened to seconds; the operator trains it in a
-Job and serves it from a Deployment of the runtime image; the demo sends predictions and
-ground-truth feedback to the model's Service, and the operator's analysis reads them back from
-Prometheus; then the inputs shift, the operator detects the drift and retrains, and the new
-version goes through its canary and is promoted; finally pinning `spec.serving.version` rolls back
-to the first version. A timeline is printed as it goes and a summary at the end; everything stops.
+Job and serves it from a Deployment of the runtime image, with its archives in the sandbox's S3
+store; the demo sends predictions and ground-truth feedback to the model's Service, the operator's
+analysis reads them back from Prometheus, and serving records the labelled rows in the store (the
+Model opts in: `spec.serving.recording`); then the inputs shift, and feedback for the shifted
+inputs flows; the operator detects the drift and retrains on the dataset plus the labelled
+production rows (`spec.training.dataset.production`), and the new version, better on the shifted
+inputs than the stable one, goes through its canary and is promoted by its checks; finally pinning
+`spec.serving.version` rolls back to the first version. A timeline is printed as it goes and a
+summary at the end; everything stops.
 """
 
 from __future__ import annotations
@@ -180,11 +184,47 @@ class Traffic:
 
 
 def demo_model() -> dict[str, Any]:
-    """examples/iris.yaml with intervals in seconds, so the loop turns within a few minutes."""
+    """examples/iris.yaml with intervals in seconds, so the loop turns within a few minutes, and
+    production data on: serving records it, a training adds the labelled rows of the last hour
+    (none for the first version)."""
     body: dict[str, Any] = yaml.safe_load((REPO / "examples" / "iris.yaml").read_text())
     body["spec"]["serving"]["canary"].update(interval="10s", steps=[30, 60])
+    body["spec"]["serving"]["recording"] = {"retention": "24h"}
+    body["spec"]["training"]["dataset"]["production"] = {"window": "1h", "minRows": 0}
     body["spec"]["monitoring"].update(interval="10s", consecutive=2, cooldown="10m")
     return body
+
+
+def live_accuracy(sandbox: Sandbox, window: str = "1m", min_items: int = 20) -> dict[str, float]:
+    """Each version's live accuracy over the last `window`, from the feedback Prometheus
+    scraped; versions scored on fewer than `min_items` items are left out."""
+    scored = (
+        'sum by (version) (increase(modelops_feedback_total{model="iris",'
+        f'outcome=~"correct|incorrect"}}[{window}]))'
+    )
+    correct = (
+        'sum by (version) (increase(modelops_feedback_total{model="iris",outcome="correct"}'
+        f"[{window}]))"
+    )
+    query = f"({correct} / {scored}) and on (version) ({scored} >= {min_items})"
+    return {
+        sample["metric"]["version"]: float(sample["value"][1])
+        for sample in sandbox.query(query)
+        if sample["value"][1] not in ("NaN", "+Inf", "-Inf")
+    }
+
+
+def sources_line(version: dict[str, Any]) -> str:
+    """What a version was trained on: rows per source."""
+    sources = (version.get("status") or {}).get("sources") or {}
+    if not sources:
+        return "the dataset only"
+    production = sources.get("production", {})
+    return (
+        f"{sources.get('dataset', {}).get('rows', 0)} rows of the dataset + "
+        f"{production.get('rows', 0)} labelled production rows of the last "
+        f"{production.get('window', '?')} ({production.get('unlabelled', 0)} unlabelled left out)"
+    )
 
 
 def urlopen_text(url: str) -> str:
@@ -237,8 +277,8 @@ def run(sandbox: Sandbox, timeline: Timeline) -> None:
         say(f"  stable drift (max feature PSI) {model_state(sandbox)['drift']:.3f}")
         timeline.done("serve, record feedback, scrape and analyse")
 
-        say("the world changes: petal measurements shift by +1.5 cm (no feedback for them)")
-        traffic.shift, traffic.feedback = 1.5, False
+        say("the world changes: petal measurements shift by +1.5 cm; their ground truth flows")
+        traffic.shift = 1.5
         status = watch_model(
             sandbox,
             lambda s: bool(s.get("latestVersion") == "iris-v2"),
@@ -247,13 +287,32 @@ def run(sandbox: Sandbox, timeline: Timeline) -> None:
         )
         drifted = next(c for c in status["conditions"] if c["type"] == "Drifted")
         say(f"  Drifted={drifted['status']}: {drifted['message']}")
-        timeline.done("detect drift and retrain (iris-v2, reason drift)")
+        wait_for(
+            lambda: sandbox.get("modelversion", "iris-v2").get("status", {}).get("sources"),
+            300,
+            "iris-v2 trained",
+            say,
+        )
+        say(f"  iris-v2 was trained on {sources_line(sandbox.get('modelversion', 'iris-v2'))}")
+        timeline.done("detect drift and retrain on production data (iris-v2, reason drift)")
 
-        say("inputs back to normal, with feedback: iris-v2 goes through its canary")
-        traffic.shift, traffic.feedback = 0.0, True
+        say("still shifted, with feedback: iris-v2 goes through its canary beside iris-v1")
         watch_model(sandbox, lambda s: s.get("phase") == "Canary", 300, "the canary to start")
-        watch_model(sandbox, lambda s: serving(s, "iris-v2"), 300, "the canary to be promoted")
-        timeline.done("canary iris-v2 through its steps and promote it")
+        accuracies: dict[str, float] = {}
+
+        def promoted(status: dict[str, Any]) -> bool:
+            reading = live_accuracy(sandbox)  # the last one with both versions scored
+            if {"iris-v1", "iris-v2"} <= set(reading):
+                accuracies.update(reading)
+            return serving(status, "iris-v2")
+
+        watch_model(sandbox, promoted, 300, "the canary to be promoted")
+        say(
+            "  live accuracy on the shifted inputs, last minute of the canary: "
+            f"iris-v1 (stable) {accuracies.get('iris-v1', float('nan')):.3f}, "
+            f"iris-v2 (canary) {accuracies.get('iris-v2', float('nan')):.3f}"
+        )
+        timeline.done("canary iris-v2 through its steps; its accuracy check promotes it")
     finally:
         traffic.stop()
     say(f"  traffic: {traffic.counts}")

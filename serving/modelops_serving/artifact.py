@@ -131,7 +131,8 @@ def object_filesystem() -> Any:
     )
 
 
-def _first_line(error: BaseException) -> str:
+def describe(error: BaseException) -> str:
+    """The error's type and the first line of its message (never more of a botocore error)."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
@@ -151,7 +152,7 @@ def download(uri: str, target: Path) -> None:
     except (PermissionError, boto.NoCredentialsError, boto.PartialCredentialsError) as exc:
         raise ArtifactError(
             f"cannot read archive {uri}: the object store refused the credentials or the request "
-            f"({_first_line(exc)}); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            f"({describe(exc)}); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
         ) from None
     except (
         boto.EndpointConnectionError,
@@ -161,11 +162,11 @@ def download(uri: str, target: Path) -> None:
         ConnectionError,
     ) as exc:
         raise ArtifactError(
-            f"cannot read archive {uri}: the object store cannot be reached ({_first_line(exc)}); "
+            f"cannot read archive {uri}: the object store cannot be reached ({describe(exc)}); "
             "check AWS_ENDPOINT_URL"
         ) from None
     except OSError as exc:
-        raise ArtifactError(f"cannot download archive {uri}: {_first_line(exc)}") from None
+        raise ArtifactError(f"cannot download archive {uri}: {describe(exc)}") from None
     finally:
         partial.unlink(missing_ok=True)
 

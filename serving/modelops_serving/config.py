@@ -40,6 +40,9 @@ class RuntimeConfig:
     credentials: str
     artifact_wait_seconds: float
     request_timeout: int
+    # Seconds production data is kept (spec.serving.recording); 0: nothing is recorded.
+    recording_retention: float = 0.0
+    recording_flush_seconds: float = 10.0
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
@@ -105,4 +108,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> RuntimeConfig:
         credentials=env.get(contract.ENV_CREDENTIALS, "").strip(),
         artifact_wait_seconds=_float(env, "MODELOPS_ARTIFACT_WAIT_SECONDS", 600.0),
         request_timeout=_int(env, "MODELOPS_REQUEST_TIMEOUT", 10, 1),
+        recording_retention=_float(env, contract.ENV_RECORDING_RETENTION, 0.0),
+        recording_flush_seconds=_float(env, "MODELOPS_RECORDING_FLUSH_SECONDS", 10.0),
     )

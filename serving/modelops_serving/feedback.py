@@ -101,6 +101,8 @@ class Outcome:
     incorrect: int = 0
     errors: list[float] = field(default_factory=list)
     unmatched: dict[str, int] = field(default_factory=dict)
+    # Items whose id this Model signed, for a row it answered (any version, repeats too).
+    signed: list[Item] = field(default_factory=list)
 
     def as_dict(self, task: str) -> dict[str, Any]:
         out: dict[str, Any] = {"unmatched": self.unmatched}
@@ -199,6 +201,8 @@ def score(
     outcome = Outcome()
     for item in items:
         opened = credentials.open(item.request_id, window)
+        if isinstance(opened, Opened) and item.row < len(opened.predictions):
+            outcome.signed.append(item)
         reason = _unmatched(opened, item, version, claims)
         if reason is not None:
             outcome.unmatched[reason] = outcome.unmatched.get(reason, 0) + 1

@@ -20,6 +20,7 @@ from .config import RuntimeConfig
 from .credentials import Credentials, CredentialsError
 from .feedback import Claims, parse_items, score
 from .metrics import Recorder, Silent
+from .recording import ProductionLog
 from .schema import ContractError, Problem, Rejected, validate_rows
 from .scoring import Scorer
 
@@ -65,6 +66,7 @@ class Runtime:
         self.recorder: Recorder | Silent = Silent()
         self.credentials: Credentials | None = None
         self.claims: Claims | None = None
+        self.production: ProductionLog | None = None
         self.state = "loading"
         self.error = ""
         self._classes: list[str] = []
@@ -117,6 +119,7 @@ class Runtime:
             self._classes = (
                 [str(c) for c in classes] if classes is not None else list(model.classes)
             )
+            self.production = self._production_log(model)
             self.scorer = Scorer(model.schema, model.pipeline, model.task)
             self.inline_rows = self.scorer.rows_within(INLINE_SECONDS)
             self.model = model
@@ -134,6 +137,30 @@ class Runtime:
                 exc,
                 exc_info=not isinstance(exc, EXPLAINED),
             )
+
+    def _production_log(self, model: artifact.LoadedModel) -> ProductionLog | None:
+        """The recorder of production data, when the Model asks for it (and ids are issued:
+        labels refer to them)."""
+        s = self.settings
+        if not s.recording_retention:
+            return None
+        if self.claims is None:
+            log.warning(
+                "production data is not recorded: it needs monitoring on and the Model's "
+                "credentials (%s), which issue the prediction ids labels refer to",
+                contract.ENV_CREDENTIALS,
+            )
+            return None
+        folder = contract.production_uri(s.artifact)
+        log.info("recording production data to %s for %.0fs", folder, s.recording_retention)
+        return ProductionLog(
+            folder,
+            [f.name for f in model.schema.features],
+            model.version,
+            model.task,
+            s.recording_retention,
+            flush_seconds=s.recording_flush_seconds,
+        ).start()
 
     def _require(self) -> artifact.LoadedModel:
         if self.model is None:
@@ -165,6 +192,8 @@ class Runtime:
         out: dict[str, Any] = {"model": model.model, "version": model.version}
         if self.claims is not None and self.credentials is not None:  # feedback is taken
             out["request_id"] = self.credentials.issue(model.version, labels)
+            if self.production is not None:
+                self.production.inputs(out["request_id"], columns)
         out["predictions"] = labels
         if probabilities is not None:
             out["probabilities"] = [
@@ -205,6 +234,8 @@ class Runtime:
             version=model.version,
             window=self.settings.feedback_window,
         )
+        if self.production is not None:
+            self.production.labels((i.request_id, i.row, i.truth) for i in outcome.signed)
         self.recorder.record_outcomes(outcome.correct, outcome.incorrect, outcome.errors)
         for reason, n in outcome.unmatched.items():
             self.recorder.record_unmatched(reason, n)

@@ -15,7 +15,7 @@ from support import Node
 
 from modelops_sandbox import audit
 from modelops_sandbox.cluster import Cluster
-from modelops_sandbox.demo import Traffic, demo_model
+from modelops_sandbox.demo import Traffic, demo_model, live_accuracy
 from modelops_sandbox.sandbox import OPERATOR_NAMESPACE, Sandbox, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -80,9 +80,12 @@ def test_train_serve_detect_drift_retrain_canary_promote_and_pin(
     assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
     logs = sandbox.kubectl("logs", "-n", sandbox.namespace, pod["metadata"]["name"])
     assert '"phase": "Succeeded"' in logs or '"phase":"Succeeded"' in logs, logs[-2000:]
-    # in the Model's own directory of the store: namespace, then the Model's UID
+    # In the S3 store, in the Model's own directory: namespace, then the Model's UID.
     uid = sandbox.get("Model", "iris")["metadata"]["uid"]
-    assert v1["artifact"] == f"file:///models/{sandbox.namespace}/{uid}/iris/iris-v1.bentomodel"
+    archive = f"{sandbox.artifacts_uri}/{sandbox.namespace}/{uid}/iris/iris-v1.bentomodel"
+    assert v1["artifact"] == archive
+    assert sandbox.objectstore is not None
+    assert sandbox.objectstore.filesystem().size(archive) > 0
     assert v1["metrics"]["accuracy"] >= 0.9 and v1["rows"]["raw"] == 150
 
     # Serve: two `bentoml serve` pods of the runtime image, Ready through /readyz.
@@ -110,16 +113,22 @@ def test_train_serve_detect_drift_retrain_canary_promote_and_pin(
         assert checks["accuracy"]["outcome"] == "pass" and checks["errorRate"]["outcome"] == "pass"
         assert status(sandbox)["accuracy"] > 0.9  # live accuracy, from feedback
 
-        # Drift: shifted inputs push PSI over its threshold; two analyses later, a retrain.
-        traffic.shift, traffic.feedback = 1.5, False
+        # Drift: shifted inputs push PSI over its threshold; two analyses later, a retrain. Their
+        # ground truth flows, and serving records the labelled rows in the store.
+        traffic.shift = 1.5
         wait_for(lambda: version(sandbox, "iris-v2"), 240, "a retrain on drift")
         assert version(sandbox, "iris-v2")["spec"]["reason"] == "drift"
         drifted = condition(sandbox, "Drifted")
         assert drifted["status"] == "True" and "petal" in drifted["message"]  # a shifted feature
         assert status(sandbox)["monitoring"]["lastRetrain"]["reason"] == "drift"
+        # The retrain learns from the dataset and the labelled production rows; v1 had none.
+        sources = wait_for(
+            lambda: version(sandbox, "iris-v2").get("status", {}).get("sources"), 300, "iris-v2"
+        )
+        assert sources["dataset"]["rows"] == 150 and sources["production"]["rows"] > 0, sources
+        assert v1["sources"]["production"]["rows"] == 0
 
-        # Canary: inputs back to normal; the new version runs beside stable, then is promoted.
-        traffic.shift, traffic.feedback = 0.0, True
+        # Canary: still shifted; the new version runs beside stable, then is promoted.
         canary = wait_for(lambda: status(sandbox).get("canary"), 240, "the canary")
         assert canary["version"] == "iris-v2" and status(sandbox)["stableVersion"] == "iris-v1"
         tracks = wait_for(
@@ -135,6 +144,13 @@ def test_train_serve_detect_drift_retrain_canary_promote_and_pin(
             60,
             "answers of both versions through the Service",
         )
+        # On the shifted inputs, the version trained on them is the better one.
+        def both_scored() -> dict[str, float] | None:
+            accuracy = live_accuracy(sandbox, min_items=30)
+            return accuracy if {"iris-v1", "iris-v2"} <= set(accuracy) else None
+
+        both = wait_for(both_scored, 120, "live accuracy of both versions")
+        assert both["iris-v2"] > both["iris-v1"] + 0.2, both
         wait_for(lambda: serving(sandbox, "iris-v2"), 300, "the canary promoted")
     finally:
         traffic.stop()
@@ -162,6 +178,19 @@ def test_train_serve_detect_drift_retrain_canary_promote_and_pin(
     # The operator did all of it under its chart's ServiceAccount, refused nothing by RBAC.
     time.sleep(2)  # the audit log is written in batches
     assert audit.denied(node.audit_log, f"system:serviceaccount:{OPERATOR_NAMESPACE}:") == []
+
+    # The store's secret key is in its Secret only: never in a status, an Event or a pod's log.
+    said = [
+        sandbox.kubectl("get", "models,modelversions,events", "-n", sandbox.namespace, "-oyaml"),
+        sandbox.operator_log(tail=-1),
+        *(
+            sandbox.kubectl_result("logs", "-n", sandbox.namespace, pod, "--all-containers").stdout
+            for pod in sandbox.kubectl(
+                "get", "pods", "-n", sandbox.namespace, "-o", "name"
+            ).split()
+        ),
+    ]
+    assert sandbox.objectstore.secret_key not in "".join(said)
 
 
 def model_in(sandbox: Sandbox, namespace: str, name: str) -> dict[str, Any]:

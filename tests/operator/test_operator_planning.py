@@ -290,6 +290,25 @@ def test_deployment_serves_the_version_on_its_track() -> None:
     assert body["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
 
 
+@pytest.mark.parametrize("recording", [None, {"retention": "2h"}])
+def test_a_recording_model_writes_to_the_store_and_is_told_the_retention(
+    recording: dict[str, str] | None,
+) -> None:
+    serving = ServingSpec.model_validate({**MODEL["spec"]["serving"], "recording": recording})
+    stable = v(2, contract.SUCCEEDED)
+    body = children.build_deployment(MODEL, serving, stable, "stable", 1, Settings())
+    pod = body["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "artifacts")
+    claim = next(v for v in pod["volumes"] if v["name"] == "artifacts")["persistentVolumeClaim"]
+    if recording is None:  # the claim read-only, nothing recorded
+        assert contract.ENV_RECORDING_RETENTION not in env
+        assert mount["readOnly"] is True and claim["readOnly"] is True
+    else:
+        assert env[contract.ENV_RECORDING_RETENTION] == "7200"
+        assert "readOnly" not in mount and "readOnly" not in claim
+
+
 @pytest.mark.parametrize(
     ("serving", "replicas", "hpa", "pdb"),
     [

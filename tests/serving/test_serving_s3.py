@@ -113,6 +113,61 @@ def test_an_archive_not_uploaded_yet_is_waited_for(
     assert server.post("/predict", {"rows": [ROW]}).status_code == 200
 
 
+def test_recorded_rows_and_their_feedback_are_the_next_trainings_rows(
+    start: Any, iris: models.BuiltModel, store: ObjectStore, bucket: str, monkeypatch: Any
+) -> None:
+    """Production data end to end: the runtime records what it answered and the ground truth
+    sent for it to the store, beside the archive; training's reader joins them back."""
+    from modelops_api import contract
+    from modelops_api.spec import ProductionSpec
+    from modelops_training import production
+
+    root = f"{bucket}/store/ns/uid-1"
+    uri = upload(store, iris, f"{root}/iris/iris-v1.bentomodel")
+    env = s3_env(
+        store,
+        iris,
+        uri,
+        **{contract.ENV_RECORDING_RETENTION: "3600", "MODELOPS_RECORDING_FLUSH_SECONDS": "0.5"},
+    )
+    server = start("recording", env)
+    answers = [server.post("/predict", {"rows": [ROW, ROW]}).json() for _ in range(3)]
+    labelled = [
+        {"request_id": a["request_id"], "row": row, "truth": "setosa"}
+        for a in answers[:2]
+        for row in (0, 1)
+    ]
+    assert server.post("/feedback", {"items": labelled}).json()["accepted"] == 4
+    forged = [{"request_id": "not-signed-by-this-model", "row": 0, "truth": "setosa"}]
+    assert server.post("/feedback", {"items": forged}).status_code == 200
+
+    folder = f"s3://{root}/iris/production"
+    assert contract.production_uri(uri) == folder
+    fs = store.filesystem()
+
+    def batches() -> dict[str, list[str]]:
+        found = fs.find(folder.removeprefix("s3://"))
+        return {
+            kind: [p for p in found if f"/{kind}/" in p and p.endswith(".parquet")]
+            for kind in (contract.PRODUCTION_INPUTS, contract.PRODUCTION_LABELS)
+        }
+
+    deadline = time.monotonic() + 30
+    while not all(batches().values()) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert all(batches().values()), batches()
+
+    for name, value in s3_env(store, iris, uri).items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    spec = ProductionSpec(window="1h", min_rows=4)
+    features = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    rows = production.load(folder, spec, features, "species", time.time() + 1)
+    assert len(rows.frame) == 4 and rows.unlabelled == 2  # the forged id joined nothing
+    assert list(rows.frame.columns) == [*features, "species"]
+    assert rows.frame.iloc[0].tolist() == [*ROW, "setosa"]
+
+
 def test_the_runtime_loads_from_s3_and_predicts_after_the_store_is_gone(
     start: Any, store: ObjectStore, bucket: str, iris: models.BuiltModel
 ) -> None:

@@ -27,6 +27,8 @@ REASONS: dict[str, str] = {
     "DownloadTooLarge": "the download is larger than dataset.params.maxBytes",
     "DataTooLarge": "the dataset file is larger than dataset.params.maxBytes",
     "EmptyData": "there are no rows (before or after cleaning)",
+    "NotEnoughProductionData": "fewer labelled production rows in the window than minRows",
+    "ProductionSchemaMismatch": "production rows lack a feature, or labels do not fit the target",
     "MissingTarget": "the target column is not in the data",
     "MissingFeature": "a declared feature column is not in the data",
     "EmptyFeature": "a feature column has no value at all",
@@ -51,6 +53,7 @@ RESULT_FILE_LIMIT = 4096
 _DROP_ORDER = (
     "seconds",
     "support",
+    "sources",
     "dropped",
     "gates",
     "metrics",

@@ -16,9 +16,19 @@ import numpy as np
 import pandas as pd
 
 from modelops_api import contract
-from modelops_api.spec import Task, TrainingSpec
+from modelops_api.spec import DatasetSpec, Task, TrainingSpec
 
-from . import cleaning, columns, estimators, evaluation, features, reference, sources, spec
+from . import (
+    cleaning,
+    columns,
+    estimators,
+    evaluation,
+    features,
+    production,
+    reference,
+    sources,
+    spec,
+)
 from .packaging import ArtifactStore, check_name, save_and_export
 from .result import TrainingError, failed
 
@@ -70,6 +80,8 @@ class Fitted:
     approved: bool
     predicted: np.ndarray
     seconds: dict[str, float] = field(default_factory=dict)
+    # Rows and fingerprint per source, when the dataset adds production rows.
+    sources: dict[str, Any] = field(default_factory=dict)
 
 
 def _run(request: Request, known: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +90,11 @@ def _run(request: Request, known: dict[str, Any]) -> dict[str, Any]:
     check_name(request.version, "--version")
     store = ArtifactStore.parse(request.artifacts)
     store.check_apart(request.bentoml_home)
-    fitted = fit(spec.load_spec(request.spec_path), known)
+    fitted = fit(
+        spec.load_spec(request.spec_path),
+        known,
+        production_folder=production.folder(request.artifacts, request.model),
+    )
 
     tag = f"{request.model}:{request.version}"
     clock = time.perf_counter()
@@ -123,13 +139,20 @@ def _run(request: Request, known: dict[str, Any]) -> dict[str, Any]:
     }
     if fitted.support:
         result["support"] = fitted.support
+    if fitted.sources:
+        result["sources"] = fitted.sources
     return result
 
 
-def fit(loaded: spec.LoadedSpec, known: dict[str, Any] | None = None) -> Fitted:
+def fit(
+    loaded: spec.LoadedSpec,
+    known: dict[str, Any] | None = None,
+    production_folder: str | None = None,
+) -> Fitted:
     """Every stage before packaging: load, schema, clean, split, fit, evaluate, gate.
 
-    `known` collects what is known so far, for the result of a run that fails later.
+    `known` collects what is known so far, for the result of a run that fails later;
+    `production_folder` is where the Model's production data is, for dataset.production.
     """
     known = {} if known is None else known
     seconds: dict[str, float] = {}
@@ -157,6 +180,12 @@ def fit(loaded: spec.LoadedSpec, known: dict[str, Any] | None = None) -> Fitted:
         training.dataset.uri,
         seconds["load"],
     )
+    if training.dataset.production is not None:
+        if production_folder is None:
+            raise TrainingError(
+                "InvalidArguments", "dataset.production needs the Model's store (--artifacts)"
+            )
+        raw, known["sources"] = with_production(raw, training.dataset, production_folder)
 
     clock = time.perf_counter()
     data_schema = columns.resolve(raw, training.dataset, task)
@@ -227,7 +256,45 @@ def fit(loaded: spec.LoadedSpec, known: dict[str, Any] | None = None) -> Fitted:
         approved=approved,
         predicted=predicted,
         seconds=seconds,
+        sources=known.get("sources") or {},
     )
+
+
+def with_production(
+    raw: pd.DataFrame, dataset: DatasetSpec, folder: str, now: float | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The dataset's rows followed by the labelled production rows; and the rows and fingerprint
+    of each source, for the result."""
+    assert dataset.production is not None
+    target = dataset.target
+    if target not in raw.columns:
+        return raw, {}  # columns.resolve says what is wrong with the dataset
+    features = list(dataset.features or [c for c in raw.columns if c != target])
+    found = production.load(
+        folder, dataset.production, features, target, time.time() if now is None else now
+    )
+    added = found.frame
+    if pd.api.types.is_numeric_dtype(raw[target]):
+        truth = pd.to_numeric(added[target], errors="coerce")
+        if truth.isna().any():
+            example = added[target][truth.isna()].iloc[0]
+            raise TrainingError(
+                "ProductionSchemaMismatch",
+                f"the production labels under {folder} are not numbers like the dataset's "
+                f"{target!r} (for example {str(example)[:40]!r})",
+            )
+        added = added.assign(**{target: truth})
+    by_source = {
+        "dataset": {"rows": len(raw), "fingerprint": cleaning.fingerprint(raw)},
+        "production": {
+            "rows": len(added),
+            "unlabelled": found.unlabelled,
+            "window": dataset.production.window,
+            "fingerprint": cleaning.fingerprint(added),
+        },
+    }
+    log.info("added %d labelled production rows to the %d of the dataset", len(added), len(raw))
+    return pd.concat([raw, added], ignore_index=True), by_source
 
 
 def metadata(fitted: Fitted, model: str, version: str) -> dict[str, Any]:
