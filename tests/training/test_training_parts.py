@@ -1,6 +1,6 @@
 """The runtime's parts on their own: the result that must fit the termination message, the sources'
-parameters, the spec as the runtime reads it, the cleaning's type coercion, the estimator
-allow-list."""
+parameters, the spec as the runtime reads it, the cleaning's type coercion, duplicates and
+fingerprint, the estimator allow-list."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 from modelops_api.contract import spec_hash
-from modelops_api.spec import TASK_METRICS, DatasetSpec
+from modelops_api.spec import TASK_METRICS, CleaningSpec, DatasetSpec
 from modelops_training import sources
-from modelops_training.cleaning import to_numbers
+from modelops_training.cleaning import _duplicated, clean, fingerprint, to_numbers
+from modelops_training.columns import CATEGORICAL, NUMERIC, Feature, Schema
 from modelops_training.estimators import build
 from modelops_training.evaluation import evaluate
 from modelops_training.features import MedianImputer, oversample_minority
@@ -221,3 +222,38 @@ def test_median_imputer_imputes_as_scikit_learn_does(keep_empty: bool) -> None:
     frame = pd.DataFrame({"a": [1.0, None, 3.0], "b": ["x", "y", None]})
     with pytest.raises(ValueError):  # not numbers: scikit-learn's own checks, unchanged
         MedianImputer(strategy="median").fit(frame)
+
+
+def _cleaning_case() -> tuple[pd.DataFrame, Schema]:
+    frame = pd.DataFrame(
+        {
+            "a": [1.0, 1.0, 0.0, np.inf, 2.0, 1.0, np.nan, 3.0],
+            "b": ["x", "x", "y", "y", None, "x", "z", "z"],
+            "y": [1, 1, 0, 1, 0, 1, 0, 1],
+        }
+    )
+    return frame, Schema("y", (Feature("a", NUMERIC), Feature("b", CATEGORICAL)), "classification")
+
+
+def test_cleaning_drops_later_copies_and_fingerprints_what_it_keeps() -> None:
+    frame, schema = _cleaning_case()
+    cleaned = clean(frame, schema, CleaningSpec())
+    assert cleaned.dropped == {
+        "missing_target": 0, "unparseable": 1, "duplicate": 2, "missing_feature": 0
+    }  # fmt: skip
+    assert cleaned.frame["a"].tolist()[:3] == [1.0, 0.0, 2.0]
+    assert cleaned.frame.index.equals(pd.RangeIndex(len(cleaned.frame)))
+    assert cleaned.missing_values == {"a": 1, "b": 1}
+    assert cleaned.fingerprint == fingerprint(cleaned.frame)
+    assert cleaned.fingerprint != fingerprint(cleaned.frame.iloc[::-1])
+
+
+def test_duplicates_are_found_with_negative_zero_and_hash_collisions() -> None:
+    frame, schema = _cleaning_case()
+    frame.loc[3] = [-0.0, "y", 0]  # equal to row 2, (0.0, "y", 0), though hashed apart
+    expected = frame.assign(a=frame["a"].where(np.isfinite(frame["a"]))).duplicated()
+    cleaned = clean(frame, schema, CleaningSpec(missing="drop"))
+    assert cleaned.dropped["duplicate"] == int(expected.sum()) == 3
+    # Equal hashes alone never drop a row: a collision is compared by value.
+    kept = pd.DataFrame({"a": [1.0, 2.0, 1.0], "b": ["x", "x", "x"], "y": [0, 1, 0]})
+    assert _duplicated(kept, np.zeros(3, dtype=np.uint64)).tolist() == [False, False, True]

@@ -190,7 +190,7 @@ def fit(
     clock = time.perf_counter()
     data_schema = columns.resolve(raw, training.dataset, task)
     cleaned = cleaning.clean(raw, data_schema, training.pipeline.cleaning)
-    fingerprint = cleaning.fingerprint(cleaned.frame)
+    fingerprint = cleaned.fingerprint
     rows: dict[str, int] = {"raw": cleaned.raw_rows, "clean": cleaned.rows}
     known.update(rows=rows, dropped=cleaned.dropped, fingerprint=fingerprint)
     seconds["clean"] = _since(clock)
