@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 
 from modelops_api import contract
 
+from .packaging import preload
 from .result import Terminated, TrainingError, failed, fit_to_limit, to_json
 
 DEFAULT_RESULT_FILE = "/dev/termination-log"
@@ -101,6 +102,8 @@ def _train(args: argparse.Namespace, home: str) -> dict[str, Any]:
         with _terminate_on_sigterm():
             from .train import Request, run
 
+            # BentoML is needed once the model is fitted: its import overlaps the data work.
+            preload()
             request = Request(
                 spec_path=args.spec,
                 model=args.model,

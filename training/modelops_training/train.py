@@ -367,13 +367,16 @@ def _feature_schema(data_schema: columns.Schema, pipeline: Any) -> list[dict[str
 
 
 def _libraries() -> dict[str, str]:
-    import bentoml
     import sklearn
+
+    # bentoml.__version__ is this constant; the top-level package costs ~0.1 s more to import
+    # (its serving API), which packaging never uses.
+    from bentoml._internal.configuration import BENTOML_VERSION
 
     return {
         "python": platform.python_version(),
         "scikit-learn": sklearn.__version__,
-        "bentoml": bentoml.__version__,
+        "bentoml": BENTOML_VERSION,
         "numpy": np.__version__,
         "pandas": pd.__version__,
     }
