@@ -188,7 +188,9 @@ def load_synthetic(rest: str) -> pd.DataFrame:
             )
     except ValueError as error:
         raise TrainingError("InvalidSpec", f"synthetic:{kind}: {error}") from None
-    frame = pd.DataFrame(x + p["shift"], columns=[f"f{i}" for i in range(features)])
+    if p["shift"]:  # no copy of the generated rows when there is nothing to add
+        x += p["shift"]
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(features)], copy=False)
     frame[SYNTHETIC_TARGET] = y
     return frame
 
