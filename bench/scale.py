@@ -424,7 +424,10 @@ def requests(results: list[dict[str, Any]]) -> str:
     (Events posted after the last Model reached Serving are not in the window)."""
     size = compared(results)
     rows = [r for r in results if r["models"] == size and "rollout_requests" in r]
-    kinds = sorted({k for r in rows for k in r["rollout_requests"]})
+    # the one list per kind that fills the store at start rounds to 0.00 per Model: left out
+    kinds = sorted(
+        {k for r in rows for k, v in r["rollout_requests"].items() if v / r["models"] >= 0.005}
+    )
     lines = [
         "| operator | " + " | ".join(kinds) + " |",
         "| --- |" + " ---: |" * len(kinds),
