@@ -12,8 +12,8 @@ says canary vs stable with both measures, the p-value and the test.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from modelops_api.spec import VsStable
 from modelops_operator.analysis import stats
@@ -78,9 +78,45 @@ def _judged(
     return CheckResult(check, outcome, test.p_value, _threshold(alpha), samples, reason)
 
 
-def _few(counts: Mapping[str, float], needed: float, what: str) -> str:
+T = TypeVar("T")
+
+
+def _per_track(
+    check: str,
+    threshold: str,
+    tracks: Mapping[str, Series],
+    what: str,
+    problem: Callable[[str, Sequence[Sample]], str | None],
+    read: Callable[[Sequence[Sample]], T],
+) -> dict[str, T] | CheckResult:
+    """Each track's reading of its series; or the result that ends the check first: Prometheus
+    unavailable, no `what` series of a track, or the `problem` its series have."""
+    for answer in tracks.values():
+        if isinstance(answer, Unavailable):
+            return _unavailable(check, threshold, answer)
+    readings: dict[str, T] = {}
+    for track, series in tracks.items():
+        assert not isinstance(series, Unavailable)
+        if not series:
+            return _inconclusive(check, threshold, f"no {what} series of {track}")
+        bad = problem(track, series)
+        if bad is not None:
+            return _inconclusive(check, threshold, bad)
+        readings[track] = read(series)
+    return readings
+
+
+def _too_few(
+    check: str, threshold: str, canary: float, stable: float, needed: float, what: str, window: str
+) -> CheckResult | None:
+    """The inconclusive result when a track has fewer than `needed` observations."""
+    counts = {"canary": canary, "stable": stable}
+    samples = min(canary, stable)
+    if samples >= needed:
+        return None
     short = [f"{track} {n:.0f}" for track, n in counts.items() if n < needed]
-    return f"{', '.join(short)} {what} < minSamples {needed:.0f} per track"
+    reason = f"{', '.join(short)} {what} < minSamples {needed:.0f} per track in {window}"
+    return _inconclusive(check, threshold, reason, None, samples)
 
 
 def error_rate(spec: Mapping[str, Any], canary: Series, stable: Series, window: str) -> CheckResult:
@@ -88,28 +124,24 @@ def error_rate(spec: Mapping[str, Any], canary: Series, stable: Series, window: 
     check = f"{ERROR_RATE}{VS_STABLE}"
     alpha, needed = _settings(spec)
     threshold = _threshold(alpha)
-    for answer in (canary, stable):
-        if isinstance(answer, Unavailable):
-            return _unavailable(check, threshold, answer)
-    assert not isinstance(canary, Unavailable) and not isinstance(stable, Unavailable)
-    counts: dict[str, tuple[float, float]] = {}
-    for track, series in (("canary", canary), ("stable", stable)):
-        if not series:
-            return _inconclusive(check, threshold, f"no /predict request series of {track}")
+
+    def problem(track: str, series: Sequence[Sample]) -> str | None:
         bad = _bad_requests(series, window)
-        if bad is not None:
-            return _inconclusive(check, threshold, f"{track}: {bad}")
-        counts[track] = _requests(series)
+        return None if bad is None else f"{track}: {bad}"
+
+    tracks = {"canary": canary, "stable": stable}
+    counts = _per_track(check, threshold, tracks, "/predict request", problem, _requests)
+    if isinstance(counts, CheckResult):
+        return counts
     (n_c, f_c), (n_s, f_s) = counts["canary"], counts["stable"]
-    samples = min(n_c, n_s)
-    if samples < needed:
-        reason = _few({"canary": n_c, "stable": n_s}, needed, "/predict requests")
-        return _inconclusive(check, threshold, f"{reason} in {window}", None, samples)
+    few = _too_few(check, threshold, n_c, n_s, needed, "/predict requests", window)
+    if few is not None:
+        return few
     compared = (
         f"canary {f_c:.0f} of {n_c:.0f} /predict requests failed ({_pct(f_c / n_c)}) vs stable "
         f"{f_s:.0f} of {n_s:.0f} ({_pct(f_s / n_s)}) in {window}"
     )
-    return _judged(check, stats.proportions(f_c, n_c, f_s, n_s), alpha, samples, compared)
+    return _judged(check, stats.proportions(f_c, n_c, f_s, n_s), alpha, min(n_c, n_s), compared)
 
 
 def _feedback(series: Sequence[Sample]) -> tuple[float, float]:
@@ -124,29 +156,24 @@ def accuracy(spec: Mapping[str, Any], canary: Series, stable: Series, window: st
     check = f"{ACCURACY}{VS_STABLE}"
     alpha, needed = _settings(spec)
     threshold = _threshold(alpha)
-    for answer in (canary, stable):
-        if isinstance(answer, Unavailable):
-            return _unavailable(check, threshold, answer)
-    assert not isinstance(canary, Unavailable) and not isinstance(stable, Unavailable)
-    counts: dict[str, tuple[float, float]] = {}
-    for track, series in (("canary", canary), ("stable", stable)):
-        if not series:
-            return _inconclusive(check, threshold, f"no feedback series of {track}")
-        bad = _unusable((s.value for s in series), f"a feedback count of {track} in {window}")
-        if bad is not None:
-            return _inconclusive(check, threshold, bad)
-        counts[track] = _feedback(series)
+
+    def problem(track: str, series: Sequence[Sample]) -> str | None:
+        return _unusable((s.value for s in series), f"a feedback count of {track} in {window}")
+
+    tracks = {"canary": canary, "stable": stable}
+    counts = _per_track(check, threshold, tracks, "feedback", problem, _feedback)
+    if isinstance(counts, CheckResult):
+        return counts
     (right_c, n_c), (right_s, n_s) = counts["canary"], counts["stable"]
-    samples = min(n_c, n_s)
-    if samples < needed:
-        reason = _few({"canary": n_c, "stable": n_s}, needed, "feedback items")
-        return _inconclusive(check, threshold, f"{reason} in {window}", None, samples)
+    few = _too_few(check, threshold, n_c, n_s, needed, "feedback items", window)
+    if few is not None:
+        return few
     compared = (
         f"canary {right_c:.0f} of {n_c:.0f} feedback items correct ({_pct(right_c / n_c)}) vs "
         f"stable {right_s:.0f} of {n_s:.0f} ({_pct(right_s / n_s)}) in {window}"
     )
     test = stats.proportions(n_c - right_c, n_c, n_s - right_s, n_s)
-    return _judged(check, test, alpha, samples, compared)
+    return _judged(check, test, alpha, min(n_c, n_s), compared)
 
 
 def bins(series: Sequence[Sample]) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -182,29 +209,24 @@ def latency(spec: Mapping[str, Any], canary: Series, stable: Series, window: str
     check = f"{LATENCY_P95}{VS_STABLE}"
     alpha, needed = _settings(spec)
     threshold = _threshold(alpha)
-    for answer in (canary, stable):
-        if isinstance(answer, Unavailable):
-            return _unavailable(check, threshold, answer)
-    assert not isinstance(canary, Unavailable) and not isinstance(stable, Unavailable)
-    histograms: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {}
-    for track, series in (("canary", canary), ("stable", stable)):
-        if not series:
-            return _inconclusive(check, threshold, f"no /predict latency series of {track}")
-        bad = _unusable((s.value for s in series), f"a latency bucket count of {track}")
-        if bad is not None:
-            return _inconclusive(check, threshold, bad)
-        histograms[track] = bins(series)
+
+    def problem(track: str, series: Sequence[Sample]) -> str | None:
+        return _unusable((s.value for s in series), f"a latency bucket count of {track}")
+
+    tracks = {"canary": canary, "stable": stable}
+    histograms = _per_track(check, threshold, tracks, "/predict latency", problem, bins)
+    if isinstance(histograms, CheckResult):
+        return histograms
     (bounds_c, counts_c), (bounds_s, counts_s) = histograms["canary"], histograms["stable"]
     if bounds_c != bounds_s or not bounds_c or bounds_c[-1] != float("inf"):
         reason = "the canary's and stable's latency buckets differ (or lack +Inf)"
         return _inconclusive(check, threshold, reason)
     n_c, n_s = sum(counts_c), sum(counts_s)
-    samples = min(n_c, n_s)
-    if samples < needed:
-        reason = _few({"canary": n_c, "stable": n_s}, needed, "/predict requests")
-        return _inconclusive(check, threshold, f"{reason} in {window}", None, samples)
+    few = _too_few(check, threshold, n_c, n_s, needed, "/predict requests", window)
+    if few is not None:
+        return few
     compared = (
         f"canary {n_c:.0f} /predict requests, median {_median(bounds_c, counts_c)}, vs stable "
         f"{n_s:.0f}, median {_median(bounds_s, counts_s)}, in {window}"
     )
-    return _judged(check, stats.mann_whitney(counts_c, counts_s), alpha, samples, compared)
+    return _judged(check, stats.mann_whitney(counts_c, counts_s), alpha, min(n_c, n_s), compared)
