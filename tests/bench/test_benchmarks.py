@@ -48,6 +48,13 @@ def test_serving_against_its_peers() -> None:
 
 
 @pytest.mark.integration
+def test_artifact_store() -> None:
+    out = bench("artifact_store.py", "--smoke")
+    assert "| upload: training's export, the store part |" in out
+    assert "| serving start, process start to `/readyz` 200 |" in out
+
+
+@pytest.mark.integration
 def test_analysis_queries() -> None:
     assert "| 3 |" in bench("analysis_queries.py", "--models", "3", "--passes", "1")
 
