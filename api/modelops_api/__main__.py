@@ -1,6 +1,6 @@
 """`python -m modelops_api [--check]`: write (or check) every file generated from the typed spec.
 
-The CRDs in `crds/` and `charts/modelops/crds/`, and the field tables of docs/api.md. With
+The CRDs in `crds/` and the chart's `templates/crds/`, and the field tables of docs/api.md. With
 `--check`, nothing is written and the exit code is 1 when a committed file differs.
 """
 
