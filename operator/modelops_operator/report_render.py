@@ -75,6 +75,14 @@ def _figure(title: str, y_title: str, **layout: Any) -> go.Figure:
     return figure
 
 
+def _psi_limit(figure: go.Figure, limit: float | None) -> None:
+    """The drift check's threshold as a dashed line, when the Model has one."""
+    if limit is not None:
+        figure.add_hline(
+            y=limit, line_dash="dash", line_color="#b00020", annotation_text=f"psi.max {limit:g}"
+        )
+
+
 def _lines(figure: go.Figure, series: Sequence[Series]) -> None:
     for one in series:
         figure.add_trace(
@@ -189,13 +197,7 @@ def render(data: ReportData) -> str:
     if lines.drift:
         drift = _figure("Largest feature drift (PSI)", "PSI", xaxis_title="time")
         _lines(drift, lines.drift)
-        if model.drift_limit is not None:
-            drift.add_hline(
-                y=model.drift_limit,
-                line_dash="dash",
-                line_color="#b00020",
-                annotation_text=f"psi.max {model.drift_limit:g}",
-            )
+        _psi_limit(drift, model.drift_limit)
     figures.append(("drift", drift, "No drift measured in this period."))
 
     features = None
@@ -211,13 +213,7 @@ def render(data: ReportData) -> str:
                     name=f"{one.feature} ({one.version})",
                 )
             )
-        if model.drift_limit is not None:
-            features.add_hline(
-                y=model.drift_limit,
-                line_dash="dash",
-                line_color="#b00020",
-                annotation_text=f"psi.max {model.drift_limit:g}",
-            )
+        _psi_limit(features, model.drift_limit)
     no_features = (
         "No feature was observed in this period."
         if lines.source == PROMETHEUS
