@@ -46,10 +46,10 @@ images: venv ## the node's images: a Debian Python base, pause, runtime, operato
 
 venv: prerequisites $(STAMP)
 
-$(STAMP): pyproject.toml sandbox/pyproject.toml
+$(STAMP): pyproject.toml sandbox/pyproject.toml hack/constraints.txt
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e '.[dev]' -e ./sandbox
+	$(PYTHON) -m pip install --quiet -c hack/constraints.txt -e '.[dev]' -e ./sandbox
 	@touch $(STAMP)
 
 prerequisites:

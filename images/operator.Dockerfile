@@ -19,11 +19,11 @@ WORKDIR /src
 # slipping in). A current pip first: it reads a wheel's dependencies from the index's metadata
 # instead of downloading each candidate wheel, which the base's pip does for every botocore that
 # s3fs's resolution looks at.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md hack/constraints.txt ./
 RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/modelops/bin/python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(dict.fromkeys(p['dependencies'] + [r for e in ['operator'] for r in p['optional-dependencies'][e]])))" > /tmp/requirements.txt \
  && /opt/modelops/bin/pip install --upgrade "pip>=24.3" \
- && /opt/modelops/bin/pip install --prefer-binary -r /tmp/requirements.txt
+ && /opt/modelops/bin/pip install --prefer-binary -c constraints.txt -r /tmp/requirements.txt
 # Then the distribution itself; then the installers go, so the run stage holds no build tools.
 COPY api/ api/
 COPY operator/ operator/

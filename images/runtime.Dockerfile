@@ -20,12 +20,13 @@ WORKDIR /src
 # wheels wherever one exists: scikit-learn, numpy, pandas and BentoML ship manylinux wheels, so no
 # compiler is needed here and none reaches the run stage. A current pip first: it reads a wheel's
 # dependencies from the index's metadata instead of downloading each candidate wheel, which the
-# base's pip does for every botocore that s3fs's resolution looks at.
-COPY pyproject.toml README.md ./
+# base's pip does for every botocore that s3fs's resolution looks at. The versions are those of
+# hack/constraints.txt, so the resolver has nothing to search.
+COPY pyproject.toml README.md hack/constraints.txt ./
 RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/modelops/bin/python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(dict.fromkeys(p['dependencies'] + [r for e in ['training', 'serving'] for r in p['optional-dependencies'][e]])))" > /tmp/requirements.txt \
  && /opt/modelops/bin/pip install --upgrade "pip>=24.3" \
- && /opt/modelops/bin/pip install --prefer-binary -r /tmp/requirements.txt
+ && /opt/modelops/bin/pip install --prefer-binary -c constraints.txt -r /tmp/requirements.txt
 # Then the distribution itself (pyproject.toml finds each package in its folder).
 COPY api/ api/
 COPY operator/ operator/

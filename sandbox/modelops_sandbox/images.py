@@ -45,7 +45,15 @@ BASE_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificate
 MACHINE_CA_DIR = Path("/usr/local/share/ca-certificates")
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 # What the project's images copy (images/*.Dockerfile): everything else is outside their context.
-CONTEXT = ("pyproject.toml", "README.md", "api", "operator", "training", "serving")
+CONTEXT = (
+    "pyproject.toml",
+    "README.md",
+    "hack/constraints.txt",
+    "api",
+    "operator",
+    "training",
+    "serving",
+)
 Say = Callable[[str], None]
 
 
