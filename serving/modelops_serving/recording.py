@@ -207,7 +207,8 @@ class ProductionLog:
                         artifact.describe(error),
                     )
         if deleted:
-            log.info("production data: deleted %s (retention %.0fs)", ", ".join(deleted), now)
+            kept = self.retention
+            log.info("production data: deleted %s (retention %.0fs)", ", ".join(deleted), kept)
         return deleted
 
     def _inputs_frame(self, taken: list[tuple[str, float, Sequence[Sequence[Any]]]]) -> Any:
