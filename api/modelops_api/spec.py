@@ -303,6 +303,15 @@ class DatasetSpec(Spec):
         "agree with the estimator and with a builtin or synthetic source",
     )
     params: HttpParams | None = Field(None, description="for http(s), file and s3 sources only")
+    secret_name: str | None = Field(
+        None,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        description="s3 sources only: a Secret in the Model's namespace whose AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN, AWS_ENDPOINT_URL, AWS_REGION) read the dataset; "
+        "given to the training pod alone, never read by the operator; default: the artifact "
+        "store's credentials",
+    )
     production: ProductionSpec | None = Field(
         None,
         description="also learn from the rows serving recorded and feedback labelled "
@@ -327,6 +336,11 @@ class DatasetSpec(Spec):
                 "dataset.params applies to http(s), file and s3 sources only; others take theirs "
                 "from the URI",
                 ".params",
+            ),
+            (
+                "!has(self.secretName) || self.uri.startsWith('s3:')",
+                "dataset.secretName applies to s3 sources only",
+                ".secretName",
             ),
             *(
                 (
@@ -366,6 +380,8 @@ class DatasetSpec(Spec):
                 "params: applies to http(s), file and s3 sources only; the others take theirs "
                 "from the URI"
             )
+        if self.secret_name is not None and not self.uri.startswith("s3:"):
+            raise ValueError("secretName: applies to s3 sources only")
         return self
 
     @property
