@@ -91,6 +91,9 @@ ENV_CREDENTIALS: Final = "MODELOPS_CREDENTIALS"  # the directory of the Model's 
 ENV_RECORDING_RETENTION: Final = "MODELOPS_RECORDING_RETENTION"
 CREDENTIAL_TOKEN: Final = "token"  # key of the Secret: the bearer token of /feedback, /metadata
 CREDENTIAL_KEY: Final = "signing-key"  # key of the Secret: signs prediction ids
+# The training runtime's: the keys of spec.training.dataset.secretName reach the training pod
+# with this prefix (envFrom), beside the artifact store's own AWS_* variables.
+ENV_DATASET_PREFIX: Final = "MODELOPS_DATASET_"
 
 
 STABLE: Final = "stable"

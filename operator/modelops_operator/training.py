@@ -13,11 +13,14 @@ Models of the same name in two namespaces never share archives, a Model deleted 
 starts in a fresh directory, and a training can only report an archive of its own Model. The root
 is `settings.artifacts_uri`: `file:///models` (the claim, mounted at that path), or an object store,
 `s3://bucket/prefix`, which no pod mounts: training, serving and cleanup pods get its Secret's keys
-(AWS_*) as environment instead (`store_env_from`); the operator never reads that Secret.
+(AWS_*) as environment instead (`store_env_from`); the operator never reads that Secret. An s3://
+dataset may name a Secret of its own (`dataset_env_from`), which only the training pod gets, its
+keys prefixed MODELOPS_DATASET_.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
@@ -134,6 +137,17 @@ def store_env_from(settings: Settings) -> list[Body]:
     return []
 
 
+def dataset_env_from(training: Mapping[str, Any]) -> list[Body]:
+    """The dataset's own Secret (`spec.training.dataset.secretName`), when it names one, as the
+    training container's environment with the prefix MODELOPS_DATASET_ (`envFrom.prefix`), so that
+    its AWS_* keys do not replace the store's: referenced, never read. Only the training pod
+    gets it; without one, the dataset is read with the store's credentials."""
+    secret = (training.get("dataset") or {}).get("secretName")
+    if not secret:
+        return []
+    return [{"secretRef": {"name": secret}, "prefix": contract.ENV_DATASET_PREFIX}]
+
+
 def with_store_env(container: Body, settings: Settings) -> Body:
     """`container` with the store's `envFrom`, when there is one."""
     env_from = store_env_from(settings)
@@ -227,6 +241,9 @@ def build_training_job(version: Mapping[str, Any], settings: Settings) -> Body:
         ],
     }
     with_store_env(container, settings)
+    dataset_env = dataset_env_from(spec["training"])
+    if dataset_env:
+        container["envFrom"] = [*container.get("envFrom", []), *dataset_env]
     resources = spec["training"].get("resources") or settings.training_resources
     if resources:
         container["resources"] = resources
@@ -349,6 +366,53 @@ def memory_limit(pod: Mapping[str, Any] | None) -> str:
         if container.get("name") == contract.TRAINING_CONTAINER:
             return str(((container.get("resources") or {}).get("limits") or {}).get("memory", ""))
     return ""
+
+
+# How long a training pod may wait for its container's configuration (a Secret it names that is
+# missing or lacks a key) before its version fails: long enough for a Secret applied together with
+# the Model (Argo CD, Flux) to arrive.
+CONFIG_ERROR_GRACE_SECONDS = 120
+CONFIG_ERRORS = ("CreateContainerConfigError",)
+
+
+def age(obj: Mapping[str, Any], now: datetime.datetime) -> float:
+    """Seconds since the object was created (0 when it has no creationTimestamp yet)."""
+    created = (obj.get("metadata") or {}).get("creationTimestamp")
+    if not created:
+        return 0.0
+    since = datetime.datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    return (now - since).total_seconds()
+
+
+def config_error(
+    pods: Sequence[Mapping[str, Any]],
+    now: datetime.datetime,
+    grace: float = CONFIG_ERROR_GRACE_SECONDS,
+) -> Body | None:
+    """The Failed status of a version whose training pod has been unable to start for `grace`
+    seconds or more because the kubelet cannot make its container's configuration (the reason
+    CreateContainerConfigError: a Secret named by spec.training.dataset.secretName or by the
+    artifact store is missing, or lacks a key); None while it may still start. The message is the
+    kubelet's, which names the Secret and the key, never a value."""
+    for pod in pods:
+        waited = age(pod, now)
+        if waited < grace:
+            continue
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (status.get("state") or {}).get("waiting") or {}
+            if status.get("name") == contract.TRAINING_CONTAINER and (
+                waiting.get("reason") in CONFIG_ERRORS
+            ):
+                detail = str(waiting.get("message") or "no message")[:300]
+                return {
+                    "phase": contract.FAILED,
+                    "approved": False,
+                    "reason": str(waiting["reason"]),
+                    "message": f"the training pod could not start for {int(waited)}s: {detail}; "
+                    "create the Secret in the Model's namespace (spec.training.dataset.secretName, "
+                    "or the artifact store's) or fix its name",
+                }
+    return None
 
 
 def store_uri(directory: str) -> str:

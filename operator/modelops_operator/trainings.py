@@ -12,6 +12,7 @@ refuses ends the step (`Trained.failure`); the pass reports it and serves on wit
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -158,9 +159,26 @@ def _follow_job(
             "startedAt": (job.get("status") or {}).get("startTime") or now(),
         }
     else:
-        return info
+        patch_or_none = _config_error(kube, namespace, name, job)
+        if patch_or_none is None:
+            return info
+        # The pod waits for a Secret that is not there: the version fails, naming it, and the
+        # Job goes (its kubelet would retry until the Job's deadline).
+        kube.delete("Job", namespace, name)
+        patch = {**patch_or_none, "finishedAt": now()}
     current = version.get("status") or {}
     if any(current.get(k) != v for k, v in patch.items() if k not in ("finishedAt", "startedAt")):
         updated = kube.patch_status("ModelVersion", namespace, name, patch)
         return versions.version_info(updated or {**version, "status": {**current, **patch}})
     return info
+
+
+def _config_error(kube: Kube, namespace: str, name: str, job: Body) -> Body | None:
+    """A pending Job's version status when its pod cannot start for want of its configuration
+    (`training.config_error`); its pods are listed only once the Job is older than the grace."""
+    at = datetime.datetime.now(datetime.UTC)
+    if training.age(job, at) < training.CONFIG_ERROR_GRACE_SECONDS:
+        return None
+    pods = kube.list("Pod", namespace, {"batch.kubernetes.io/job-name": name})
+    ours = [p for p in pods if owned_by(p, job["metadata"]["uid"])]
+    return training.config_error(ours, at, training.CONFIG_ERROR_GRACE_SECONDS)
