@@ -127,16 +127,18 @@ def _train(args: argparse.Namespace, home: str) -> dict[str, Any]:
             {"model": args.model, "version": args.version},
         )
     except Exception as error:  # a bug, not bad input: still a result, and no traceback
-        # unless MODELOPS_DEBUG asks for one
+        # unless MODELOPS_DEBUG asks for one; no secret of the environment either way
+        from .storage import redact
+
         log.error(
             "unexpected %s: %s",
             type(error).__name__,
-            error,
+            redact(str(error)),
             exc_info=bool(os.environ.get("MODELOPS_DEBUG")),
         )
         return failed(
             "InternalError",
-            f"unexpected {type(error).__name__}: {error}",
+            f"unexpected {type(error).__name__}: {redact(str(error))}",
             {"model": args.model, "version": args.version},
         )
 

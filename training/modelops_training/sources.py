@@ -76,7 +76,8 @@ def load(dataset: DatasetSpec) -> pd.DataFrame:
     if scheme in ("http", "https"):
         return parse_bytes(download(uri, dataset.params or HttpParams()), dataset.format, uri)
     if scheme in storage.SCHEMES:
-        return parse_bytes(read_object(uri, dataset.params or HttpParams()), dataset.format, uri)
+        body = read_object(uri, dataset.params or HttpParams(), dataset.secret_name)
+        return parse_bytes(body, dataset.format, uri)
     raise TrainingError(
         "InvalidSpec",
         f"spec.training.dataset.uri {uri!r}: unsupported source; use builtin:, synthetic:, "
@@ -319,9 +320,14 @@ def download(uri: str, params: HttpParams) -> bytes:
     return b"".join(chunks)
 
 
-def read_object(uri: str, params: HttpParams) -> bytes:
+def read_object(uri: str, params: HttpParams, secret_name: str | None = None) -> bytes:
     """An object's bytes, refused before it is read when its size is over maxBytes (and cut off,
-    should it grow while it is read, as soon as it passes the limit)."""
+    should it grow while it is read, as soon as it passes the limit).
+
+    With the dataset's own credentials in the environment (MODELOPS_DATASET_AWS_*, from the Secret
+    `secret_name` that spec.training.dataset.secretName names), they alone read it; else the
+    store's (AWS_*). A `secret_name` without them is StorageAccessDenied: the pod did not get the
+    Secret the spec names, and the store's keys are not taken instead."""
     max_bytes = params.max_bytes
     try:
         where = storage.parse(uri)
@@ -333,8 +339,22 @@ def read_object(uri: str, params: HttpParams) -> bytes:
         "DataTooLarge",
         f"{uri} is over the limit of {max_bytes} bytes (spec.training.dataset.params.maxBytes)",
     )
+    own = storage.has_credentials(storage.DATASET_PREFIX)
+    if secret_name and not own:
+        raise TrainingError(
+            "StorageAccessDenied",
+            f"reading the dataset {uri}: spec.training.dataset.secretName names the Secret "
+            f"{secret_name!r}, but none of its {storage.DATASET_PREFIX}AWS_* variables is set",
+        )
+    secret = "the Secret's"  # the store's
+    if secret_name:
+        secret = f"the dataset's Secret {secret_name!r} (spec.training.dataset.secretName):"
+    elif own:
+        secret = f"the dataset's credentials ({storage.DATASET_PREFIX}AWS_*):"
     try:
-        fs = storage.filesystem(timeout=params.timeout_seconds)
+        fs = storage.filesystem(
+            timeout=params.timeout_seconds, prefix=storage.DATASET_PREFIX if own else ""
+        )
         size = fs.info(where.path).get("size")
         if isinstance(size, int) and size > max_bytes:
             raise too_large
@@ -351,6 +371,7 @@ def read_object(uri: str, params: HttpParams) -> bytes:
             missing="DataNotFound",
             missing_message=f"the dataset object {uri} does not exist (no such bucket or key)",
             doing="reading the dataset",
+            secret=secret,
         )
     if len(body) > max_bytes:
         raise too_large
