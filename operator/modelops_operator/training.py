@@ -392,8 +392,9 @@ def config_error(
     """The Failed status of a version whose training pod has been unable to start for `grace`
     seconds or more because the kubelet cannot make its container's configuration (the reason
     CreateContainerConfigError: a Secret named by spec.training.dataset.secretName or by the
-    artifact store is missing, or lacks a key); None while it may still start. The message is the
-    kubelet's, which names the Secret and the key, never a value."""
+    artifact store is missing, or lacks a key; or the image would run as root); None while it may
+    still start. The message is the kubelet's, which names the Secret and the key, never a
+    value."""
     for pod in pods:
         waited = age(pod, now)
         if waited < grace:
@@ -404,13 +405,18 @@ def config_error(
                 waiting.get("reason") in CONFIG_ERRORS
             ):
                 detail = str(waiting.get("message") or "no message")[:300]
+                hint = (
+                    "; create the Secret in the Model's namespace (spec.training.dataset."
+                    "secretName, or the artifact store's) or fix its name"
+                    if "secret" in detail.lower()
+                    else ""
+                )
                 return {
                     "phase": contract.FAILED,
                     "approved": False,
                     "reason": str(waiting["reason"]),
-                    "message": f"the training pod could not start for {int(waited)}s: {detail}; "
-                    "create the Secret in the Model's namespace (spec.training.dataset.secretName, "
-                    "or the artifact store's) or fix its name",
+                    "message": f"the training pod could not start for {int(waited)}s: {detail}"
+                    + hint,
                 }
     return None
 

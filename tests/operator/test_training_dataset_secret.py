@@ -177,3 +177,12 @@ def test_a_pass_fails_the_version_whose_pod_lacks_its_secret_and_deletes_the_job
     assert KUBELET in status["message"] and status["finishedAt"]
     assert world.kube.object("Job", f"{NAME}-v1") is None
     assert world.status()["phase"] == contract.PHASE_FAILED
+
+
+def test_a_config_error_without_a_secret_gets_no_secret_hint() -> None:
+    root = pod(T0, "CreateContainerConfigError")
+    waiting = root["status"]["containerStatuses"][0]["state"]["waiting"]
+    waiting["message"] = "container has runAsNonRoot and image will run as root"
+    failed = training.config_error([root], T0 + datetime.timedelta(hours=1))
+    assert failed is not None and failed["reason"] == "CreateContainerConfigError"
+    assert failed["message"].endswith("image will run as root")
