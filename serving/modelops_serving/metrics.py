@@ -48,7 +48,11 @@ REJECT_REASONS = (
     "unscorable",
     "unauthorized",
     "body_too_large",
+    "invalid_tensor",
+    "unsupported_datatype",
+    "unknown_model",
 )
+REJECT_ENDPOINTS = ("predict", "feedback", "infer")
 UNMATCHED_REASONS = ("forged", "expired", "unknown_row", "duplicate", "other_version")
 ERROR_MULTIPLIERS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 MAX_CATEGORIES = 100  # series per categorical feature when the reference names none
@@ -338,7 +342,7 @@ class Recorder:
         )
         self._rejected = {
             (e, r): rejected.labels(**base, endpoint=e, reason=r)
-            for e in ("predict", "feedback")
+            for e in REJECT_ENDPOINTS
             for r in REJECT_REASONS
         }
         for warning in self.warnings:

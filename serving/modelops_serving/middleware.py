@@ -1,5 +1,9 @@
-"""HTTP glue around the BentoML service: `GET /metadata`, the credential check of `/feedback`, and
-one error shape for every bad body.
+"""HTTP glue around the BentoML service: `GET /metadata`, the Open Inference Protocol's `/v2`
+endpoints, the credential check of `/feedback`, and one error shape for every bad body.
+
+The `/v2` endpoints (oip.py) are answered here, inside BentoML's own middlewares (request
+series, timeout), so they are counted and bounded as `/predict` is; `infer` reads its body under
+the same limit and is answered by `Runtime.infer`, which serves the rows through `/predict`'s path.
 
 A body longer than `MODELOPS_MAX_BODY_BYTES` is answered 413, `body_too_large`, as soon as its
 declared length or what arrived says so, without holding more of it.
@@ -24,8 +28,12 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import anyio
+
+from . import oip
 from .config import MAX_BODY_BYTES
-from .runtime import Runtime
+from .runtime import NotReady, Runtime
+from .schema import Rejected
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -34,6 +42,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REASON_HEADER = b"x-modelops-reason"
+BINARY_HEADER = b"inference-header-content-length"  # Triton's binary tensor extension
 ENDPOINTS = {"/predict": "predict", "/feedback": "feedback"}
 
 # Set by the service instance of this worker process.
@@ -55,6 +64,14 @@ def _json_message(
         ],
     }
     return start, {"type": "http.response.body", "body": data, "more_body": False}
+
+
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], reason: str, *headers: tuple[bytes, bytes]
+) -> None:
+    start, message = _json_message(status, body, reason, *headers)
+    await send(start)
+    await send(message)
 
 
 async def _refuse(
@@ -161,6 +178,11 @@ class RuntimeMiddleware:
         if path == "/metadata" and scope.get("method") in ("GET", "HEAD"):
             await self._metadata(scope, send)
             return
+        if path.startswith("/v2"):
+            protocol = oip.route(path)
+            if protocol is not None:
+                await self._protocol(protocol, scope, receive, send)
+                return
         endpoint = ENDPOINTS.get(path)
         if endpoint is None or scope.get("method") != "POST":
             await self.app(scope, receive, send)
@@ -216,6 +238,77 @@ class RuntimeMiddleware:
         message = "feedback needs the Model's token: Authorization: Bearer <token>"
         header = (b"www-authenticate", b"Bearer")
         await _refuse(send, "feedback", 401, "unauthorized", message, header, field="Authorization")
+
+    async def _protocol(self, route: oip.Route, scope: Scope, receive: Receive, send: Send) -> None:
+        """The Open Inference Protocol's endpoints (oip.py): health, metadata, infer."""
+        method = scope.get("method")
+        if method != route.method and not (route.method == "GET" and method == "HEAD"):
+            message = f"{scope.get('path')} takes {route.method}"
+            allow = (b"allow", route.method.encode())
+            await _send_json(send, 405, {"error": message}, "method_not_allowed", allow)
+            return
+        runtime = current
+        if route.kind == oip.LIVE:
+            await _send_json(send, 200, {"live": True}, "live")
+        elif route.kind == oip.SERVER:
+            await _send_json(send, 200, oip.server_metadata(), "metadata")
+        elif runtime is None:
+            await _send_json(send, 503, {"error": "the runtime is starting"}, "not_ready")
+        elif route.kind == oip.READY:
+            ready = runtime.ready
+            await _send_json(send, 200 if ready else 503, {"ready": ready}, "ready")
+        elif route.kind == oip.INFER:
+            await self._infer(runtime, route, scope, receive, send)
+        else:
+            try:
+                meta = runtime.model_metadata(route)
+            except Rejected as error:
+                await _send_json(send, error.status, error.body(), error.reason)
+                return
+            except NotReady as error:
+                if route.kind == oip.MODEL_READY:
+                    body = {"name": route.model, "ready": False, "error": str(error)}
+                else:
+                    body = {"error": str(error), "reason": "not_ready"}
+                await _send_json(send, 503, body, "not_ready")
+                return
+            if route.kind == oip.MODEL_READY:
+                meta = {"name": meta["name"], "ready": True}
+            await _send_json(send, 200, meta, "metadata")
+
+    async def _infer(
+        self, runtime: Runtime, route: oip.Route, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """`POST /v2/models/<name>/infer`: the body is read as `/predict`'s is (the same limit),
+        then answered by `Runtime.infer`, on the event loop when small (as `/predict` is)."""
+        if any(k.lower() == BINARY_HEADER for k, _ in scope.get("headers", [])):
+            message = (
+                "binary tensor data (Triton's extension) is not supported: send the values "
+                "as JSON in each input's 'data'"
+            )
+            await _refuse(send, "infer", 400, "invalid_tensor", message)
+            return
+        raw = await _read_body(scope, receive, _max_body())
+        if raw is None:
+            await self._too_large("infer", send)
+            return
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError) as error:
+            await _refuse(send, "infer", 400, "invalid_json", f"the body is not JSON: {error}")
+            return
+        try:
+            if oip.rows_hint(body) <= runtime.inline_rows:
+                answer = runtime.infer(route, body)
+            else:
+                answer = await anyio.to_thread.run_sync(runtime.infer, route, body)
+        except Rejected as error:
+            await _send_json(send, error.status, error.body(), error.reason)
+            return
+        except NotReady as error:
+            await _send_json(send, 503, {"error": str(error), "reason": "not_ready"}, "not_ready")
+            return
+        await _send_json(send, 200, answer, "infer")
 
     async def _metadata(self, scope: Scope, send: Send) -> None:
         if current is None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelops_api import contract
 
-from . import artifact
+from . import artifact, oip
 from .config import RuntimeConfig
 from .credentials import Credentials, CredentialsError
 from .feedback import Claims, parse_items, score
@@ -51,6 +52,16 @@ def settle_garbage_collection() -> None:
 
 # Load errors whose message says it all: logged without a traceback.
 EXPLAINED = (artifact.ArtifactError, ContractError, CredentialsError)
+
+
+@dataclass(frozen=True)
+class Served:
+    """What the model answered for one validated batch (`Runtime.serve`)."""
+
+    model: artifact.LoadedModel
+    predictions: list[Any]
+    probabilities: list[list[float]] | None  # classifiers: one row per prediction, class order
+    request_id: str | None  # the signed prediction id, when feedback is taken
 
 
 class NotReady(Exception):
@@ -172,7 +183,10 @@ class Runtime:
         self.recorder.record_rejected(endpoint, error.reason)
         return error
 
-    def predict(self, rows: Any) -> dict[str, Any]:
+    def serve(self, rows: Any, endpoint: str) -> Served:
+        """What `/predict` and the Open Inference Protocol's `infer` both do with a batch: validate
+        it against the schema, score it, record its inputs and predictions, sign its prediction id
+        and record the rows as production data. A refused batch is counted under `endpoint`."""
         model = self._require()
         s = self.settings
         try:
@@ -180,26 +194,75 @@ class Runtime:
                 model.schema, rows, max_batch=s.max_batch, allow_missing=s.nan_policy == "allow"
             )
         except Rejected as error:
-            raise self.reject("predict", error) from None
+            raise self.reject(endpoint, error) from None
         try:
             assert self.scorer is not None  # set with the model
             predictions, probabilities = self.scorer.score(columns)
         except Exception as exc:
-            raise self.reject("predict", self._unscorable(columns, exc)) from exc
+            raise self.reject(endpoint, self._unscorable(columns, exc)) from exc
         labels = predictions.tolist()
         self.recorder.record_inputs(columns)
         self.recorder.record_predictions(labels)
-        out: dict[str, Any] = {"model": model.model, "version": model.version}
+        request_id = None
         if self.claims is not None and self.credentials is not None:  # feedback is taken
-            out["request_id"] = self.credentials.issue(model.version, labels)
+            request_id = self.credentials.issue(model.version, labels)
             if self.production is not None:
-                self.production.inputs(out["request_id"], columns)
-        out["predictions"] = labels
-        if probabilities is not None:
+                self.production.inputs(request_id, columns)
+        return Served(
+            model, labels, None if probabilities is None else probabilities.tolist(), request_id
+        )
+
+    def predict(self, rows: Any) -> dict[str, Any]:
+        served = self.serve(rows, "predict")
+        model = served.model
+        out: dict[str, Any] = {"model": model.model, "version": model.version}
+        if served.request_id is not None:
+            out["request_id"] = served.request_id
+        out["predictions"] = served.predictions
+        if served.probabilities is not None:
+            classes = self._classes
             out["probabilities"] = [
-                dict(zip(self._classes, row, strict=True)) for row in probabilities.tolist()
+                dict(zip(classes, row, strict=True)) for row in served.probabilities
             ]
         return out
+
+    def infer(self, route: oip.Route, body: Any) -> dict[str, Any]:
+        """An Open Inference Protocol `infer` request, answered through `serve`."""
+        model = self._require()
+        try:
+            oip.check_model(route, model.model, model.version)
+            request = oip.parse_request(body, model.schema, self._outputs())
+        except Rejected as error:
+            raise self.reject("infer", error) from None
+        served = self.serve(request.rows, "infer")
+        return oip.response(
+            request,
+            model=model.model,
+            version=model.version,
+            request_id=served.request_id,
+            predictions=served.predictions,
+            probabilities=served.probabilities,
+            classes=self._classes,
+            task=model.task,
+        )
+
+    def _outputs(self) -> list[str]:
+        wants_proba = self.scorer is not None and self.scorer.wants_proba
+        return [oip.PREDICT, oip.PROBA] if wants_proba else [oip.PREDICT]
+
+    def model_metadata(self, route: oip.Route) -> dict[str, Any]:
+        """The Open Inference Protocol's metadata of the served model (NotReady, or Rejected 404
+        for another model's name)."""
+        model = self._require()
+        oip.check_model(route, model.model, model.version)
+        return oip.model_metadata(
+            model.schema,
+            model.model,
+            model.version,
+            model.task,
+            self._classes,
+            proba=oip.PROBA in self._outputs(),
+        )
 
     def _unscorable(self, columns: list[Any], exc: Exception) -> Rejected:
         """Find the first row the pipeline refuses, to name it in a 422."""

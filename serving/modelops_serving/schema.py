@@ -101,7 +101,7 @@ class Schema:
         return cls(tuple(features))
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -151,7 +151,7 @@ def _check_value(
                     Problem(
                         "wrong_type",
                         f"row {row}: {feature.name!r} must be a finite number, "
-                        f"got {_describe(value)}",
+                        f"got {describe(value)}",
                         row,
                         feature.name,
                     )
@@ -167,7 +167,7 @@ def _check_value(
         problems.add(
             Problem(
                 "wrong_type",
-                f"row {row}: {feature.name!r} must be a number, got {_describe(value)}",
+                f"row {row}: {feature.name!r} must be a number, got {describe(value)}",
                 row,
                 feature.name,
             )
@@ -190,7 +190,7 @@ def _check_value(
         Problem(
             "wrong_type",
             f"row {row}: {feature.name!r} must be a category (a string or a number), "
-            f"got {_describe(value)}",
+            f"got {describe(value)}",
             row,
             feature.name,
         )
@@ -214,7 +214,7 @@ def validate_rows(
             [
                 Problem(
                     "invalid_body",
-                    f"'rows' must be a list of rows, got {_describe(rows)}",
+                    f"'rows' must be a list of rows, got {describe(rows)}",
                     None,
                     "rows",
                 )
@@ -293,7 +293,7 @@ def validate_rows(
                 Problem(
                     "invalid_row",
                     f"row {r} must be an object keyed by feature or a list in schema order, "
-                    f"got {_describe(row)}",
+                    f"got {describe(row)}",
                     r,
                     None,
                 )
