@@ -369,7 +369,7 @@ def memory_limit(pod: Mapping[str, Any] | None) -> str:
 
 
 # How long a training pod may wait for its container's configuration (a Secret it names that is
-# missing or lacks a key) before its version fails: long enough for a Secret applied together with
+# missing) before its version fails: long enough for a Secret applied together with
 # the Model (Argo CD, Flux) to arrive.
 CONFIG_ERROR_GRACE_SECONDS = 120
 CONFIG_ERRORS = ("CreateContainerConfigError",)
@@ -392,9 +392,8 @@ def config_error(
     """The Failed status of a version whose training pod has been unable to start for `grace`
     seconds or more because the kubelet cannot make its container's configuration (the reason
     CreateContainerConfigError: a Secret named by spec.training.dataset.secretName or by the
-    artifact store is missing, or lacks a key; or the image would run as root); None while it may
-    still start. The message is the kubelet's, which names the Secret and the key, never a
-    value."""
+    artifact store is missing, or the image would run as root); None while it may still start.
+    The message is the kubelet's, which names the Secret, never a value."""
     for pod in pods:
         waited = age(pod, now)
         if waited < grace:
