@@ -133,6 +133,13 @@ def model_crd() -> Schema:
                 "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
                 "priority": 1,
             },
+            {
+                "name": "URL",
+                "type": "string",
+                "jsonPath": ".status.url",
+                "description": "where the Gateway API router serves the model",
+                "priority": 1,
+            },
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         ),
         spec=spec,

@@ -727,8 +727,14 @@ CanaryStep = Annotated[StrictInt, Field(ge=1, le=99)]
 DEFAULT_CANARY_STEPS = (10, 50)
 # The most pods a canary runs. At a step of w percent beside n stable pods the canary gets
 # n * w / (100 - w) (modelops_operator.canary.split), so steps near 100 would ask for many times the
-# stable count: `replicas: 100, steps: [99]` is 9,900 pods.
+# stable count: `replicas: 100, steps: [99]` is 9,900 pods. With the Gateway API router the weights
+# do not depend on the pods, and the canary runs n * w / 100 (rounded up, at least one).
 MAX_CANARY_REPLICAS = 100
+
+
+def canary_pods(stable: int, step: int, gateway: bool) -> float:
+    """The canary pods a step asks for before rounding (the bound MAX_CANARY_REPLICAS caps)."""
+    return stable * step / (100 if gateway else 100 - step)
 
 
 class CanarySpec(Spec):
@@ -738,7 +744,7 @@ class CanarySpec(Spec):
         max_length=10,
         description="traffic shares in percent the canary goes through; at a step of w beside n "
         "stable pods (replicas, or autoscaling.minReplicas) the canary runs n*w/(100-w) pods, "
-        f"at most {MAX_CANARY_REPLICAS}",
+        f"or max(1, ceil(n*w/100)) with traffic.gateway, at most {MAX_CANARY_REPLICAS}",
         json_schema_extra={
             "x-kubernetes-list-type": "set",
             **rules(("self.isSorted()", "canary.steps must be strictly increasing")),
@@ -795,6 +801,39 @@ class RecordingSpec(Spec):
         return seconds(self.retention)
 
 
+# A DNS-1123 subdomain (a Kubernetes object name, a hostname) and label (a namespace name).
+DNS_1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS_1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+Subdomain = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_1123_SUBDOMAIN)]
+
+
+class GatewayRef(Spec):
+    """The Gateway (gateway.networking.k8s.io/v1) the Model's HTTPRoute attaches to."""
+
+    name: Subdomain = Field(description="the Gateway's name")
+    namespace: str | None = Field(
+        None,
+        min_length=1,
+        max_length=63,
+        pattern=DNS_1123_LABEL,
+        description="the Gateway's namespace; empty: the Model's",
+    )
+    section_name: Subdomain | None = Field(
+        None, description="one listener of the Gateway; empty: every listener that admits the route"
+    )
+
+
+class TrafficSpec(Spec):
+    """The Gateway API traffic router: the operator writes an HTTPRoute whose weighted backends
+    (the stable and canary tracks' Services) give the canary exactly its step's share."""
+
+    gateway: GatewayRef = Field(description="the Gateway that routes the Model's traffic")
+    hostname: Subdomain | None = Field(
+        None,
+        description="the host the route answers; empty: {model}.{namespace}.modelops.local",
+    )
+
+
 class ServingSpec(Spec):
     replicas: StrictInt = Field(
         1, ge=1, le=100, description="of the stable Deployment, when not autoscaled"
@@ -813,6 +852,11 @@ class ServingSpec(Spec):
     recording: RecordingSpec | None = Field(
         None, description="record production data for training; absent: nothing is recorded"
     )
+    traffic: TrafficSpec | None = Field(
+        None,
+        description="split traffic with a Gateway API HTTPRoute, exact to the percent; absent: "
+        "the Service splits it by replica ratio",
+    )
 
     model_config = ConfigDict(
         json_schema_extra=rules(
@@ -820,10 +864,11 @@ class ServingSpec(Spec):
                 "(has(self.canary) && has(self.canary.steps) ? self.canary.steps : "
                 f"{list(DEFAULT_CANARY_STEPS)}).all(w, "
                 "(has(self.autoscaling) ? self.autoscaling.minReplicas : self.replicas) * w "
-                f"<= {MAX_CANARY_REPLICAS} * (100 - w))",
+                f"<= {MAX_CANARY_REPLICAS} * (has(self.traffic) ? 100 : 100 - w))",
                 f"the canary would run more than {MAX_CANARY_REPLICAS} pods: at a step of w "
                 "percent beside n stable pods (replicas, or autoscaling.minReplicas) it runs "
-                "n*w/(100-w); take smaller steps or fewer replicas",
+                "n*w/(100-w), or n*w/100 with traffic.gateway; take smaller steps or fewer "
+                "replicas",
                 ".canary.steps",
             ),
         )
@@ -833,13 +878,19 @@ class ServingSpec(Spec):
     def _check(self) -> ServingSpec:
         stable = self.autoscaling.min_replicas if self.autoscaling else self.replicas
         for step in self.canary.steps:
-            if stable * step > MAX_CANARY_REPLICAS * (100 - step):
+            pods = canary_pods(stable, step, self.traffic is not None)
+            if pods > MAX_CANARY_REPLICAS:
                 raise ValueError(
                     f"canary.steps: a step of {step} beside {stable} stable pods runs "
-                    f"{stable * step / (100 - step):g} canary pods, more than "
+                    f"{pods:g} canary pods, more than "
                     f"{MAX_CANARY_REPLICAS}; take smaller steps or fewer replicas"
                 )
         return self
+
+    @property
+    def gateway(self) -> bool:
+        """Whether the Gateway API router splits the traffic (else the replica ratio does)."""
+        return self.traffic is not None
 
     @property
     def pinned(self) -> str:
