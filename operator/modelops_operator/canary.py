@@ -18,13 +18,17 @@ Rules (docs/monitoring.md tells them to users):
   analysis, so an outage holds every canary where it is instead of rolling them all back; too few
   samples, no series or a bad query still count;
 - annotations decide by hand: promote, abort (roll back), pause and resume.
-The stable Deployment keeps its replicas through the canary; the canary Deployment gets enough
-replicas for its step's weight (at least one), and the status reports the weight those replicas
-really give, since one Service spreads traffic by replica count.
+The stable Deployment keeps its replicas through the canary. With the replica-ratio router (the
+default) the canary Deployment gets enough replicas for its step's weight (at least one), and the
+status reports the weight those replicas really give, since one Service spreads traffic by replica
+count. With the Gateway API router (`spec.serving.traffic`) the route's weights give the step's
+share exactly, and the canary runs `max(1, ceil(n * w / 100))` pods beside n stable ones: as many
+per request as stable has.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -75,16 +79,21 @@ class Decision:
     message: str
 
 
-def split(stable_replicas: int, weight: int) -> tuple[int, int]:
-    """Canary replicas for a step's weight beside `stable_replicas`, and the weight they give."""
+def split(stable_replicas: int, weight: int, gateway: bool = False) -> tuple[int, int]:
+    """Canary replicas for a step's weight beside `stable_replicas`, and the weight they give:
+    by replica ratio, or (`gateway`) exactly the step's, the route's weights giving it."""
     stable = max(1, stable_replicas)
+    if gateway:
+        return max(1, math.ceil(stable * weight / 100)), weight
     canary = max(1, round(stable * weight / (100 - weight)))
     return canary, round(100 * canary / (stable + canary))
 
 
-def start(version: str, now: float, stable_replicas: int, spec: CanarySpec) -> dict[str, Any]:
+def start(
+    version: str, now: float, stable_replicas: int, spec: CanarySpec, gateway: bool = False
+) -> dict[str, Any]:
     """The status of a canary of `version` at its first step."""
-    replicas, weight = split(stable_replicas, spec.steps[0])
+    replicas, weight = split(stable_replicas, spec.steps[0], gateway)
     return {
         "version": version,
         "step": 0,
@@ -98,6 +107,20 @@ def start(version: str, now: float, stable_replicas: int, spec: CanarySpec) -> d
     }
 
 
+def at_step(
+    status: Mapping[str, Any], spec: CanarySpec, stable_replicas: int, gateway: bool
+) -> dict[str, Any]:
+    """With the Gateway API router, the canary's replicas and weight as its step of the current
+    spec gives them (the steps or the stable replicas may have been edited since the step began,
+    or the router switched); the replica-ratio router keeps the weight its step started with."""
+    current = dict(status)
+    if gateway:
+        step = min(int(current["step"]), len(spec.steps) - 1)
+        replicas, weight = split(stable_replicas, spec.steps[step], gateway)
+        current.update(replicas=replicas, weight=weight)
+    return current
+
+
 def decide(
     status: Mapping[str, Any],
     spec: CanarySpec,
@@ -105,9 +128,11 @@ def decide(
     analysis: Analysis | None,
     stable_replicas: int,
     command: str | None = None,
+    gateway: bool = False,
 ) -> Decision:
     """One tick of the canary. `analysis` is None when none is due (or none could be made);
-    `command` is a person's word: promote, abort, pause or resume."""
+    `command` is a person's word: promote, abort, pause or resume; `gateway` says which router
+    splits the traffic (`split`)."""
     current = dict(status)
     if command == "promote":
         return Decision("promote", current, "PromotedByHand", f"{current['version']} promoted")
@@ -156,7 +181,7 @@ def decide(
                     "CanaryPassed",
                     f"{current['version']} passed all {len(spec.steps)} steps",
                 )
-            replicas, weight = split(stable_replicas, spec.steps[step])
+            replicas, weight = split(stable_replicas, spec.steps[step], gateway)
             current.update(step=step, weight=weight, replicas=replicas, stepStartedAt=now)
             return Decision(
                 "advance",

@@ -46,7 +46,8 @@ def service_labels(model: str) -> dict[str, str]:
     return {contract.LABEL_MODEL: model, contract.LABEL_COMPONENT: "serving"}
 
 
-def _meta(model: Mapping[str, Any], name: str, extra: Mapping[str, str]) -> Body:
+def meta(model: Mapping[str, Any], name: str, extra: Mapping[str, str]) -> Body:
+    """The metadata of a child: the Model's labels and `extra`, owned by the Model."""
     model_name = model["metadata"]["name"]
     return {
         "name": name,
@@ -159,7 +160,7 @@ def build_deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(
+        "metadata": meta(
             model,
             deployment_name(name, track),
             {contract.LABEL_TRACK: track, contract.LABEL_VERSION: version.name},
@@ -173,7 +174,7 @@ def build_service(model: Mapping[str, Any]) -> Body:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(model, name, {}),
+        "metadata": meta(model, name, {}),
         "spec": {
             "selector": service_labels(name),
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
@@ -209,7 +210,7 @@ def _network_policy(
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _meta(model, name, {}),
+        "metadata": meta(model, name, {}),
         "spec": {
             "podSelector": {"matchLabels": dict(selector)},
             "policyTypes": ["Ingress"],
@@ -227,7 +228,7 @@ def build_autoscaler(model: Mapping[str, Any], serving: ServingSpec) -> Body | N
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": _meta(model, name, {}),
+        "metadata": meta(model, name, {}),
         "spec": {
             "scaleTargetRef": {
                 "apiVersion": "apps/v1",
@@ -270,6 +271,6 @@ def build_disruption_budget(model: Mapping[str, Any], serving: ServingSpec) -> B
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _meta(model, name, {}),
+        "metadata": meta(model, name, {}),
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": service_labels(name)}},
     }

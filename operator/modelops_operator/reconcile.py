@@ -299,7 +299,11 @@ def _serve(
             ctx.kube, ctx.settings, model, spec.serving, choice.version, candidate, results, clock
         )
     except ApiException as error:  # the status says so; the queue retries after this pass
-        step = rollout.RolloutResult(stable=choice.version, canary=_status(model).get("canary"))
+        step = rollout.RolloutResult(
+            stable=choice.version,
+            canary=_status(model).get("canary"),
+            url=_status(model).get("url"),
+        )
         return Served(step, choice, ordered, current, error)
     if step.rolled_back and candidate is not None:
         rolled_back = replace(
@@ -341,10 +345,12 @@ def _kept(
     model: Body, monitored: Monitored, trained: trainings.Trained, served: Served
 ) -> dict[str, Any]:
     """The status fields the pass keeps besides the computed ones: the canary, the monitoring
-    state, and what was handled (retrain request, schedule fire, canary command)."""
+    state, the Gateway API route's URL, and what was handled (retrain request, schedule fire,
+    canary command)."""
     canary_running = bool(_status(model).get("canary"))
     kept: dict[str, Any] = {
         "canary": served.step.canary,
+        "url": served.step.url,
         "monitoring": monitored.state or None,
         "scheduleError": monitored.schedule_error,
     }

@@ -3,7 +3,9 @@
 `step()` applies what the pure parts decide: `versions.choose_stable` and `versions.candidate` name
 the versions, `canary.decide` moves the canary on with the latest analysis, `children` builds the
 objects. A promotion moves stable to the canary's version; a rollback marks the version RolledBack;
-either way the canary Deployment goes.
+either way the canary Deployment goes. With `spec.serving.traffic` the HTTPRoute (`routing`) moves
+the canary's share by its weights: it sends the step's share to the canary once a canary pod is
+ready, and everything to stable before the canary Deployment goes.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelops_api import contract
-from modelops_api.spec import ServingSpec
-from modelops_operator import canary, children, credentials
+from modelops_api.spec import ServingSpec, TrafficSpec
+from modelops_operator import canary, children, credentials, routing
 from modelops_operator.analysis.model import Outcome, Results
 from modelops_operator.objects import Body
 from modelops_operator.runtime.kube import Kube
@@ -36,6 +38,7 @@ class RolloutResult:
     deployment: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[str, str, str]] = field(default_factory=list)
     command_handled: str | None = None
+    url: str | None = None  # where the Gateway API router serves the model
 
 
 def canary_analysis(results: Results | None, status: Mapping[str, Any]) -> canary.Analysis | None:
@@ -77,6 +80,8 @@ def step(
     current: dict[str, Any] | None = dict(status["canary"]) if status.get("canary") else None
     verb, value = command(model, status.get("canaryCommand"))
     out.command_handled = value
+    gateway = serving.gateway
+    canary_ready = False
 
     if candidate is None:
         if current is not None:
@@ -87,7 +92,7 @@ def step(
                     f"canary {current['version']} removed: no longer a candidate",
                 )
             )
-        _remove_canary(kube, namespace, name)
+        _remove_canary(kube, model, serving, stable)
     else:
         spec = serving.canary
         base = children.least_replicas(serving)
@@ -100,7 +105,7 @@ def step(
                         f"{candidate.name} replaces canary {current['version']}",
                     )
                 )
-            current = canary.start(candidate.name, now, base, spec)
+            current = canary.start(candidate.name, now, base, spec, gateway)
             out.events.append(
                 (
                     "Normal",
@@ -108,12 +113,14 @@ def step(
                     f"canary {candidate.name} at {current['weight']}% of traffic",
                 )
             )
-        decision = canary.decide(current, spec, now, canary_analysis(results, current), base, verb)
+        current = canary.at_step(current, spec, base, gateway)
+        analysis = canary_analysis(results, current)
+        decision = canary.decide(current, spec, now, analysis, base, verb, gateway)
         current = {**decision.status, "message": decision.message, "reason": decision.reason}
         if decision.action == "promote":
             out.events.append(("Normal", "Promoted", decision.message))
             out.stable, current = candidate, None
-            _remove_canary(kube, namespace, name)
+            _remove_canary(kube, model, serving, stable)
         elif decision.action == "rollback":
             out.events.append(("Warning", "RolledBack", decision.message))
             kube.patch_status(
@@ -128,25 +135,64 @@ def step(
             )
             out.rolled_back, out.rolled_back_reason = decision.message, decision.reason
             current = None
-            _remove_canary(kube, namespace, name)
+            _remove_canary(kube, model, serving, stable)
         else:
             if decision.action == "advance":
                 out.events.append(("Normal", "CanaryAdvanced", decision.message))
-            kube.ensure(
+            deployment = kube.ensure(
                 children.build_deployment(
                     model, serving, candidate, children.CANARY, int(current["replicas"]), settings
                 )
             )
+            canary_ready = int((deployment.get("status") or {}).get("readyReplicas") or 0) > 0
     out.canary = current
 
     if out.stable is not None:
         out.deployment = _serve_stable(kube, settings, model, serving, out.stable)
+        if serving.traffic is not None:
+            weight = int(current["weight"]) if current is not None and canary_ready else None
+            out.url = _route(kube, model, serving.traffic, weight)
+    if serving.traffic is None and (status.get("url") or _routed(kube, namespace, name)):
+        _remove_route(kube, namespace, name)
     return out
 
 
-def _remove_canary(kube: Kube, namespace: str, model: str) -> None:
-    if kube.seen("Deployment", namespace, children.deployment_name(model, children.CANARY)):
-        kube.delete("Deployment", namespace, children.deployment_name(model, children.CANARY))
+def _remove_canary(
+    kube: Kube, model: Body, serving: ServingSpec, stable: VersionInfo | None
+) -> None:
+    """Deletes the canary Deployment; with the Gateway API router, after the route has stopped
+    sending it requests."""
+    namespace, name = model["metadata"]["namespace"], model["metadata"]["name"]
+    deployment = children.deployment_name(name, children.CANARY)
+    if not kube.seen("Deployment", namespace, deployment):
+        return
+    if serving.traffic is not None and stable is not None:
+        _route(kube, model, serving.traffic, None)
+    kube.delete("Deployment", namespace, deployment)
+
+
+def _route(kube: Kube, model: Body, traffic: TrafficSpec, weight: int | None) -> str:
+    """Applies the tracks' Services and the HTTPRoute at the canary's `weight` (None: all to
+    stable); the route's URL. Unchanged objects cost no request (`Kube.ensure`)."""
+    for track in routing.TRACKS:
+        kube.ensure(routing.build_track_service(model, track))
+    kube.ensure(routing.build_route(model, traffic, weight))
+    return routing.url(model, traffic)
+
+
+def _routed(kube: Kube, namespace: str, name: str) -> bool:
+    """Whether the store holds the Model's HTTPRoute (never a request: the route is unwatched,
+    so only a route this operator wrote since it started is known here)."""
+    return kube.store is not None and kube.seen("HTTPRoute", namespace, name) is not None
+
+
+def _remove_route(kube: Kube, namespace: str, name: str) -> None:
+    """The Model left the Gateway API router: its route and the tracks' Services go."""
+    kube.delete("HTTPRoute", namespace, name)
+    for track in routing.TRACKS:
+        service = routing.track_service_name(name, track)
+        if kube.seen("Service", namespace, service) is not None:
+            kube.delete("Service", namespace, service)
 
 
 def _serve_stable(

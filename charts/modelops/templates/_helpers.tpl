@@ -135,9 +135,10 @@ them. Nothing here reads Secrets or touches RBAC.
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch, delete]
+# The tracks' Services of the Gateway API router are removed when a Model leaves it.
 - apiGroups: [""]
   resources: [services]
-  verbs: [list, watch, create, patch]
+  verbs: [list, watch, create, patch, delete]
 # Each Model's serving credentials: written with server-side apply, never read (not even listed).
 - apiGroups: [""]
   resources: [secrets]
@@ -153,6 +154,12 @@ them. Nothing here reads Secrets or touches RBAC.
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, patch, delete]
+# The HTTPRoute of a Model with spec.serving.traffic (the Gateway API router): written with
+# server-side apply, removed when the Model leaves the router; not watched (the operator keeps what
+# it wrote), so a cluster without the Gateway API CRDs costs nothing.
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes]
+  verbs: [create, patch, delete]
 # The operator and Kopf post Events (core v1) about the Models they handle.
 - apiGroups: [""]
   resources: [events]

@@ -30,6 +30,7 @@ PATHS: dict[str, tuple[str, str]] = {
     "Job": ("/apis/batch/v1", "jobs"),
     "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
+    "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes"),
     "Model": (f"/apis/{contract.API_VERSION}", contract.MODELS),
     "ModelVersion": (f"/apis/{contract.API_VERSION}", contract.MODEL_VERSIONS),
 }
