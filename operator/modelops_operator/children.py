@@ -186,35 +186,25 @@ def build_service(model: Mapping[str, Any]) -> Body:
 # from wherever `dataset.uri` says. Effective where the cluster's network plugin enforces them.
 
 
-def build_serving_policy(model: Mapping[str, Any]) -> Body:
-    """Serving pods take traffic on their one port only (predictions, feedback, scrapes)."""
+def build_network_policy(model: Mapping[str, Any]) -> Body:
+    """The Model's pods, serving and training, take traffic on the serving port only
+    (predictions, feedback, scrapes); nothing listens on it in a training pod, so nothing reaches
+    one. One policy for both pods keeps it to one write per Model."""
     name = model["metadata"]["name"]
-    return _network_policy(
-        model,
-        f"{name}-serving",
-        service_labels(name),
-        [{"ports": [{"protocol": "TCP", "port": contract.SERVING_PORT}]}],
-    )
-
-
-def build_training_policy(model: Mapping[str, Any]) -> Body:
-    """Training pods serve nothing: nothing may reach them."""
-    name = model["metadata"]["name"]
-    selector = {contract.LABEL_MODEL: name, contract.LABEL_COMPONENT: "training"}
-    return _network_policy(model, f"{name}-training", selector, [])
-
-
-def _network_policy(
-    model: Mapping[str, Any], name: str, selector: Mapping[str, str], ingress: list[Body]
-) -> Body:
+    components = ["serving", "training"]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": meta(model, name, {}),
         "spec": {
-            "podSelector": {"matchLabels": dict(selector)},
+            "podSelector": {
+                "matchLabels": {contract.LABEL_MODEL: name},
+                "matchExpressions": [
+                    {"key": contract.LABEL_COMPONENT, "operator": "In", "values": components}
+                ],
+            },
             "policyTypes": ["Ingress"],
-            "ingress": ingress,
+            "ingress": [{"ports": [{"protocol": "TCP", "port": contract.SERVING_PORT}]}],
         },
     }
 

@@ -29,7 +29,7 @@ from fake_kube import FakeKube
 from kubernetes.client.exceptions import ApiException
 
 from modelops_api import contract
-from modelops_operator import children, credentials
+from modelops_operator import credentials
 from modelops_operator.analysis.model import CheckResult, Outcome, Results, Watch
 from modelops_operator.monitor import Monitor
 from modelops_operator.reconcile import Context, Reported, reconcile
@@ -313,10 +313,15 @@ def test_a_new_model_creates_its_first_version_and_its_job(world: World) -> None
     assert world.condition(contract.READY)["status"] == "False"
     # No Event: a new Model's first training is no news to whoever made it (a retrain's is).
     assert world.events.posted == []
-    # the version, the training pods' NetworkPolicy, the Job, the Model's status
+    # the version, the Model's NetworkPolicy, the Job, the Model's status
     assert [m for m, _ in world.kube.writes()] == ["POST", "PATCH", "POST", "PATCH"]
-    policy = world.kube.object("NetworkPolicy", "iris-training")
-    assert policy is not None and policy["spec"]["ingress"] == []
+    policy = world.kube.object("NetworkPolicy", "iris")
+    assert policy is not None
+    selector = policy["spec"]["podSelector"]
+    assert selector["matchLabels"] == {contract.LABEL_MODEL: MODEL}
+    assert selector["matchExpressions"] == [
+        {"key": contract.LABEL_COMPONENT, "operator": "In", "values": ["serving", "training"]}
+    ]
     # Nothing to analyse yet: no stable version, no canary.
     last = world.monitor.last_watch()
     assert last is not None and last.targets == ()
@@ -477,13 +482,12 @@ def age_training(world: World, version: str, seconds: float) -> None:
 
 ROLLOUT_WRITES = [
     ("POST", "modelversions"),
-    ("PATCH", "networkpolicies"),  # the training pods'
+    ("PATCH", "networkpolicies"),  # the Model's pods', serving ones too
     ("POST", "jobs"),
     ("PATCH", "models/status"),  # Training
     ("PATCH", "modelversions/status"),  # Training, once its pod runs
     ("PATCH", "modelversions/status"),  # Succeeded
     ("PATCH", "secrets"),
-    ("PATCH", "networkpolicies"),  # the serving pods'
     ("PATCH", "deployments"),
     ("PATCH", "services"),
     ("PATCH", "poddisruptionbudgets"),
@@ -1139,9 +1143,9 @@ def test_serving_pods_get_the_models_credentials_and_nothing_else(world: World) 
 
 def test_serving_pods_take_traffic_on_their_port_only(world: World) -> None:
     world.serve_v1()
-    policy = world.kube.object("NetworkPolicy", "iris-serving")
+    assert world.kube.names("NetworkPolicy") == ["iris"]  # the one the training wrote
+    policy = world.kube.object("NetworkPolicy", "iris")
     assert policy is not None
-    assert policy["spec"]["podSelector"]["matchLabels"] == children.service_labels(MODEL)
     assert policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 3000}]}]
 
 
