@@ -9,19 +9,15 @@
     modelops train ...                       the training runtime: a training Job's command
     modelops operator ...                    the operator process
 
-`train` and `operator` are handed their arguments unchanged, and their modules are imported only
-then, before anything else is: a training Job never imports the operator's dependencies nor the
-Kubernetes client, the operator never imports scikit-learn. The other verbs are a typer app
-(options, help, shell completion) that imports the Kubernetes client only when a verb runs.
-Exit statuses: cli_verdicts.
+`train` and `operator` are handed their arguments unchanged by the command's entry point (entry.py)
+before this module is imported. The other verbs are a typer app (options, help, shell completion)
+that imports the Kubernetes client only when a verb runs. Exit statuses: cli_verdicts.
 """
 
 from __future__ import annotations
 
 import datetime
 import enum
-import importlib
-import importlib.util
 import os
 import queue
 import sys
@@ -39,60 +35,13 @@ from modelops_operator.cli_verdicts import (
     EXIT_USAGE,
     Verdict,
 )
+from modelops_operator.entry import hand_on
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
     from modelops_operator.cli_kube import Change, Kube
     from modelops_operator.commands import Request
-
-# verb -> (module, function): each function takes the rest of argv and returns an exit status.
-PASS_THROUGH: dict[str, tuple[str, str]] = {
-    "train": ("modelops_training.cli", "main"),
-    "operator": ("modelops_operator.run", "main"),
-}
-
-
-# verb -> (the extra that installs what it runs, the modules it cannot run without): the base
-# distribution is this command alone (pyproject.toml).
-EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "train": ("training", ("sklearn", "bentoml", "pandas", "pyarrow", "s3fs")),
-    "operator": ("operator", ("kopf", "prometheus_api_client", "prometheus_client", "croniter")),
-}
-
-
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def missing_extra(verb: str) -> str | None:
-    """What to tell a person whose installation lacks the verb's extra; None when it is there."""
-    extra, modules = EXTRAS[verb]
-    missing = [m for m in modules if not _installed(m)]
-    if not missing:
-        return None
-    return (
-        f"{verb} needs the {extra!r} extra ({', '.join(missing)} not installed): "
-        f"pip install 'modelops[{extra}]'"
-    )
-
-
-def hand_on(verb: str, argv: list[str]) -> int:
-    """Imports the verb's module now and hands it argv as given; without the verb's extra
-    installed, says which one to install (exit 2)."""
-    told = missing_extra(verb) if verb in EXTRAS else None
-    if told is not None:
-        print(f"modelops: {told}", file=sys.stderr)
-        return EXIT_USAGE
-    module_name, function_name = PASS_THROUGH[verb]
-    function: Callable[[list[str]], int] = getattr(
-        importlib.import_module(module_name), function_name
-    )
-    return function(argv)
-
 
 class Output(enum.StrEnum):
     TABLE = "table"
@@ -632,9 +581,8 @@ def _prog_name() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The typer app on `argv` (default: the command line)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in PASS_THROUGH:
-        return hand_on(args[0], args[1:])
     try:
         app(args=args, prog_name=_prog_name())
     except SystemExit as exit_:
@@ -645,7 +593,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_OK
 
 
-__all__ = ["EXIT_USAGE", "app", "hand_on", "main"]
+__all__ = ["EXIT_USAGE", "app", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

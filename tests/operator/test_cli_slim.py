@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from modelops_operator import cli
+from modelops_operator import cli, entry
 from modelops_operator.cli_kube import Change, refreshes
 from modelops_operator.cli_verdicts import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 
@@ -44,7 +44,7 @@ sys.meta_path.insert(0, Refuse())
 if sys.argv[1:2] == ["--try-import"]:
     import importlib
     importlib.import_module(sys.argv[2])
-from modelops_operator.cli import main
+from modelops_operator.entry import main
 
 sys.exit(main(sys.argv[1:]))
 """
@@ -143,16 +143,16 @@ def test_the_extras_hold_the_heavy_packages_and_dev_pulls_every_extra() -> None:
     assert "modelops[operator,training,serving,report]" in project()["optional-dependencies"]["dev"]
 
 
-@pytest.mark.parametrize("verb", sorted(cli.EXTRAS))
+@pytest.mark.parametrize("verb", sorted(entry.EXTRAS))
 def test_each_verb_probes_every_package_its_extra_installs(verb: str) -> None:
     """The modules `modelops train|operator` checks for are those of its extra (in this venv,
     where every extra is installed)."""
-    extra, modules = cli.EXTRAS[verb]
+    extra, modules = entry.EXTRAS[verb]
     by_module = metadata.packages_distributions()
     probed = {requirement_name(d) for m in modules for d in by_module.get(m, [])}
     wanted = {requirement_name(r) for r in project()["optional-dependencies"][extra]}
     assert probed == wanted
-    assert cli.missing_extra(verb) is None
+    assert entry.missing_extra(verb) is None
 
 
 # --- get -w: a read after each burst of watch events, polling once the watch failed ----------

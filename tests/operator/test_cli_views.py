@@ -20,7 +20,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from modelops_operator import cli, cli_verdicts, cli_views
+from modelops_operator import cli, cli_verdicts, cli_views, entry
 from modelops_operator.cli_model import parse_model, timestamp
 from modelops_operator.cli_verdicts import (
     EXIT_DEGRADED,
@@ -534,11 +534,11 @@ def test_train_and_operator_are_handed_their_arguments_unchanged(
     fake = types.ModuleType("fake_runtime")
     fake.main = lambda argv: seen.append(argv) or 7  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "fake_runtime", fake)
-    monkeypatch.setitem(cli.PASS_THROUGH, "train", ("fake_runtime", "main"))
-    monkeypatch.setitem(cli.PASS_THROUGH, "operator", ("fake_runtime", "main"))
+    monkeypatch.setitem(entry.PASS_THROUGH, "train", ("fake_runtime", "main"))
+    monkeypatch.setitem(entry.PASS_THROUGH, "operator", ("fake_runtime", "main"))
     argv = ["--spec", "/s.json", "--model", "iris", "-n", "x", "--help"]
-    assert cli.main(["train", *argv]) == 7
-    assert cli.main(["operator", "--namespace", "ml", "-h"]) == 7
+    assert entry.main(["train", *argv]) == 7
+    assert entry.main(["operator", "--namespace", "ml", "-h"]) == 7
     # The typer commands (shown in --help) hand on alike.
     assert runner.invoke(cli.app, ["train", *argv]).exit_code == 7
     assert seen == [argv, ["--namespace", "ml", "-h"], argv]
@@ -552,6 +552,18 @@ def test_the_command_imports_no_kubernetes_client_until_a_verb_needs_it() -> Non
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_train_imports_neither_the_user_cli_nor_the_kubernetes_client() -> None:
+    """A training Job's `modelops train` goes to the training runtime without typer and rich."""
+    code = (
+        "import sys\nfrom modelops_operator import entry\n"
+        "try:\n    entry.main(['train', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('typer', 'rich', 'kubernetes', 'kopf', 'modelops_operator.cli') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
 
 
 def test_help_lists_every_verb_and_version_prints_it() -> None:
