@@ -53,6 +53,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modelops_api import contract
 from modelops_operator.objects import Body
+from modelops_operator.runtime.controller import TRAINING_PODS
 from modelops_operator.runtime.kube import PATHS, Kube
 from modelops_operator.runtime.store import Store
 
@@ -70,7 +71,7 @@ NO_GENERATION = frozenset({"Service", "Pod", "Event"})
 CUSTOM = frozenset({"Model", "ModelVersion"})
 # What the operator's watches deliver into its store (handlers.py): these kinds always ...
 WATCHED_ALL = frozenset({"Model", "ModelVersion"})
-# ... and these when labelled as the operator's.
+# ... these when labelled as the operator's, and training pods (TRAINING_PODS).
 WATCHED_MANAGED = frozenset(
     {"Job", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
 )
@@ -625,6 +626,8 @@ class FakeKube(Kube):
         if kind in WATCHED_ALL:
             return True
         labels = (obj.get("metadata") or {}).get("labels") or {}
+        if kind == "Pod":
+            return TRAINING_PODS.items() <= labels.items()
         return (
             kind in WATCHED_MANAGED and labels.get(contract.LABEL_MANAGED_BY) == contract.MANAGED_BY
         )

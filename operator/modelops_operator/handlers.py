@@ -1,15 +1,16 @@
 """The Kopf handlers: each one records what it saw in the store and says which Model to reconcile.
 
 Every watched kind has one `on.event` handler: the Model itself, its ModelVersions, their training
-Jobs, and the serving children. Each keeps the object's latest body in the controller's store
-and queues the owning Model when something a reconcile acts on changed (a Model's generation or
-annotations, a version's phase, a Job's counts, a child's generation or replicas); the operator's
-own status writes, and status noise that decides nothing, queue nothing. The queue runs each
-Model's reconciles one at a time. The handlers are coroutines: they only take a short lock of the
-store or the queue, so Kopf runs them in its event loop instead of handing each watch event to a
-thread of its executor. The periodic resync and the analysis passes run in background
-threads of the controller (runtime/controller.py). With leader election the handlers run on every
-replica, so a standby's store stays warm; only the leader's queue has workers (runtime/leader.py).
+Jobs and pods, and the serving children. Each keeps the object's latest body in the controller's
+store and queues the owning Model when something a reconcile acts on changed (a Model's generation
+or annotations, a version's phase, a Job's counts, a training pod's end, a child's generation or
+replicas); the operator's own status writes, and status noise that decides nothing, queue nothing.
+The queue runs each Model's reconciles one at a time. The handlers are coroutines: they only take a
+short lock of the store or the queue, so Kopf runs them in its event loop instead of handing each
+watch event to a thread of its executor. The periodic resync and the analysis passes run in
+background threads of the controller (runtime/controller.py). With leader election the handlers run
+on every replica, so a standby's store stays warm; only the leader's queue has workers
+(runtime/leader.py).
 
 No change-detection handler (`on.create`/`on.update`) and no Kopf timer: those would have Kopf
 write its progress annotations on every Model, and a timer puts a finalizer on every Model, which
@@ -24,7 +25,7 @@ from typing import Any
 import kopf
 
 from modelops_api import contract
-from modelops_operator.runtime.controller import Controller
+from modelops_operator.runtime.controller import TRAINING_PODS, Controller
 
 
 def _controller(memo: Any) -> Controller:
@@ -130,6 +131,25 @@ async def job_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
         tuple(c.get("type") for c in status.get("conditions") or []),
     )
     _observe(memo, "Job", type, body, _model_label(body), state)
+
+
+def _training_pod_state(body: kopf.Body) -> Any:
+    """A training pod's phase, and each container's waiting reason or end: a pod that cannot
+    start for want of a Secret, and the termination message that is the run's result."""
+    status = body.get("status") or {}
+    containers = tuple(
+        (
+            ((c.get("state") or {}).get("waiting") or {}).get("reason"),
+            "terminated" in (c.get("state") or {}),
+        )
+        for c in status.get("containerStatuses") or []
+    )
+    return status.get("phase"), containers
+
+
+@kopf.on.event("", "v1", "pods", labels=TRAINING_PODS)
+async def training_pod_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+    _observe(memo, "Pod", type, body, _model_label(body), _training_pod_state(body))
 
 
 def _serving_state(body: kopf.Body) -> Any:

@@ -29,6 +29,8 @@ from modelops_operator.settings import Settings
 from modelops_operator.status import Event
 from modelops_operator.versions import TrainingPlan, VersionInfo
 
+JOB_NAME = "batch.kubernetes.io/job-name"  # the label the Job controller puts on its pods
+
 
 @dataclass
 class Trained:
@@ -138,9 +140,10 @@ def _follow_job(
         kube.create(training.build_training_job(version, settings))
         return info
     if training.job_finished(job):
-        pods = kube.list("Pod", namespace, {"batch.kubernetes.io/job-name": name})
-        pods = [p for p in pods if owned_by(p, job["metadata"]["uid"])]
-        pod = training.result_pod(pods)
+        pod = training.result_pod(_job_pods(store, job))
+        if training.termination(pod) is None:
+            # The pods watch has not delivered the pod's end yet (or the pod is gone): ask.
+            pod = training.result_pod(_job_pods(store, job, kube))
         if training.result_lost(job, pod, version.get("status") or {}):
             # The pod that succeeded was deleted (evicted or drained while it finished), and
             # its result with it: the training runs again, once, as a new Job.
@@ -159,7 +162,7 @@ def _follow_job(
             "startedAt": (job.get("status") or {}).get("startTime") or now(),
         }
     else:
-        patch_or_none = _config_error(kube, namespace, name, job)
+        patch_or_none = _config_error(store, job)
         if patch_or_none is None:
             return info
         # The pod waits for a Secret that is not there: the version fails, naming it, and the
@@ -173,12 +176,27 @@ def _follow_job(
     return info
 
 
-def _config_error(kube: Kube, namespace: str, name: str, job: Body) -> Body | None:
+def _config_error(store: Store, job: Body) -> Body | None:
     """A pending Job's version status when its pod cannot start for want of its configuration
-    (`training.config_error`); its pods are listed only once the Job is older than the grace."""
+    (`training.config_error`), once the Job is older than the grace."""
     at = datetime.datetime.now(datetime.UTC)
     if training.age(job, at) < training.CONFIG_ERROR_GRACE_SECONDS:
         return None
-    pods = kube.list("Pod", namespace, {"batch.kubernetes.io/job-name": name})
-    ours = [p for p in pods if owned_by(p, job["metadata"]["uid"])]
-    return training.config_error(ours, at, training.CONFIG_ERROR_GRACE_SECONDS)
+    return training.config_error(_job_pods(store, job), at, training.CONFIG_ERROR_GRACE_SECONDS)
+
+
+def _job_pods(store: Store, job: Body, kube: Kube | None = None) -> list[Body]:
+    """The Job's pods: as the training pods watch delivered them to the store, or, given `kube`,
+    as the API server lists them."""
+    meta = job["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    if kube is None:
+        model = (meta.get("labels") or {}).get(contract.LABEL_MODEL) or ""
+        pods = store.owned("Pod", namespace, model)
+    else:
+        pods = kube.list("Pod", namespace, {JOB_NAME: name})
+    return [p for p in pods if owned_by(p, meta["uid"]) and _labels(p).get(JOB_NAME) == name]
+
+
+def _labels(pod: Body) -> Mapping[str, str]:
+    return (pod.get("metadata") or {}).get("labels") or {}

@@ -359,7 +359,7 @@ def test_rbac_has_a_rule_for_every_kind_the_operator_calls() -> None:
         assert (group, plural) in granted, kind
     # Read-only where the operator only reads; Secrets written, never read; never RBAC, never a
     # wildcard.
-    assert granted[("", "pods")] == {"list"}
+    assert granted[("", "pods")] == {"list", "watch"}
     assert granted[("", "secrets")] == {"create", "patch"}
     assert all("*" not in verbs for verbs in granted.values())
     assert not any(r in ("roles", "rolebindings") for _, r in granted)

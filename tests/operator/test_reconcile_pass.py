@@ -343,6 +343,28 @@ def test_a_started_job_marks_its_version_training_without_rewriting_the_model(
     assert world.status()["phase"] == contract.PHASE_TRAINING
 
 
+def test_a_finished_training_is_read_from_its_watched_pod_without_listing_pods(
+    world: World,
+) -> None:
+    world.kube.put(iris())
+    world.run()
+    world.train("iris-v1")
+    world.run()
+    assert world.version_status("iris-v1")["phase"] == contract.SUCCEEDED
+    assert not [c for c in world.kube.calls() if c[1].endswith("/pods")], world.kube.calls()
+
+
+def test_a_finished_job_whose_pod_the_watch_has_not_delivered_lists_it(world: World) -> None:
+    world.kube.put(iris())
+    world.run()
+    world.train("iris-v1")
+    for namespace, name in world.ctx.store.names("Pod"):
+        world.ctx.store.forget("Pod", namespace, name)  # the pod's last event still on its way
+    world.run()
+    assert world.version_status("iris-v1")["phase"] == contract.SUCCEEDED
+    assert ("GET", f"/api/v1/namespaces/{NS}/pods") in world.kube.calls()
+
+
 def test_an_approved_training_is_served_as_stable_and_then_serves(world: World) -> None:
     world.kube.put(iris())
     world.run()

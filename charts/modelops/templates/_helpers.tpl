@@ -125,11 +125,12 @@ them. Nothing here reads Secrets or touches RBAC.
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, delete]
-# The finished training Pod's termination message is the training result; a serving Pod's address
-# is where the operator reads a version's reference distributions (/metadata).
+# The finished training Pod's termination message is the training result (training pods are
+# watched); a serving Pod's address is where the operator reads a version's reference
+# distributions (/metadata).
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list]
+  verbs: [list, watch]
 # Serving children, written with server-side apply (patch; create when absent); Kopf watches them.
 # The canary Deployment is also read and removed when its canary is promoted or rolled back.
 - apiGroups: [apps]
@@ -143,7 +144,7 @@ them. Nothing here reads Secrets or touches RBAC.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [create, patch]
-# Each Model's NetworkPolicies (serving pods on their port only, training pods unreachable).
+# Each Model's NetworkPolicy (its pods reachable on the serving port only).
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [create, patch]

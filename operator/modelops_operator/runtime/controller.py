@@ -47,7 +47,10 @@ WATCHED = (
     "Service",
     "HorizontalPodAutoscaler",
     "PodDisruptionBudget",
+    "Pod",
 )
+# The pods the operator watches: training pods only, whose termination message is a run's result.
+TRAINING_PODS = {**contract.MANAGED, contract.LABEL_COMPONENT: "training"}
 
 
 def seed(kube: Kube, store: Store, namespaces: tuple[str, ...]) -> None:
@@ -55,6 +58,8 @@ def seed(kube: Kube, store: Store, namespaces: tuple[str, ...]) -> None:
     from a half-filled store."""
     for kind in WATCHED:
         selector = {} if kind in ("Model", "ModelVersion") else contract.MANAGED
+        if kind == "Pod":
+            selector = TRAINING_PODS
         for namespace in namespaces or ("",):
             pattern = is_pattern(namespace)
             try:
