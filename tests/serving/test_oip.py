@@ -117,6 +117,7 @@ def test_health_and_server_metadata(server: Server) -> None:
         assert (response.status_code, response.json()) == (200, body)
     meta = server.get("/v2", auth=False).json()
     assert meta["name"] == "modelops" and meta["extensions"] == []
+    assert server.client.head("/v2/health/live").status_code == 200
     ready = server.get("/v2/models/iris/ready", auth=False)
     assert (ready.status_code, ready.json()) == (200, {"name": "iris", "ready": True})
     assert server.get("/v2/models/iris/versions/iris-v1/ready").status_code == 200
@@ -477,6 +478,28 @@ def test_infer_records_production_data_as_predict_does(
     assert values == SPEC_EXAMPLE["inputs"][0]["data"]
     labels_ = pd.concat(pd.read_parquet(p) for p in batches(contract.PRODUCTION_LABELS))
     assert labels_[[contract.PRODUCTION_ID, contract.PRODUCTION_ROW]].values.tolist() == [[rid, 1]]
+
+
+@pytest.mark.integration
+def test_a_model_still_loading_is_not_ready_on_the_protocol_either(
+    start: Any, iris: Any, tmp_path: Path
+) -> None:
+    late = tmp_path / "late" / "iris" / iris.archive.name
+    server = start(
+        "iris-oip-late", {**model_env(iris), "MODELOPS_ARTIFACT": late.as_uri()}, ready=False
+    )
+    server.wait("/v2/health/live")
+    ready = server.get("/v2/health/ready")
+    assert (ready.status_code, ready.json()) == (503, {"ready": False})
+    model_ready = server.get("/v2/models/iris/ready")
+    assert model_ready.status_code == 503 and model_ready.json()["ready"] is False
+    assert server.get("/v2/models/iris").status_code == 503
+    answer = server.post(INFER, SPEC_EXAMPLE)
+    assert answer.status_code == 503 and "still loading" in answer.json()["error"]
+    late.parent.mkdir(parents=True)
+    shutil.copy(iris.archive, late)
+    server.wait("/v2/health/ready", deadline=30)
+    assert server.post(INFER, SPEC_EXAMPLE).status_code == 200
 
 
 # -- a client library that speaks the protocol -----------------------------------------------
