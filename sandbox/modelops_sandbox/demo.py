@@ -10,8 +10,9 @@ Model opts in: `spec.serving.recording`); then the inputs shift, and feedback fo
 inputs flows; the operator detects the drift and retrains on the dataset plus the labelled
 production rows (`spec.training.dataset.production`), and the new version, better on the shifted
 inputs than the stable one, goes through its canary and is promoted by its checks; finally pinning
-`spec.serving.version` rolls back to the first version. A timeline is printed as it goes and a
-summary at the end; everything stops.
+`spec.serving.version` rolls back to the first version. A timeline is printed as it goes, then
+the report of the run, the chart's alerts pending or firing in Prometheus (which scrapes the
+operator's pod too) and a summary; everything stops.
 """
 
 from __future__ import annotations
@@ -257,6 +258,18 @@ def prometheus_view(sandbox: Sandbox) -> list[str]:
     return sorted(lines)
 
 
+def alerts_view(sandbox: Sandbox) -> list[str]:
+    """The chart's alerts in the sandbox's Prometheus (`/api/v1/alerts`): firing or pending."""
+    if sandbox.prometheus is None:
+        return []
+    lines = []
+    for alert in sandbox.prometheus.api("/api/v1/alerts")["alerts"]:
+        labels = alert["labels"]
+        where = "/".join(labels[k] for k in ("namespace", "model") if k in labels)
+        lines.append(f"{alert['state']:<8} {labels['alertname']} {where}".rstrip())
+    return sorted(lines) or ["none pending or firing"]
+
+
 def serving(status: dict[str, Any], version: str) -> bool:
     return status.get("stableVersion") == version and status.get("phase") == "Serving"
 
@@ -416,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
         run(sandbox, timeline)
         args.report.parent.mkdir(parents=True, exist_ok=True)
         write_report(sandbox, args.report)
+        for line in alerts_view(sandbox):
+            say(f"alert (the chart's rules): {line}")
         summary(sandbox, timeline)
         if args.keep:
             say(

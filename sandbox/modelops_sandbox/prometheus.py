@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -47,7 +48,8 @@ POD_LABELS = {
 
 
 def _meta(kind: str, name: str) -> str:
-    """The discovery's meta label for a pod label or annotation: `modelops.dev/x` -> `..._x`."""
+    """The discovery's meta label for a pod label (`label`, `labelpresent`) or annotation:
+    `modelops.dev/x` -> `..._modelops_dev_x`."""
     sanitized = "".join(c if c.isalnum() else "_" for c in name)
     return f"__meta_kubernetes_pod_{kind}_{sanitized}"
 
@@ -109,6 +111,98 @@ def scrape_config(kubeconfig: Path, scrape_interval: str) -> dict[str, Any]:
         ],
         "relabel_configs": pod_relabel_configs(),
     }
+
+
+class UnsupportedMonitor(ValueError):
+    """A PodMonitor uses a field that `pod_monitor_scrape_configs` does not translate."""
+
+
+# The PodMonitor fields the translation below follows; any other is refused, not ignored.
+_MONITOR_SPEC = {"namespaceSelector", "selector", "podMetricsEndpoints"}
+_MONITOR_ENDPOINT = {"port", "path", "honorLabels", "interval", "scrapeTimeout"}
+
+
+def pod_monitor_scrape_configs(
+    monitor: Mapping[str, Any], kubeconfig: Path
+) -> list[dict[str, Any]]:
+    """A Prometheus Operator PodMonitor as the scrape jobs the Prometheus Operator generates from
+    it, one per endpoint: pod discovery in `namespaceSelector.matchNames` (through `kubeconfig`),
+    the pods whose labels match `selector.matchLabels` and are neither Succeeded nor Failed, their
+    container port named `port`; target labels `namespace`, `pod`, `container`, `endpoint`, and
+    `job` = `<namespace>/<name>` of the PodMonitor (what alerts select the job by). Covers what
+    the chart's PodMonitors use; any other field raises UnsupportedMonitor."""
+    metadata, spec = monitor["metadata"], monitor["spec"]
+    name = f"{metadata['namespace']}/{metadata['name']}"
+    unknown = set(spec) - _MONITOR_SPEC
+    selector = spec.get("selector") or {}
+    unknown |= {f"selector.{k}" for k in selector if k != "matchLabels"}
+    namespaces = spec.get("namespaceSelector") or {}
+    unknown |= {f"namespaceSelector.{k}" for k in namespaces if k not in ("matchNames", "any")}
+    endpoints = spec.get("podMetricsEndpoints") or []
+    unknown |= {
+        f"podMetricsEndpoints.{k}" for e in endpoints for k in e if k not in _MONITOR_ENDPOINT
+    }
+    if unknown or not endpoints or not all("port" in e for e in endpoints):
+        raise UnsupportedMonitor(
+            f"PodMonitor {name}: cannot translate {sorted(unknown) or 'an endpoint without port'}"
+        )
+    discovery: dict[str, Any] = {
+        "role": "pod",
+        "kubeconfig_file": str(kubeconfig),
+        "selectors": [{"role": "pod", "field": "status.phase=Running"}],
+    }
+    if not namespaces.get("any"):
+        discovery["namespaces"] = {
+            "names": list(namespaces.get("matchNames") or [metadata["namespace"]])
+        }
+    selecting = [
+        {
+            "source_labels": [_meta("label", key), _meta("labelpresent", key)],
+            "regex": f"({re.escape(value)});true",
+            "action": "keep",
+        }
+        for key, value in (selector.get("matchLabels") or {}).items()
+    ]
+    jobs = []
+    for index, endpoint in enumerate(endpoints):
+        job: dict[str, Any] = {
+            "job_name": f"podMonitor/{name}/{index}",
+            "honor_labels": bool(endpoint.get("honorLabels", False)),
+            "metrics_path": endpoint.get("path", "/metrics"),
+            "kubernetes_sd_configs": [discovery],
+            "relabel_configs": [
+                {
+                    "source_labels": ["__meta_kubernetes_pod_phase"],
+                    "regex": "(Failed|Succeeded)",
+                    "action": "drop",
+                },
+                *selecting,
+                {
+                    "source_labels": ["__meta_kubernetes_pod_container_port_name"],
+                    "regex": re.escape(endpoint["port"]),
+                    "action": "keep",
+                },
+                {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+                {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                {
+                    "source_labels": ["__meta_kubernetes_pod_container_name"],
+                    "target_label": "container",
+                },
+                {"target_label": "endpoint", "replacement": endpoint["port"]},
+                {"target_label": "job", "replacement": name},
+            ],
+        }
+        if "interval" in endpoint:
+            job["scrape_interval"] = endpoint["interval"]
+        if "scrapeTimeout" in endpoint:
+            job["scrape_timeout"] = endpoint["scrapeTimeout"]
+        jobs.append(job)
+    return jobs
+
+
+def rule_file(prometheus_rule: Mapping[str, Any]) -> dict[str, Any]:
+    """A Prometheus Operator PrometheusRule as a Prometheus rule file: its `spec.groups`."""
+    return {"groups": list(prometheus_rule["spec"]["groups"])}
 
 
 def config(

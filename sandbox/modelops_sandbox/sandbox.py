@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from modelops_api import contract
-from modelops_sandbox import tools
+from modelops_sandbox import chart_monitoring, tools
 from modelops_sandbox.cluster import Cluster
 from modelops_sandbox.controlplane import KubectlError, run_kubectl
 from modelops_sandbox.network import GATEWAY
@@ -106,6 +106,8 @@ class Sandbox(Lifecycle):
                     progress=self.progress,
                     address=GATEWAY,
                     parent=self.cluster.run_dir,
+                    # The chart's operator PodMonitor and alerts are added once it is installed.
+                    enable_lifecycle=True,
                 ).start()
                 self.prometheus_url = self.prometheus.url
                 if self.artifacts == "s3":
@@ -177,6 +179,11 @@ class Sandbox(Lifecycle):
         )
         self._installed = True
         self.progress(f"  operator running in its pod ({time.monotonic() - started:.1f}s)")
+        if self.prometheus is not None and values.get("metrics.port") != "0":
+            chart_monitoring.watch_operator(
+                self.prometheus, self.helm, RELEASE, OPERATOR_NAMESPACE, CHART, values
+            )
+            self.progress("  Prometheus scrapes the operator and evaluates the chart's alerts")
 
     def operator_log(self, tail: int = 60) -> str:
         """The operator pod's log (its current container)."""

@@ -17,7 +17,9 @@ ModelopsModelFailed (the Model nothing serves), ModelopsOperatorNotReconciling (
 pass in the window: the operator's resync is an hour here), ModelopsReconcileErrors (every pass
 refused with a 409) and ModelopsOperatorDown (the process stopped). Proven on exposition text:
 ModelopsCanaryRolledBack, ModelopsModelDegraded and ModelopsModelDrifting, each beside a healthy
-Model (Serving, low PSI, promoted canaries) that fires nothing.
+Model (Serving, low PSI, promoted canaries) that fires nothing. A real canary rolled back by the
+operator on the real node fires ModelopsCanaryRolledBack in tests/loop/test_loop.py, where the
+sandbox's Prometheus scrapes the operator's pod and evaluates these rules.
 
 The tests share one module fixture and run in file order: the operator is stopped last.
 """
