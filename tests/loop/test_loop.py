@@ -40,6 +40,18 @@ def condition(sandbox: Sandbox, kind: str) -> dict[str, Any]:
     return next((c for c in status(sandbox).get("conditions", []) if c["type"] == kind), {})
 
 
+def firing(sandbox: Sandbox, **labels: str) -> list[dict[str, str]]:
+    """The labels of the alerts firing in the sandbox's Prometheus (the chart's rules) that carry
+    `labels`."""
+    assert sandbox.prometheus is not None
+    alerts = sandbox.prometheus.api("/api/v1/alerts")["alerts"]
+    return [
+        a["labels"]
+        for a in alerts
+        if a["state"] == "firing" and all(a["labels"].get(k) == v for k, v in labels.items())
+    ]
+
+
 def serving(sandbox: Sandbox, name: str) -> bool:
     s = status(sandbox)
     pods = sandbox.serving_pods("iris")
@@ -131,6 +143,15 @@ def test_train_serve_detect_drift_retrain_canary_promote_and_pin(
         # Canary: still shifted; the new version runs beside stable, then is promoted.
         canary = wait_for(lambda: status(sandbox).get("canary"), 240, "the canary")
         assert canary["version"] == "iris-v2" and status(sandbox)["stableVersion"] == "iris-v1"
+        # The operator's own series, scraped off its pod as the chart's PodMonitor says.
+        wait_for(
+            lambda: sandbox.query(
+                f'modelops_operator_model_canary_weight_percent{{namespace="{sandbox.namespace}",'
+                'model="iris",version="iris-v2"}'
+            ),
+            30,
+            "the canary's weight scraped from the operator",
+        )
         tracks = wait_for(
             lambda: {p["track"] for p in sandbox.serving_pods("iris")} == {"stable", "canary"},
             120,
@@ -262,6 +283,23 @@ def test_a_canary_that_fails_live_accuracy_is_rolled_back(sandbox: Sandbox) -> N
         60,
         "the canary pods gone",
     )
+    # The chart's rollback alert fires for this Model, naming the failed check, from the counter
+    # the operator's pod serves.
+    alerts = wait_for(
+        lambda: firing(sandbox, alertname="ModelopsCanaryRolledBack", namespace=ns),
+        30,
+        "ModelopsCanaryRolledBack",
+    )
+    assert [a["model"] for a in alerts] == ["iris"]
+    assert "accuracy" in alerts[0]["check"].split(","), alerts
+    # The first test's Model (drifted, retrained, promoted, pinned back: healthy) fires nothing,
+    # though its series are there.
+    if sandbox.get("model", "iris"):
+        assert sandbox.query(
+            f'modelops_operator_model_phase{{namespace="{sandbox.namespace}",model="iris",'
+            'phase="Serving"} == 1'
+        )
+        assert firing(sandbox, namespace=sandbox.namespace) == []
 
 
 def version_in(sandbox: Sandbox, namespace: str, name: str) -> dict[str, Any]:
