@@ -60,6 +60,19 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         {"spec.training.dataset.params": {"maxBytes": 1000}},
         "spec.training.dataset.params",
     ),
+    (
+        "secret-name-on-a-builtin-dataset",
+        {"spec.training.dataset.secretName": "data-creds"},
+        "spec.training.dataset.secretName",
+    ),
+    (
+        "secret-name-not-a-dns-subdomain",
+        {
+            "spec.training.dataset.uri": "s3://data/iris.csv",
+            "spec.training.dataset.secretName": "Data_Creds",
+        },
+        "spec.training.dataset.secretName",
+    ),
     ("empty-target", {"spec.training.dataset.target": ""}, "spec.training.dataset.target"),
     ("zero-training-deadline", {"spec.training.deadline": "0s"}, "spec.training.deadline"),
     ("training-deadline-over-a-day", {"spec.training.deadline": "25h"}, "spec.training.deadline"),
