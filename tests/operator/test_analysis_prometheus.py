@@ -204,7 +204,10 @@ class Pod:
         for code, n in self.requests.items():
             if n == 0 and code not in ("200", "500"):
                 continue  # not born yet
-            total.add_metric([*bento.values(), "/predict", *BENTO.values(), code], n)
+            # The errors come through the Open Inference Protocol's infer: the checks count
+            # both prediction endpoints.
+            endpoint = "/v2/models/iris/infer" if code.startswith("5") else "/predict"
+            total.add_metric([*bento.values(), endpoint, *BENTO.values(), code], n)
             if n == 0:
                 continue
             cumulative, running = [], 0.0
@@ -213,7 +216,7 @@ class Pod:
                 cumulative.append((floatToGoString(bound), running))
             sum_value = running * (0.7 if self.durations[code][7] else 0.03)
             duration.add_metric(
-                [*bento.values(), "/predict", *BENTO.values(), code], cumulative, sum_value
+                [*bento.values(), endpoint, *BENTO.values(), code], cumulative, sum_value
             )
         # probes are counted too, under their own endpoint: the queries must leave them out
         total.add_metric([*bento.values(), "/readyz", *BENTO.values(), "503"], 1000)

@@ -30,7 +30,8 @@ def targets(n: int, namespaces: int = 1, checks: dict[str, object] | None = None
 
 def test_the_queries_verbatim() -> None:
     # docs/monitoring.md shows these; a change here is a change of the documented contract
-    requests = 'bentoml_service_request_total{endpoint="/predict", model!="", namespace=~"ml"}'
+    endpoints = 'endpoint=~"/predict|/v2/models/[^/]+(/versions/[^/]+)?/infer"'
+    requests = f'bentoml_service_request_total{{{endpoints}, model!="", namespace=~"ml"}}'
     assert queries.requests(300, ["ml"]) == (
         "sum by (namespace, model, version, track, http_response_code) "
         f"((increase({requests}[300s]) and {requests} offset 300s) "
@@ -38,7 +39,7 @@ def test_the_queries_verbatim() -> None:
     )
     buckets = (
         "bentoml_service_request_duration_seconds_bucket"
-        '{endpoint="/predict", http_response_code!~"4..", model!=""}'
+        f'{{{endpoints}, http_response_code!~"4..", model!=""}}'
     )
     assert queries.latency_p95(300) == (
         "histogram_quantile(0.95, sum by (namespace, model, version, track, le) "

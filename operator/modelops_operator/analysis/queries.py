@@ -18,7 +18,9 @@ from collections.abc import Collection, Mapping
 
 from modelops_operator.analysis.model import TargetKey
 
-PREDICT_ENDPOINT = "/predict"
+# The prediction endpoints: /predict and the Open Inference Protocol's infer (BentoML labels a
+# request with its path); both are served by one function, so the checks count both.
+PREDICT_ENDPOINTS = "/predict|/v2/models/[^/]+(/versions/[^/]+)?/infer"
 TARGET_LABELS = ("namespace", "model", "version", "track")
 BY = ", ".join(TARGET_LABELS)
 
@@ -86,7 +88,7 @@ def counted_since(series: str, seconds: int) -> str:
 
 def requests(seconds: int, namespaces: Collection[str] | None = None) -> str:
     """Predict requests in the window by response code: errors are the 5xx, 4xx are left out."""
-    match = selector(namespaces, f'endpoint="{PREDICT_ENDPOINT}"')
+    match = selector(namespaces, f'endpoint=~"{PREDICT_ENDPOINTS}"')
     counted = counted_since(f"bentoml_service_request_total{match}", seconds)
     return f"sum by ({BY}, http_response_code) ({counted})"
 
@@ -94,7 +96,7 @@ def requests(seconds: int, namespaces: Collection[str] | None = None) -> str:
 def latency_buckets(seconds: int, namespaces: Collection[str] | None = None) -> str:
     """Cumulative duration bucket counts of the predict requests that were not refused as bad
     input (4xx) in the window: what a comparison of a canary's latency with stable's reads."""
-    match = selector(namespaces, f'endpoint="{PREDICT_ENDPOINT}"', 'http_response_code!~"4.."')
+    match = selector(namespaces, f'endpoint=~"{PREDICT_ENDPOINTS}"', 'http_response_code!~"4.."')
     counted = counted_since(f"bentoml_service_request_duration_seconds_bucket{match}", seconds)
     return f"sum by ({BY}, le) ({counted})"
 
