@@ -5,7 +5,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Components of hack/tools that the tests and the demo start.
-TOOLS := kubernetes containerd etcd helm prometheus vegeta seaweedfs
+TOOLS := kubernetes containerd etcd helm prometheus vegeta seaweedfs traefik
 PYTEST_ARGS ?=
 
 .PHONY: demo test api lint typecheck pytest unit integration e2e tools images venv prerequisites

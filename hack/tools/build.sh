@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Builds the pinned Kubernetes components, containerd, etcd, helm, Prometheus and SeaweedFS from the
-# Go module proxy into a cache outside the repository, skipping every binary that is already there.
+# Builds the pinned Kubernetes components, containerd, etcd, helm, Prometheus, SeaweedFS and Traefik
+# from the Go module proxy into a cache outside the repository, skipping every binary that is already
+# there.
 #
 #   hack/tools/build.sh [component ...]
 #
-# components: kubernetes containerd etcd helm prometheus vegeta seaweedfs (default: all)
+# components: kubernetes containerd etcd helm prometheus vegeta seaweedfs traefik (default: all)
 #
 # The cache is $MODELOPS_CACHE (default ~/.cache/modelops); each component lands in
 # tools/<component>-<version>/bin/. Versions come from versions.env, the modules from the go.mod files
@@ -79,11 +80,18 @@ seaweedfs() {
     "-X github.com/seaweedfs/seaweedfs/weed/util/version.COMMIT=${commit:0:8}" ""
 }
 
+# The sandbox's Gateway API implementation (one `traefik` binary). Traefik has no build tags that
+# leave providers out; its web UI's assets are not in the module (the dashboard is not used).
+traefik() {
+  build traefik "$TRAEFIK_VERSION" traefik github.com/traefik/traefik/v3/cmd/traefik \
+    "-X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION" ""
+}
+
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(kubernetes containerd etcd helm prometheus vegeta seaweedfs)
+[ ${#components[@]} -gt 0 ] || components=(kubernetes containerd etcd helm prometheus vegeta seaweedfs traefik)
 for c in "${components[@]}"; do
   case $c in
-    kubernetes|containerd|etcd|helm|prometheus|vegeta|seaweedfs) "$c" ;;
-    *) echo "tools: unknown component '$c' (kubernetes, containerd, etcd, helm, prometheus, vegeta, seaweedfs)" >&2; exit 2 ;;
+    kubernetes|containerd|etcd|helm|prometheus|vegeta|seaweedfs|traefik) "$c" ;;
+    *) echo "tools: unknown component '$c' (kubernetes, containerd, etcd, helm, prometheus, vegeta, seaweedfs, traefik)" >&2; exit 2 ;;
   esac
 done

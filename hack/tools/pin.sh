@@ -61,4 +61,43 @@ new_module seaweedfs modelops.dev/hack/tools/seaweedfs github.com/seaweedfs/seaw
 # dependency does not apply to its dependents, so it is repeated here.
 (cd "$here/seaweedfs" && go mod edit -replace=github.com/tyler-smith/go-bip39=github.com/cosmos/go-bip39@v1.0.0 \
   && go mod edit -require="github.com/seaweedfs/seaweedfs@$SEAWEEDFS_VERSION" && go mod tidy)
+echo "pin: traefik $TRAEFIK_VERSION"
+new_module traefik modelops.dev/hack/tools/traefik github.com/traefik/traefik/v3/cmd/traefik
+# Traefik's go.mod has replaces and excludes that a dependent does not inherit: each is repeated here.
+# Its nested module dynamic/ext is a directory of its repository, in no module zip: traefik/stubs/
+# has its two (empty) types.
+tmod=$(cd "$here/traefik" && go mod download -json "github.com/traefik/traefik/v3@$TRAEFIK_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+edits=$(go mod edit -json "$tmod" | python3 -c '
+import json, sys
+mod = json.load(sys.stdin)
+for r in mod.get("Replace") or []:
+    new = r["New"]
+    if r["Old"]["Path"] == "github.com/traefik/traefik/dynamic/ext":
+        print("-replace=" + r["Old"]["Path"] + "=./stubs/dynamic-ext")
+    elif new["Path"].startswith("."):
+        sys.exit("pin: traefik replaces " + r["Old"]["Path"] + " with a local directory")
+    else:
+        print("-replace=" + r["Old"]["Path"] + "=" + new["Path"] + "@" + new["Version"])
+for e in mod.get("Exclude") or []:
+    print("-exclude=" + e["Path"] + "@" + e["Version"])
+')
+# Module versions of Traefik's graph that the Go module proxy answers 403 for ("not available"),
+# and what stands in. Each is used only by one of the ACME DNS-challenge providers of lego (Traefik's
+# certificate resolver for Huawei Cloud, UCloud, Sakura Cloud, Yandex Cloud, Akamai, Oracle Cloud),
+# except go-http-auth (the basic and digest auth middlewares): the nearest version the proxy serves,
+# or, for the modules it serves no version of, a stub module in traefik/stubs/ that declares what
+# lego compiles against and fails every call (those two DNS challenges cannot work in this build).
+edits="$edits
+-replace=github.com/abbot/go-http-auth=github.com/containous/go-http-auth@v0.4.1-0.20200324110947-a37a7636d23e
+-replace=github.com/huaweicloud/huaweicloud-sdk-go-v3=github.com/huaweicloud/huaweicloud-sdk-go-v3@v0.1.215
+-replace=github.com/ucloud/ucloud-sdk-go=github.com/ucloud/ucloud-sdk-go@v0.22.123
+-replace=github.com/sacloud/sacloud-sdk-go=github.com/sacloud/sacloud-sdk-go@v0.2.0
+-replace=github.com/yandex-cloud/go-sdk/services/dns=github.com/yandex-cloud/go-sdk/services/dns@v0.0.96
+-replace=github.com/yandex-cloud/go-sdk/v2=github.com/yandex-cloud/go-sdk/v2@v2.175.0
+-replace=github.com/akamai/AkamaiOPEN-edgegrid-golang/v13=./stubs/akamai-edgegrid
+-replace=github.com/nrdcg/oci-go-sdk/common/v1065=./stubs/oci-common
+-replace=github.com/nrdcg/oci-go-sdk/dns/v1065=./stubs/oci-dns"
+# shellcheck disable=SC2086
+(cd "$here/traefik" && go mod edit $edits \
+  && go mod edit -require="github.com/traefik/traefik/v3@$TRAEFIK_VERSION" && go mod tidy)
 echo "pin: done"

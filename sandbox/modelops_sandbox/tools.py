@@ -32,6 +32,7 @@ BINARIES: dict[str, tuple[str, str]] = {
     "prometheus": ("prometheus", "PROMETHEUS_VERSION"),
     "vegeta": ("vegeta", "VEGETA_VERSION"),
     "weed": ("seaweedfs", "SEAWEEDFS_VERSION"),
+    "traefik": ("traefik", "TRAEFIK_VERSION"),
 }
 
 

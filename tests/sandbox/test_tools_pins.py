@@ -18,6 +18,7 @@ MODULES = {
     "prometheus": ("github.com/prometheus/prometheus", "PROMETHEUS_VERSION"),
     "vegeta": ("github.com/tsenart/vegeta/v12", "VEGETA_VERSION"),
     "seaweedfs": ("github.com/seaweedfs/seaweedfs", "SEAWEEDFS_VERSION"),
+    "traefik": ("github.com/traefik/traefik/v3", "TRAEFIK_VERSION"),
 }
 
 
