@@ -11,7 +11,10 @@ a pod, but nothing here depends on where it runs. The artifact store is, by defa
 bridge address: the chart's `artifacts.uri` names its bucket and each namespace gets the Secret of
 AWS_* keys that training, serving and cleanup pods take their credentials and endpoint from;
 with `artifacts="pvc"` it is a ReadWriteMany claim in each namespace instead, bound by the node's
-provisioner. Started in that order, stopped in reverse. The demo and the end-to-end tests use it.
+provisioner. With `gateway=True`, a real Gateway API implementation (Traefik,
+`gateway.GatewayServer`) serves the Gateway `modelops-gateway/modelops` on the bridge address
+(`gateway_url`), for Models whose `spec.serving.traffic.gateway` names it. Started in that order,
+stopped in reverse. The demo and the end-to-end tests use it.
 
 Given a running `cluster` (the tests share one), the sandbox starts only Prometheus and the
 operator, and `stop()` removes what it added: its namespaces, the release, Prometheus. With
@@ -42,6 +45,7 @@ from modelops_api import contract
 from modelops_sandbox import chart_monitoring, tools
 from modelops_sandbox.cluster import Cluster
 from modelops_sandbox.controlplane import KubectlError, run_kubectl
+from modelops_sandbox.gateway import GatewayServer
 from modelops_sandbox.network import GATEWAY
 from modelops_sandbox.objectstore import ObjectStore
 from modelops_sandbox.processes import Lifecycle
@@ -76,7 +80,9 @@ class Sandbox(Lifecycle):
     install_operator: bool = True
     cluster: Cluster | None = None
     artifacts: str = "s3"
+    gateway: bool = False
     prometheus: PrometheusServer | None = field(default=None, init=False)
+    gateway_server: GatewayServer | None = field(default=None, init=False)
     objectstore: ObjectStore | None = field(default=None, init=False)
     directory: Path = field(init=False)
     _kubeconfig: Path = field(init=False)
@@ -112,6 +118,8 @@ class Sandbox(Lifecycle):
                 self.prometheus_url = self.prometheus.url
                 if self.artifacts == "s3":
                     self._start_objectstore()
+                if self.gateway:
+                    self._start_gateway()
             if self.install_operator:
                 self.install()
             self.create_namespace(self.namespace)
@@ -127,6 +135,21 @@ class Sandbox(Lifecycle):
             self.directory / "objectstore", address=GATEWAY, progress=self.progress
         ).start()
         self.objectstore.create_bucket(ARTIFACTS_BUCKET)
+
+    def _start_gateway(self) -> None:
+        """Traefik on the node's address and the Gateway it programs."""
+        assert self.cluster is not None
+        self.progress("starting the Gateway API implementation (Traefik)")
+        self.gateway_server = GatewayServer(
+            self._kubeconfig, address=GATEWAY, progress=self.progress, parent=self.cluster.run_dir
+        ).start()
+
+    @property
+    def gateway_url(self) -> str:
+        """The sandbox Gateway's base URL (`gateway=True`); a request names its route by `Host`."""
+        if self.gateway_server is None:
+            raise RuntimeError("the sandbox runs no gateway (Sandbox(gateway=True) starts one)")
+        return self.gateway_server.url
 
     @property
     def artifacts_uri(self) -> str:
@@ -315,10 +338,14 @@ class Sandbox(Lifecycle):
             return list(json.loads(response.read())["data"]["result"])
 
     def stop(self) -> None:
-        """Stops Prometheus and the cluster (the operator's pod with it), in that order; on a
-        cluster that is not the sandbox's, removes its namespaces and the release instead."""
+        """Stops the gateway, Prometheus and the cluster (the operator's pod with it), in that
+        order; on a cluster that is not the sandbox's, removes its namespaces and the release
+        instead."""
         if self.cluster is not None and not self._owns_cluster:
             self._remove_additions()
+        if self.gateway_server is not None:
+            self.gateway_server.stop()
+            self.gateway_server = None
         if self.prometheus is not None:
             self.prometheus.stop()
             self.prometheus = None
