@@ -154,7 +154,7 @@ def host_address() -> str:
     """This machine's address on its default route: an endpoint address the API server accepts
     (it refuses loopback ones) and a local server can listen on."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect(("192.0.2.255", 9))  # no packet is sent; the kernel picks the source
+        probe.connect(("198.51.100.1", 9))  # no packet is sent; the kernel picks the source
         address = str(probe.getsockname()[0])
     if address.startswith("127."):
         pytest.skip("this machine has no address but loopback ones")
