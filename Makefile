@@ -38,7 +38,7 @@ integration: venv tools images
 e2e: venv tools images
 	$(PYTHON) -m pytest -m e2e $(PYTEST_ARGS)
 
-tools: prerequisites ## Go-built Kubernetes, containerd, etcd, helm, Prometheus (cached)
+tools: prerequisites ## Go-built Kubernetes, containerd, etcd, helm, Prometheus, SeaweedFS, Traefik, vegeta (cached)
 	hack/tools/build.sh $(TOOLS)
 
 images: venv ## the node's images: a Debian Python base, pause, runtime, operator (cached by content)
