@@ -23,8 +23,8 @@ Key = tuple[str, str, str]  # kind, namespace, name
 # Kinds whose spec the operator never reads back (it writes it): state is enough.
 # A Secret's data is never kept.
 STATE_ONLY = frozenset({"Job", "Deployment", "Service", "HorizontalPodAutoscaler",
-                        "PodDisruptionBudget", "Secret", "NetworkPolicy", "HTTPRoute",
-                        "Pod"})  # fmt: skip
+                        "PodDisruptionBudget", "Secret", "NetworkPolicy", "HTTPRoute"})  # fmt: skip
+# Training pods are kept whole: a run's outcome reads the container's memory limit from the spec.
 
 
 def slim(kind: str, body: Mapping[str, Any]) -> Body:
