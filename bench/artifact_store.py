@@ -230,7 +230,7 @@ def serving_start(work: Path, name: str, uri: str) -> float:
         "MODELOPS_HOST": "127.0.0.1",
         contract.ENV_CREDENTIALS: str(credentials),
     }
-    argv = [str(BIN / "bentoml"), "serve", "modelops_serving.service:ModelService"]
+    argv = [str(BIN / "bentoml"), *contract.SERVE_COMMAND[1:]]
     log = work / f"serve-{name}.log"
     ready = f"http://127.0.0.1:{port}/readyz"
     started = time.perf_counter()

@@ -257,7 +257,7 @@ def ours(work: Path, archive: Path, monitoring: str) -> Iterator[Server]:
         "MODELOPS_MONITORING": monitoring,
         contract.ENV_CREDENTIALS: str(credentials),
     }
-    argv = [str(BIN / "bentoml"), "serve", "modelops_serving.service:ModelService"]
+    argv = [str(BIN / "bentoml"), *contract.SERVE_COMMAND[1:]]
     log = work / f"ours-{monitoring}.log"
     process = spawn(log.stem, [*argv, "--port", str(port)], log, env=env, cwd=work)
     base = f"http://127.0.0.1:{port}"

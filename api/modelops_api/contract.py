@@ -80,6 +80,19 @@ DRIFTED: Final = "Drifted"
 # The serving runtime's contract (docs/runtime-contract.md): its port, the environment the
 # operator gives it, its tracks, and the keys of the archive's metadata the operator reads back.
 SERVING_PORT: Final = 3000
+# Seconds the runtime keeps an idle keep-alive connection open. Longer than the idle timeout of
+# the proxies in front of it (Traefik 90 s, NGINX 60 s, cloud load balancers up to 600 s): a
+# proxy closes its idle connections first, and never sends a request on a connection the runtime
+# is closing at the same moment (uvicorn's default of 5 s made that race answer 502).
+KEEP_ALIVE_SECONDS: Final = 620
+# How a serving pod runs the runtime (its container's command; the port is SERVING_PORT).
+SERVE_COMMAND: Final = (
+    "bentoml",
+    "serve",
+    "modelops_serving.service:ModelService",
+    "--timeout-keep-alive",
+    str(KEEP_ALIVE_SECONDS),
+)
 ENV_ARTIFACT: Final = "MODELOPS_ARTIFACT"  # the archive's URI
 ENV_MODEL: Final = "MODELOPS_MODEL"
 ENV_VERSION: Final = "MODELOPS_VERSION"

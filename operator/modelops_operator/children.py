@@ -81,7 +81,7 @@ def build_deployment(
         "name": contract.SERVING_CONTAINER,
         "image": settings.runtime_image,
         "imagePullPolicy": settings.image_pull_policy,
-        "command": ["bentoml", "serve", "modelops_serving.service:ModelService"],
+        "command": list(contract.SERVE_COMMAND),
         "args": ["--port", str(contract.SERVING_PORT)],
         "env": [
             {"name": contract.ENV_ARTIFACT, "value": version.artifact},

@@ -22,6 +22,7 @@ import pytest
 import support
 from prometheus_client.parser import text_string_to_metric_families
 
+from modelops_api import contract
 from modelops_sandbox.processes import stop_group
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -29,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 import serving_models as models
 
 BENTOML = Path(sys.executable).parent / "bentoml"
-SERVICE = "modelops_serving.service:ModelService"
 START_DEADLINE = 90.0
 
 
@@ -129,7 +129,7 @@ def launch(workdir: Path, name: str, env: dict[str, str], home: Path | None = No
     }
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [str(BENTOML), "serve", SERVICE, "--port", str(port)],
+            [str(BENTOML), *contract.SERVE_COMMAND[1:], "--port", str(port)],
             cwd=workdir,
             env=full_env,
             stdout=out,

@@ -3,8 +3,10 @@ stable and a canary runtime side by side — all against real `bentoml serve` pr
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
+import select
 import shutil
 import subprocess
 import sys
@@ -21,6 +23,8 @@ import pytest
 import serving_models as models
 import support
 from conftest import Server, launch, model_env
+
+from modelops_api import contract
 
 pytestmark = pytest.mark.integration
 
@@ -235,6 +239,26 @@ def test_a_model_that_cannot_load_keeps_the_runtime_unready(
     assert message in meta["error"]
     assert server.get("/readyz").status_code == 503
     assert server.get("/livez").status_code == 200
+
+
+def test_an_idle_keep_alive_connection_stays_open_longer_than_a_gateways(
+    price_server: Server,
+) -> None:
+    """A gateway reuses its idle connections to a pod for up to its own idle timeout (Traefik:
+    90 s): the runtime must not close one after uvicorn's default of 5 s, or a request the gateway
+    sends on it as it closes is answered 502. Same command as a serving pod (SERVE_COMMAND)."""
+    connection = http.client.HTTPConnection("127.0.0.1", price_server.port, timeout=10)
+    try:
+        connection.request("GET", "/livez")
+        assert connection.getresponse().read() is not None
+        time.sleep(7)
+        readable, _, _ = select.select([connection.sock], [], [], 0)
+        assert not readable, "the runtime closed an idle keep-alive connection after 7 s"
+        connection.request("GET", "/livez")
+        assert connection.getresponse().status == 200
+    finally:
+        connection.close()
+    assert contract.KEEP_ALIVE_SECONDS > 90
 
 
 def test_monitoring_off_serves_without_custom_series(start: Any, iris: models.BuiltModel) -> None:
