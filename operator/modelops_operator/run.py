@@ -115,7 +115,7 @@ def main(argv: list[str]) -> int:
     store = Store()
     kube = Kube(_load_client(), store)
     queue = WorkQueue(workers=WORKERS, metrics=metrics)
-    monitor = Monitor(PrometheusClient(settings.prometheus_url), queue.add)
+    monitor = Monitor(PrometheusClient(settings.prometheus_url), queue.add_background)
     sink = kube_event_sink(kube, metrics)
     context = Context(kube, store, settings, sink, monitor, later=queue.add_later)
     controller = Controller(

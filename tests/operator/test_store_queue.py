@@ -20,6 +20,7 @@ from modelops_operator.runtime import kube
 from modelops_operator.runtime.kube import Kube
 from modelops_operator.runtime.store import Store
 from modelops_operator.runtime.workqueue import WorkQueue
+from modelops_operator.training import memory_limit
 
 pytestmark = pytest.mark.unit
 
@@ -56,6 +57,17 @@ def test_store_keeps_only_the_state_of_children() -> None:
     body = obj("Deployment", "iris-stable", 1, spec={"replicas": 2, "template": {}}, status={})
     kept = store.put("Deployment", body)
     assert kept["spec"] == {"replicas": 2} and kept["status"] == {}
+
+
+def test_store_keeps_a_training_pods_memory_limit() -> None:
+    """An OOMKilled training's reason names its memory limit, read from the stored pod's spec."""
+    container = {
+        "name": contract.TRAINING_CONTAINER,
+        "resources": {"limits": {"memory": "48Mi"}},
+    }
+    body = obj("Pod", "iris-v1-abc", 1, spec={"containers": [container]}, status={})
+    kept = Store().put("Pod", body)
+    assert memory_limit(kept) == "48Mi"
 
 
 def test_store_indexes_by_model_and_forgets() -> None:
@@ -133,6 +145,37 @@ def test_queue_coalesces_a_burst_and_reruns_a_model_added_while_running() -> Non
         eventually(lambda: queue.done == 2 and queue.pending() == 0, timeout=5)
         time.sleep(0.2)
         assert runs == [("ml", "iris"), ("ml", "iris")]
+    finally:
+        queue.stop()
+
+
+def test_queue_runs_changed_models_before_periodic_passes() -> None:
+    """A Model that changed waits for no periodic pass queued before it; one queued for both
+    runs once, in the first lane; the background lane runs in its order once the first is empty."""
+    started, release = threading.Event(), threading.Event()
+    runs: list[str] = []
+
+    def work(namespace: str, name: str) -> None:
+        runs.append(name)
+        if name == "busy":
+            started.set()
+            release.wait(5)
+
+    queue = WorkQueue(workers=1)
+    queue.start(work)
+    try:
+        queue.add("ml", "busy")
+        assert started.wait(5)
+        for name in ("a1", "a2", "both", "a3"):  # a new analysis for each, in this order
+            queue.add_background("ml", name)
+        queue.add("ml", "changed")
+        queue.add("ml", "both")
+        queue.add_background("ml", "changed")  # still in the first lane
+        assert queue.depth() == 5
+        release.set()
+        eventually(lambda: queue.pending() == 0, timeout=5)
+        time.sleep(0.2)
+        assert runs == ["busy", "changed", "both", "a1", "a2", "a3"]
     finally:
         queue.stop()
 

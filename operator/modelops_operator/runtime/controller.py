@@ -161,4 +161,4 @@ class Controller:
     def _resync(self) -> None:
         while not self._stop.wait(self.settings.resync_seconds):
             for namespace, name in self.store.names("Model"):
-                self.queue.add(namespace, name)
+                self.queue.add_background(namespace, name)

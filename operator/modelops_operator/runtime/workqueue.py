@@ -6,6 +6,11 @@ while it is being reconciled is reconciled once more afterwards (the event may h
 for the running pass). A reconcile that fails is retried after a growing delay (1 s doubling to a
 minute) until one succeeds; workers run different Models in parallel, never one Model twice at once.
 
+Two lanes: what a watch event, a retry or a held status queues goes first; what the periodic
+passes queue (a new analysis, the resync) waits until that lane is empty, so that a thousand
+Models whose analysis fell due together do not hold back the rollouts and trainings that changed
+meanwhile. A Model queued in the background lane and then by a change moves to the first lane.
+
 While a worker runs a Model's pass (and logs how it ended), `CURRENT` holds the Model's
 (namespace, name) in that thread, so that every log line of the pass can name it (the JSON log
 format does). With `metrics` (runtime/metrics.py) the queue reports its depth (Models waiting for a
@@ -45,12 +50,13 @@ class WorkQueue:
         self.workers, self.clock, self.metrics = workers, clock, metrics
         self.work: Callable[[str, str], object] = lambda namespace, name: None
         self._ready: collections.deque[ModelKey] = collections.deque()  # in arrival order
-        self._queued: set[ModelKey] = set()  # in _ready
+        self._background: collections.deque[ModelKey] = collections.deque()  # periodic passes
+        self._queued: dict[ModelKey, bool] = {}  # waiting keys: whether in the background lane
         self._running: set[ModelKey] = set()
         self._again: set[ModelKey] = set()  # added while running
         self._later: list[tuple[float, ModelKey]] = []  # (due, key) heap of retries
         self._failures: dict[ModelKey, int] = {}
-        self._since: dict[ModelKey, float] = {}  # when each key in _ready was queued
+        self._since: dict[ModelKey, float] = {}  # when each waiting key was queued
         self._cond = threading.Condition()
         self._stop = False
         self._threads: list[threading.Thread] = []
@@ -59,17 +65,27 @@ class WorkQueue:
             metrics.track_queue(self.depth)
 
     def add(self, namespace: str, name: str) -> None:
+        """Queues a Model that changed."""
         with self._cond:
             self._offer((namespace, name))
 
-    def _offer(self, key: ModelKey) -> None:
-        """Queues `key` unless it is queued; one being reconciled goes again afterwards."""
+    def add_background(self, namespace: str, name: str) -> None:
+        """Queues a Model for a periodic pass: after every Model that changed."""
+        with self._cond:
+            self._offer((namespace, name), background=True)
+
+    def _offer(self, key: ModelKey, background: bool = False) -> None:
+        """Queues `key` unless it is queued (a change moves it to the first lane); one being
+        reconciled goes again afterwards."""
         if key in self._running:
             self._again.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._ready.append(key)
-            self._since[key] = self.clock()
+            return
+        queued = self._queued.get(key)
+        if queued is None or (queued and not background):
+            # a key that moves lanes stays in the background deque too; `_take` skips it there
+            self._queued[key] = background
+            (self._background if background else self._ready).append(key)
+            self._since.setdefault(key, self.clock())
             self._cond.notify()
 
     def add_later(self, key: ModelKey, delay: float) -> None:
@@ -79,11 +95,11 @@ class WorkQueue:
 
     def depth(self) -> int:
         """Models waiting for a worker."""
-        return len(self._ready)
+        return len(self._queued)
 
     def pending(self) -> int:
         with self._cond:
-            return len(self._ready) + len(self._running)
+            return len(self._queued) + len(self._running)
 
     def start(self, work: Callable[[str, str], object]) -> None:
         """Starts the workers, each running `work(namespace, name)` for the Models it takes."""
@@ -107,9 +123,8 @@ class WorkQueue:
                 now = self.clock()
                 while self._later and self._later[0][0] <= now:
                     self._offer(heapq.heappop(self._later)[1])
-                if self._ready:
-                    key = self._ready.popleft()
-                    self._queued.discard(key)
+                key = self._next()
+                if key is not None:
                     self._running.add(key)
                     since = self._since.pop(key, now)
                     if self.metrics is not None:
@@ -118,6 +133,20 @@ class WorkQueue:
                 wait = self._later[0][0] - now if self._later else None
                 self._cond.wait(wait)
             return None
+
+    def _next(self) -> ModelKey | None:
+        """The first waiting key of the first lane, else of the background lane."""
+        while self._ready:
+            key = self._ready.popleft()
+            if self._queued.get(key) is False:
+                del self._queued[key]
+                return key
+        while self._background:
+            key = self._background.popleft()
+            if self._queued.get(key) is True:  # else it moved to the first lane
+                del self._queued[key]
+                return key
+        return None
 
     def _worker(self) -> None:
         while (key := self._take()) is not None:
