@@ -48,6 +48,8 @@ class Analysis:
     outcomes: Mapping[str, str] = field(default_factory=dict)  # check -> pass|fail|inconclusive
     reasons: Mapping[str, str] = field(default_factory=dict)
     outages: frozenset[str] = frozenset()
+    values: Mapping[str, float] = field(default_factory=dict)  # check -> its measured value
+    samples: Mapping[str, float] = field(default_factory=dict)  # check -> observations behind it
 
     @property
     def verdict(self) -> str:
@@ -149,12 +151,17 @@ def decide(
         if analysis.unavailable:  # the deadline does not count what Prometheus' outage cost
             current["stepStartedAt"] = _after_outage(current, now)
         current["lastAnalysisAt"] = now
-        current["lastAnalysis"] = {
-            "verdict": analysis.verdict,
-            "at": now,
-            "checks": dict(analysis.outcomes),
-            "reasons": dict(analysis.reasons),
-        }
+        current["lastAnalysis"] = _replacing(
+            current.get("lastAnalysis") or {},
+            {
+                "verdict": analysis.verdict,
+                "at": now,
+                "checks": dict(analysis.outcomes),
+                "reasons": dict(analysis.reasons),
+                "values": dict(analysis.values),
+                "samples": dict(analysis.samples),
+            },
+        )
         if analysis.verdict == FAIL:
             current["failedChecks"] = int(current.get("failedChecks", 0)) + 1
             failed = sorted(k for k, v in analysis.outcomes.items() if v == FAIL)
@@ -223,10 +230,20 @@ def decide(
     )
 
 
+def _replacing(previous: Mapping[str, Any], analysis: dict[str, Any]) -> dict[str, Any]:
+    """`analysis` as a merge patch over the `previous` one: a check no longer in one of its maps
+    is written as null, which removes it (a merge patch merges maps, it does not replace them)."""
+    for key, entries in analysis.items():
+        before = previous.get(key)
+        if isinstance(entries, dict) and isinstance(before, Mapping):
+            analysis[key] = {**{k: None for k in before if k not in entries}, **entries}
+    return analysis
+
+
 def _why(outcomes: Mapping[str, str], reasons: Mapping[str, str]) -> str:
     if not outcomes:
         return NO_CHECKS
-    return "; ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
+    return "; ".join(f"{k}: {v}" for k, v in sorted(reasons.items()) if v is not None)
 
 
 def _after_outage(status: Mapping[str, Any], now: float) -> float:

@@ -189,8 +189,15 @@ def parse_canary(raw: Mapping[str, Any], spec: Mapping[str, Any]) -> Canary:
     analysis = _map(raw.get("lastAnalysis"))
     outcomes = _map(analysis.get("checks"))
     reasons = _map(analysis.get("reasons"))
+    values, samples = _map(analysis.get("values")), _map(analysis.get("samples"))
     checks = tuple(
-        Check(name=str(name), outcome=_str(outcome), reason=_str(reasons.get(name)))
+        Check(
+            name=str(name),
+            outcome=_str(outcome),
+            reason=_str(reasons.get(name)),
+            value=_float(values.get(name)),
+            samples=_float(samples.get(name)),
+        )
         for name, outcome in sorted(outcomes.items())
     )
     return Canary(

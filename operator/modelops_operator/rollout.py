@@ -48,10 +48,13 @@ def canary_analysis(results: Results | None, status: Mapping[str, Any]) -> canar
     if results.at <= float(status.get("lastAnalysisAt") or 0):
         return None
     checks = results.by_track.get(children.CANARY, [])
+    shown = [r.as_status() for r in checks]  # finite values, rounded as the stable's
     return canary.Analysis(
         outcomes={r.check: str(r.outcome) for r in checks},
         reasons={r.check: r.reason for r in checks if r.outcome != Outcome.PASS},
         outages=frozenset(r.check for r in checks if r.outage),
+        values={s["check"]: s["value"] for s in shown if "value" in s},
+        samples={s["check"]: s["samples"] for s in shown if "samples" in s},
     )
 
 

@@ -16,7 +16,7 @@ import yaml
 from modelops_api.spec import ModelSpec, parse
 from modelops_operator.analysis import Sample, Target, TargetKey, Unavailable, Vector, analyse
 from modelops_operator.analysis.client import QUERY_ERROR, TIMEOUT, UNREACHABLE, Answer
-from modelops_operator.analysis.model import Results, Watch
+from modelops_operator.analysis.model import CheckResult, Outcome, Results, Watch
 from modelops_operator.canary import Analysis, CanarySpec, decide, split, start
 from modelops_operator.monitor import Monitor
 from modelops_operator.rollout import canary_analysis
@@ -103,6 +103,42 @@ def test_inconclusive_reason_is_reported() -> None:
     assert decision.reason == "AnalysisInconclusive"
     assert "errorRate: fewer than 20 samples" in decision.message
     assert decision.status["failedChecks"] == 0
+
+
+def test_each_checks_value_is_kept_and_a_check_no_longer_measured_is_removed() -> None:
+    """The canary's last analysis carries each check's value and samples, as the stable's do; a
+    merge patch merges maps, so what the next analysis no longer has is written as null."""
+    status = start("iris-v2", 0.0, 2, SPEC)
+    first = Analysis(
+        {"errorRate": F, "accuracy": P},
+        {"errorRate": "0.2 > 0.05"},
+        values={"errorRate": 0.2, "accuracy": 0.97},
+        samples={"errorRate": 50.0, "accuracy": 40.0},
+    )
+    status = decide(status, SPEC, 60.0, first, 2).status
+    assert status["lastAnalysis"]["values"] == {"errorRate": 0.2, "accuracy": 0.97}
+    second = Analysis(
+        {"errorRate": P, "accuracy": N},
+        {"accuracy": "3 feedback items < minSamples 20"},
+        values={"errorRate": 0.0},
+        samples={"errorRate": 60.0, "accuracy": 3.0},
+    )
+    last = decide(status, SPEC, 120.0, second, 2).status["lastAnalysis"]
+    assert last["values"] == {"accuracy": None, "errorRate": 0.0}
+    assert last["reasons"] == {"errorRate": None, "accuracy": "3 feedback items < minSamples 20"}
+
+
+def test_the_rollout_gives_the_analysis_the_engines_finite_values() -> None:
+    checks = [
+        CheckResult("errorRate", Outcome.PASS, 0.0123456789, "<= 0.05", 120.0, "ok"),
+        CheckResult("accuracy", Outcome.INCONCLUSIVE, float("nan"), ">= 0.9", 3.0, "too few"),
+        CheckResult("custom", Outcome.PASS, 1.0, "<= 2", None, "ok"),
+    ]
+    results = Results(600.0, {"canary": checks}, {"canary": "iris-v2"})
+    made = canary_analysis(results, {"version": "iris-v2", "lastAnalysisAt": 540.0})
+    assert made is not None
+    assert made.values == {"errorRate": 0.012346, "custom": 1.0}  # NaN left out, rounded
+    assert made.samples == {"errorRate": 120.0, "accuracy": 3.0}
 
 
 def test_no_analysis_before_an_interval_has_passed() -> None:

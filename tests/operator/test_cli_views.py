@@ -94,6 +94,8 @@ def model_body() -> dict[str, Any]:
                     "at": T - 60,
                     "checks": {"errorRate": "pass", "latencyP95Seconds": "fail"},
                     "reasons": {"latencyP95Seconds": "p95 0.81s > 0.5s"},
+                    "values": {"errorRate": 0.004, "latencyP95Seconds": 0.81},
+                    "samples": {"errorRate": 75.0, "latencyP95Seconds": 75.0},
                 },
                 "reason": "CheckFailed",
                 "message": "latencyP95Seconds failed (1/2)",
@@ -259,7 +261,8 @@ def test_the_tree_shows_what_a_person_asks_about_a_model() -> None:
     assert "step 1/2  weight 33%  1 replica  failed analyses 1/2" in canary
     assert "CheckFailed: latencyP95Seconds failed (1/2)" in canary
     assert "✖ last analysis fail 60s ago" in text
-    assert "✖ latencyP95Seconds fail: p95 0.81s > 0.5s" in text
+    assert "✔ errorRate pass  0.004  75 samples" in text  # the canary's, as the stable's
+    assert "✖ latencyP95Seconds fail  0.81  75 samples: p95 0.81s > 0.5s" in text
     assert "last retrain drift  15m ago  -> iris-v2" in text
     v2 = next(line for line in lines if "iris-v2" in line and "Succeeded" in line)
     assert v2.split()[:5] == ["iris-v2", "Succeeded", "drift", "0.967", "0.966"]
