@@ -2,10 +2,12 @@
 
 `step()` applies what the pure parts decide: `versions.choose_stable` and `versions.candidate` name
 the versions, `canary.decide` moves the canary on with the latest analysis, `children` builds the
-objects. A promotion moves stable to the canary's version; a rollback marks the version RolledBack;
-either way the canary Deployment goes. With `spec.serving.traffic` the HTTPRoute (`routing`) moves
-the canary's share by its weights: it sends the step's share to the canary once a canary pod is
-ready, and everything to stable before the canary Deployment goes.
+objects. A promotion moves stable to the canary's version, and the canary Deployment goes once the
+stable Deployment has rolled that version out (`handing_over`); a rollback marks the version
+RolledBack and the canary Deployment goes at once. With `spec.serving.traffic` the HTTPRoute
+(`routing`) moves the canary's share by its weights: it sends the step's share to the canary once a
+canary pod is ready, keeps it while a promotion hands over, and sends everything to stable before
+the canary Deployment goes.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def step(
                     f"canary {current['version']} removed: no longer a candidate",
                 )
             )
-        _remove_canary(kube, model, serving, stable)
+            _remove_canary(kube, model, serving, stable)
     else:
         spec = serving.canary
         base = children.least_replicas(serving)
@@ -122,8 +124,8 @@ def step(
         current = {**decision.status, "message": decision.message, "reason": decision.reason}
         if decision.action == "promote":
             out.events.append(("Normal", "Promoted", decision.message))
+            # The canary Deployment serves on until the stable one has rolled its version out.
             out.stable, current = candidate, None
-            _remove_canary(kube, model, serving, stable)
         elif decision.action == "rollback":
             out.events.append(("Warning", "RolledBack", decision.message))
             kube.patch_status(
@@ -150,14 +152,49 @@ def step(
             canary_ready = int((deployment.get("status") or {}).get("readyReplicas") or 0) > 0
     out.canary = current
 
+    handover = False
     if out.stable is not None:
         out.deployment = _serve_stable(kube, settings, model, serving, out.stable)
-        if serving.traffic is not None:
-            weight = int(current["weight"]) if current is not None and canary_ready else None
-            out.url = _route(kube, model, serving.traffic, weight)
+    if current is None:  # a canary Deployment left: a promotion's hands over, any other goes
+        left = kube.seen("Deployment", namespace, children.deployment_name(name, children.CANARY))
+        handover = out.stable is not None and handing_over(left, out.stable, out.deployment)
+        if left is not None and not handover:
+            _remove_canary(kube, model, serving, out.stable)
+    if out.stable is not None and serving.traffic is not None:
+        weight = int(current["weight"]) if current is not None and canary_ready else None
+        if handover:
+            weight = _routed_weight(kube, namespace, name)  # the route stays as it is
+        out.url = _route(kube, model, serving.traffic, weight)
     if serving.traffic is None and (status.get("url") or _routed(kube, namespace, name)):
         _remove_route(kube, namespace, name)
     return out
+
+
+def handing_over(
+    canary_deployment: Mapping[str, Any] | None,
+    stable: VersionInfo,
+    stable_state: Mapping[str, Any],
+) -> bool:
+    """Whether a canary Deployment left after its canary ended still serves the promoted version
+    while the stable Deployment rolls that version out. Then it stays, and the route with it:
+    the promoted version never loses its share to the one it replaced, nor the Model the canary's
+    pods, until the stable Deployment serves it with every replica (as Flagger promotes). A stable
+    rollout past its progress deadline (say, no room for its new pods) ends the handover: the
+    canary's pods go and free their room."""
+    if canary_deployment is None:
+        return False
+    labels = canary_deployment.get("metadata", {}).get("labels") or {}
+    return (
+        labels.get(contract.LABEL_VERSION) == stable.name
+        and bool(stable_state["rolling_out"])
+        and not stable_state.get("stalled")
+    )
+
+
+def _routed_weight(kube: Kube, namespace: str, name: str) -> int | None:
+    """The canary's weight in the route as this operator last wrote it (None: unknown, or none)."""
+    route = kube.seen("HTTPRoute", namespace, name) if kube.store is not None else None
+    return routing.canary_weight(route) if route is not None else None
 
 
 def _remove_canary(
@@ -234,9 +271,14 @@ def deployment_state(deployment: Mapping[str, Any]) -> dict[str, Any]:
         "observedGeneration", 0
     ) >= deployment.get("metadata", {}).get("generation", 0)
     ready = int(status.get("readyReplicas", 0))
+    stalled = any(
+        c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+        for c in status.get("conditions") or []
+    )
     return {
         "ready_replicas": ready,
         "desired_replicas": desired,
         "deployment_available": available and ready > 0,
         "rolling_out": not updated or ready < desired,
+        "stalled": stalled,  # the Deployment's progressDeadlineSeconds passed
     }

@@ -50,6 +50,16 @@ def weights(canary_weight: int | None) -> tuple[int, int]:
     return 100 - canary_weight, canary_weight
 
 
+def canary_weight(route: Mapping[str, Any]) -> int | None:
+    """The canary's weight in a route `build_route` made (None: no canary backend)."""
+    canary = track_service_name(route["metadata"]["name"], CANARY)
+    for rule in route.get("spec", {}).get("rules") or []:
+        for backend in rule.get("backendRefs") or []:
+            if backend.get("name") == canary:
+                return int(backend.get("weight", 1))
+    return None
+
+
 def build_track_service(model: Mapping[str, Any], track: str) -> Body:
     """The Service of one track's pods, the route's backend for that track."""
     name = model["metadata"]["name"]

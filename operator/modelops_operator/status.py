@@ -31,6 +31,7 @@ class Observed:
     desired_replicas: int = 0
     deployment_available: bool = False
     rolling_out: bool = False
+    stalled: bool = False  # the stable Deployment's rollout passed its progressDeadlineSeconds
     pin_problem: str = ""
     canary: Mapping[str, Any] | None = None  # status.canary while one runs
     rolled_back: str = ""  # a canary rolled back in this pass: why
@@ -108,6 +109,12 @@ def _progressing(o: Observed) -> tuple[str, str, str]:
             ),
         )
     if o.stable is not None and o.rolling_out:
+        if o.stalled:  # as the Deployment says it
+            return (
+                "False",
+                "ProgressDeadlineExceeded",
+                f"rolling out {o.stable.name}: the Deployment made no progress within its deadline",
+            )
         return "True", "RollingOut", f"rolling out {o.stable.name}"
     return "False", "Idle", "nothing in progress"
 

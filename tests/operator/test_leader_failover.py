@@ -247,7 +247,8 @@ def test_one_of_two_replicas_acts_and_the_other_takes_over_mid_canary(
             timeout=60,
         )
         assert not promoted.get("canary")
-        reasons = world.reasons()
+        # Events are posted by a thread of their own after the status write: waited for.
+        reasons = eventually(lambda: (r := world.reasons()).count("Promoted") and r, timeout=30)
         for reason in ("CanaryStarted", "CanaryAdvanced", "Promoted"):
             assert reasons.count(reason) == 1, (reason, reasons)
         # Nothing made twice: the versions and Jobs are the two trainings.

@@ -138,7 +138,8 @@ class Cluster:
             raise
 
     def serve_ready(self, deployment: str) -> None:
-        """Plays the kubelet for the Deployment's pods: running and ready."""
+        """Plays the kubelet for the Deployment's pods until it has rolled out: each running and
+        ready, every replica of its current template."""
         selector = ",".join(
             f"{k}={v}" for k, v in self.deployment(deployment).spec.selector.match_labels.items()
         )
@@ -150,7 +151,10 @@ class Cluster:
                     containers = [(c.name, c.image) for c in pod.spec.containers]
                     run_pod_ready(self.core, self.ns, pod.metadata.name, containers)
             d = self.deployment(deployment)
-            return bool(d.status.ready_replicas) and d.status.ready_replicas == d.spec.replicas
+            rolled_out = (d.status.observed_generation or 0) >= d.metadata.generation and (
+                d.status.updated_replicas == d.status.replicas == d.spec.replicas
+            )
+            return rolled_out and d.status.ready_replicas == d.spec.replicas
 
         eventually(all_ready, timeout=60, every=0.5)
 
@@ -342,8 +346,14 @@ def test_failed_or_rejected_training_leaves_serving_untouched(
     assert after.metadata.generation == before.metadata.generation
     env = {e.name: e.value for e in after.spec.template.spec.containers[0].env}
     assert env["MODELOPS_VERSION"] == "iris-v1"
-    events = cluster.core.list_namespaced_event(cluster.ns).items
-    assert any(e.reason == reason and e.type == "Warning" for e in events)
+    # Events are posted by a thread of their own after the status write: waited for.
+    eventually(
+        lambda: any(
+            e.reason == reason and e.type == "Warning"
+            for e in cluster.core.list_namespaced_event(cluster.ns).items
+        ),
+        timeout=30,
+    )
 
 
 def test_serving_changes_apply_in_place_and_children_are_put_back(cluster: Cluster) -> None:
@@ -461,6 +471,9 @@ def test_a_new_version_goes_through_a_canary_and_is_promoted_by_hand(
     _canary_v2(cluster)
     assert "promote requested" in cli(control_plane, "promote", "iris", "-n", cluster.ns).stdout
     eventually(lambda: cluster.model("iris")["status"].get("stableVersion") == "iris-v2")
+    # The canary's pods serve on until the stable Deployment serves iris-v2 with every replica.
+    assert cluster.deployment("iris-canary") is not None
+    cluster.serve_ready("iris-stable")
     eventually(lambda: cluster.deployment("iris-canary") is None)
     status = cluster.model("iris")["status"]
     assert status.get("canary") is None

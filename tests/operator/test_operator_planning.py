@@ -353,6 +353,29 @@ def test_serving_and_trained_is_ready() -> None:
     assert all(c["observedGeneration"] == 4 for c in s["conditions"])
 
 
+@pytest.mark.parametrize(
+    ("stalled", "progressing"),
+    [(False, ("True", "RollingOut")), (True, ("False", "ProgressDeadlineExceeded"))],
+)
+def test_a_stable_rollout_past_its_deadline_stops_progressing(
+    stalled: bool, progressing: tuple[str, str]
+) -> None:
+    v2 = v(2, contract.SUCCEEDED)
+    o = status.Observed(
+        generation=3,
+        latest=v2,
+        trained=v2,
+        newest=v2,
+        stable=v2,
+        ready_replicas=2,
+        desired_replicas=2,
+        deployment_available=True,
+        rolling_out=True,
+        stalled=stalled,
+    )
+    assert conditions(status.model_status(o, {}, "T0"))["Progressing"] == progressing
+
+
 def test_failed_retraining_degrades_but_keeps_serving() -> None:
     v1, v2 = (
         v(1, contract.SUCCEEDED),

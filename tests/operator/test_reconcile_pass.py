@@ -809,18 +809,21 @@ def test_passing_analyses_advance_then_promote_the_canary(world: World) -> None:
     status = world.status()
     assert (status["stableVersion"], status["latestVersion"]) == ("iris-v2", "iris-v2")
     assert "canary" not in status
-    assert world.deployment(CANARY) is None
     assert world.env(STABLE)["MODELOPS_VERSION"] == "iris-v2"
     assert world.env(STABLE)["MODELOPS_ARTIFACT"] == world.archive("iris-v2")["artifact"]
     assert world.events.of("Promoted")[1].startswith("iris-v2 passed all 2 steps")
     assert world.version_status("iris-v2")["phase"] == contract.SUCCEEDED
     assert world.version_status("iris-v1")["phase"] == contract.SUCCEEDED  # kept, not retired
 
-    # The promoted version rolls out on the stable Deployment, then serves.
+    # The promoted version rolls out on the stable Deployment; the canary's pods serve it on
+    # meanwhile, and go once the stable Deployment serves it with every replica.
     progressing = world.condition(contract.PROGRESSING)
     assert (progressing["status"], progressing["reason"]) == ("True", "RollingOut")
+    world.run()
+    assert world.deployment(CANARY) is not None
     world.kube.make_ready(STABLE)
     world.run()
+    assert world.deployment(CANARY) is None
     assert world.status()["phase"] == contract.PHASE_SERVING
     world.quiet()
 
@@ -890,6 +893,27 @@ def test_an_unreachable_prometheus_neither_promotes_nor_rolls_back(world: World)
     assert "Prometheus unavailable" in world.status()["canary"]["message"]
 
 
+def test_a_canarys_last_analysis_keeps_nothing_of_the_one_before(world: World) -> None:
+    """Each analysis replaces the last one's reasons and values (a merge patch merges maps: the
+    ones gone are written as null), and the status then holds still."""
+    world.canary_v2()
+    world.analyse_canary(FAILING)
+    assert world.status()["canary"]["lastAnalysis"]["values"]["errorRate"] == 0.3
+    too_few = "12 /predict requests in the last 60s < minSamples 20"
+    world.analyse_canary(
+        [
+            check("errorRate", Outcome.PASS, 0.01),
+            check("latencyP95Seconds", Outcome.INCONCLUSIVE, None, too_few),
+            check("accuracy", Outcome.PASS, 0.95),
+        ]
+    )
+    last = world.status()["canary"]["lastAnalysis"]
+    assert last["reasons"] == {"latencyP95Seconds": too_few}
+    assert last["values"] == {"errorRate": 0.01, "accuracy": 0.95}
+    world.run()  # the inconclusive analysis' message gives way to "Analysing"
+    world.quiet()
+
+
 def test_a_prometheus_outage_past_the_deadline_rolls_nothing_back(world: World) -> None:
     world.canary_v2()
     world.age_canary(16 * 60.0)  # Prometheus was down for longer than the 15m deadline
@@ -943,8 +967,11 @@ def test_a_promote_command_promotes_the_canary_by_hand(world: World) -> None:
 
     assert world.status()["stableVersion"] == "iris-v2"
     assert world.status()["canaryCommand"] == "promote/1"
-    assert world.deployment(CANARY) is None
     assert world.events.of("Promoted")[1].startswith("iris-v2 promoted")
+    assert world.deployment(CANARY) is not None  # until the stable Deployment serves iris-v2
+    world.kube.make_ready(STABLE)
+    world.run()
+    assert world.deployment(CANARY) is None
 
 
 def test_an_operator_restart_resumes_the_canary_from_the_status(world: World) -> None:

@@ -28,6 +28,8 @@ from modelops_api.spec import ModelSpec, ServingSpec, SpecError, TrafficSpec, pa
 from modelops_operator import routing
 from modelops_operator.canary import at_step, split
 from modelops_operator.canary import start as start_canary
+from modelops_operator.rollout import handing_over
+from modelops_operator.versions import VersionInfo
 
 pytestmark = pytest.mark.unit
 
@@ -56,6 +58,26 @@ def test_the_route_gives_the_canary_exactly_its_step(step: int, expected: tuple[
         ("iris-canary", expected[1]),
     ]
     assert {b["port"] for b in backends} == {contract.SERVING_PORT}
+    assert routing.canary_weight(route) == step
+
+
+def test_a_route_without_a_canary_backend_has_no_canary_weight() -> None:
+    assert routing.canary_weight(routing.build_route(MODEL_BODY, traffic(), None)) is None
+
+
+@pytest.mark.parametrize(
+    ("version", "rolling_out", "hands_over"),
+    [("iris-v2", True, True), ("iris-v2", False, False), ("iris-v3", True, False)],
+)
+def test_a_promoted_canary_hands_over_only_while_the_stable_rolls_its_version_out(
+    version: str, rolling_out: bool, hands_over: bool
+) -> None:
+    left = {"metadata": {"labels": {contract.LABEL_VERSION: version}}}
+    stable = VersionInfo(name="iris-v2", index=2, spec_hash="h", reason="", phase="Succeeded")
+    assert handing_over(left, stable, {"rolling_out": rolling_out}) is hands_over
+    assert handing_over(None, stable, {"rolling_out": rolling_out}) is False
+    stalled = {"rolling_out": True, "stalled": True}  # no room for the stable's new pods
+    assert handing_over(left, stable, stalled) is False
 
 
 def test_without_a_canary_everything_goes_to_stable() -> None:
@@ -221,8 +243,16 @@ def test_the_route_follows_the_canary_through_its_steps_to_the_promotion() -> No
         assert deployment is not None and deployment["spec"]["replicas"] == 1  # ceil(2w/100)
         assert world.events.of("CanaryAdvanced")[1].endswith(f"({weight}% of traffic)")
 
+    # Promoted: the stable Deployment rolls iris-v2 out while the canary's pod keeps its share;
+    # once every stable replica serves iris-v2, everything goes to stable and the canary goes.
     world.analyse_canary(PASSING)
     assert world.status()["stableVersion"] == f"{MODEL}-v2"
+    assert backends(world) == [("iris-stable", 50), ("iris-canary", 50)]
+    assert world.deployment(CANARY) is not None
+    world.run()
+    assert backends(world) == [("iris-stable", 50), ("iris-canary", 50)]
+    world.kube.make_ready(STABLE)
+    world.run()
     assert backends(world) == [("iris-stable", 100)]
     assert world.deployment(CANARY) is None
     stable = world.deployment(STABLE)

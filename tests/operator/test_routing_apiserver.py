@@ -72,6 +72,11 @@ def route(cluster: Cluster) -> dict[str, Any] | None:
     return dict(found)
 
 
+def env(cluster: Cluster, deployment: str) -> dict[str, str]:
+    found = cluster.deployment(deployment)
+    return {e.name: e.value for e in found.spec.template.spec.containers[0].env} if found else {}
+
+
 def weights(cluster: Cluster) -> list[tuple[str, int]]:
     found = route(cluster)
     if found is None:
@@ -129,12 +134,17 @@ def test_the_operator_routes_the_canary_through_the_gateway_api(cluster: Cluster
     assert cluster.model("iris")["status"]["canary"]["weight"] == 25
     assert cluster.deployment("iris-stable").spec.replicas == 2
 
-    # Promoted by hand: everything to stable, the canary Deployment gone.
+    # Promoted by hand: the stable Deployment rolls iris-v2 out while the canary keeps its share;
+    # once it serves with every replica, everything goes to stable and the canary Deployment goes.
     cluster.custom.patch_namespaced_custom_object(
         GROUP, VERSION, cluster.ns, "models", "iris",
         {"metadata": {"annotations": {"modelops.dev/canary": f"promote/{uuid.uuid4().hex[:8]}"}}},
     )  # fmt: skip
     eventually(lambda: cluster.model("iris")["status"].get("stableVersion") == "iris-v2")
+    eventually(lambda: env(cluster, "iris-stable")["MODELOPS_VERSION"] == "iris-v2")
+    assert weights(cluster) == [("iris-stable", 75), ("iris-canary", 25)]
+    assert cluster.deployment("iris-canary") is not None
+    cluster.serve_ready("iris-stable")
     eventually(lambda: weights(cluster) == [("iris-stable", 100)])
     eventually(lambda: cluster.deployment("iris-canary") is None)
 

@@ -23,8 +23,9 @@ Key = tuple[str, str, str]  # kind, namespace, name
 # Kinds whose spec the operator never reads back (it writes it): state is enough.
 # A Secret's data is never kept.
 STATE_ONLY = frozenset({"Job", "Deployment", "Service", "HorizontalPodAutoscaler",
-                        "PodDisruptionBudget", "Secret", "NetworkPolicy", "HTTPRoute"})  # fmt: skip
+                        "PodDisruptionBudget", "Secret", "NetworkPolicy"})  # fmt: skip
 # Training pods are kept whole: a run's outcome reads the container's memory limit from the spec.
+# So are HTTPRoutes: a promotion keeps the canary's weight in the route while it hands over.
 
 
 def slim(kind: str, body: Mapping[str, Any]) -> Body:
