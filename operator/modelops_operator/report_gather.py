@@ -36,7 +36,8 @@ from modelops_operator.report_model import (
 
 PROMETHEUS_TIMEOUT = 15.0  # seconds, per range query
 POINTS = 240  # about this many points per series over the period
-MIN_STEP = 60.0  # seconds: no finer than the analysis' shortest usual window
+MIN_STEP = 15.0  # seconds: no finer than a usual scrape interval
+MIN_WINDOW = 60.0  # seconds: counters' increases over no less than the analysis' shortest window
 
 
 def _label(value: str) -> str:
@@ -70,7 +71,14 @@ def queries(namespace: str, model: str, window_seconds: float) -> dict[str, str]
 
 
 def step_seconds(since_seconds: float) -> float:
+    """Seconds between two points: a short period still has a point every scrape or so."""
     return max(MIN_STEP, since_seconds / POINTS)
+
+
+def window_for(step: float) -> float:
+    """The window of each point's increases: the step, and never shorter than a minute, so that
+    a point at a 15 s step still counts a minute of feedback (windows then overlap)."""
+    return max(MIN_WINDOW, step)
 
 
 Rows = list[tuple[Mapping[str, str], Sequence[Sample]]]
@@ -101,6 +109,7 @@ def timelines(
     from prometheus_api_client.exceptions import PrometheusApiClientException
 
     step = step_seconds(since_seconds)
+    window = window_for(step)
     start = now - datetime.timedelta(seconds=since_seconds)
     connection = PrometheusConnect(
         url=prometheus.rstrip("/"),
@@ -109,7 +118,7 @@ def timelines(
     )
     answers: dict[str, Rows] = {}
     try:
-        for key, promql in queries(model.namespace, model.name, step).items():
+        for key, promql in queries(model.namespace, model.name, window).items():
             answers[key] = _rows(
                 connection.custom_query_range(
                     promql,
@@ -134,7 +143,8 @@ def timelines(
     features, missing = feature_drift(answers["numeric"], answers["categorical"], references)
     return Timelines(
         PROMETHEUS,
-        f"Prometheus {prometheus}, one point every {int(step)}s.",
+        f"Prometheus {prometheus}, one point every {int(step)}s"
+        + (f", each counting the last {int(window)}s." if window > step else "."),
         accuracy=accuracy_from_feedback(answers["accuracy"]),
         drift=by_version(answers["drift"]),
         canary_weight=by_version(answers["canary_weight"]),

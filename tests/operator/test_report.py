@@ -37,7 +37,7 @@ from typer.testing import CliRunner
 from modelops_api import contract
 from modelops_operator import cli
 from modelops_operator.cli_model import parse_model
-from modelops_operator.report_gather import queries
+from modelops_operator.report_gather import queries, step_seconds, window_for
 from modelops_operator.report_model import (
     EventRecord,
     Point,
@@ -639,3 +639,11 @@ def test_drift_per_feature_is_the_psi_against_the_version_reference() -> None:
             assert point.value == pytest.approx(psi(shares, expected), rel=1e-9)
     assert petal.points[0].value < 0.01 and petal.points[-1].value > 0.2
     assert notes == ("iris-v9: no reference distributions in its status",)
+
+
+@pytest.mark.unit
+def test_a_short_period_has_a_point_every_15s_over_windows_of_a_minute() -> None:
+    """An hour's report draws a canary of a few minutes with a dozen points, each point's
+    increases over a minute; a day's, a point (and a window) every 6 minutes."""
+    assert (step_seconds(3600), window_for(step_seconds(3600))) == (15, 60)
+    assert (step_seconds(86400), window_for(step_seconds(86400))) == (360, 360)
