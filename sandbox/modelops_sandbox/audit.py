@@ -8,6 +8,7 @@ the node tests count the operator's refused ones.
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -59,14 +60,22 @@ def events(log: Path) -> Iterator[dict[str, Any]]:
 DECISION = "authorization.k8s.io/decision"
 
 
-def denied(log: Path, username_prefix: str) -> list[str]:
+def received(event: dict[str, Any]) -> datetime.datetime:
+    """When the API server received the event's request (RFC 3339, microseconds, UTC)."""
+    return datetime.datetime.fromisoformat(event["requestReceivedTimestamp"])
+
+
+def denied(log: Path, username_prefix: str, since: datetime.datetime | None = None) -> list[str]:
     """Requests of users whose name starts with `username_prefix` that authorization (RBAC)
-    refused, as `verb resource namespace/name: reason`. Other 403s (a write into a terminating
-    namespace, an admission plugin's refusal) are not authorization's and are not counted."""
+    refused (since `since`, when given), as `verb resource namespace/name: reason`. Other 403s (a
+    write into a terminating namespace, an admission plugin's refusal) are not authorization's and
+    are not counted."""
     refused = []
     for event in events(log):
         status = event.get("responseStatus") or {}
         if (event.get("annotations") or {}).get(DECISION) != "forbid":
+            continue
+        if since is not None and received(event) < since:
             continue
         if not event.get("user", {}).get("username", "").startswith(username_prefix):
             continue
