@@ -144,12 +144,18 @@ class Sampler:
         return value
 
 
+AFTER_SERVING = "after Serving"
+
+
 def audit_counts(
-    log: Path, windows: dict[str, tuple[float, float]]
+    log: Path, windows: dict[str, tuple[float, float]], serving_at: dict[str, float]
 ) -> dict[str, collections.Counter[str]]:
     """The operator's requests received in each [since, until) window, as
-    `verb resource[/subresource]`; the log is read once."""
+    `verb resource[/subresource]`, and under AFTER_SERVING those on a Model (its status, mostly)
+    made after that Model was seen Serving (`serving_at`); the log is read once."""
     counts: dict[str, collections.Counter[str]] = {w: collections.Counter() for w in windows}
+    counts[AFTER_SERVING] = collections.Counter()
+    rollout = windows["rollout"]
     for event in audit.events(log):
         at = datetime.datetime.fromisoformat(event["requestReceivedTimestamp"]).timestamp()
         ref = event.get("objectRef") or {}
@@ -159,6 +165,9 @@ def audit_counts(
         for window, (since, until) in windows.items():
             if since <= at < until:
                 counts[window][f"{event['verb']} {what}"] += 1
+        served = serving_at.get(ref.get("name", "")) if ref.get("resource") == "models" else None
+        if served is not None and served <= at and rollout[0] <= at < rollout[1]:
+            counts[AFTER_SERVING][f"{event['verb']} {what}"] += 1
     return counts
 
 
@@ -198,6 +207,7 @@ class Phases:
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self.by_name: dict[str, str] = {}
+        self.serving_at: dict[str, float] = {}  # when each Model was first seen Serving
         self._stop = threading.Event()
         objects = client.CustomObjectsApi(api_client)
         lister = functools.partial(
@@ -213,7 +223,10 @@ class Phases:
         if type == "DELETED":
             self.by_name.pop(name, None)
         else:
-            self.by_name[name] = (model.get("status") or {}).get("phase") or "-"
+            phase = (model.get("status") or {}).get("phase") or "-"
+            self.by_name[name] = phase
+            if phase == "Serving":
+                self.serving_at.setdefault(name, time.time())
 
     def counts(self) -> collections.Counter[str]:
         return collections.Counter(self.by_name.values())
@@ -291,9 +304,11 @@ def one_run(kind: str, n: int, settle: float, window: float, timeout: float) -> 
             raise RuntimeError(f"{kind}: Models left Serving during the steady state; see {log}")
         time.sleep(2)  # the audit log is written in batches
         counted = audit_counts(
-            audit_log, {"steady": (begin, end), "rollout": (started, started + serving)}
+            audit_log,
+            {"steady": (begin, end), "rollout": (started, started + serving)},
+            phases.serving_at,
         )
-        steady, rollout = counted["steady"], counted["rollout"]
+        steady, rollout, after = counted["steady"], counted["rollout"], counted[AFTER_SERVING]
         minutes = (end - begin) / 60
         result = {
             "operator": kind,
@@ -301,6 +316,9 @@ def one_run(kind: str, n: int, settle: float, window: float, timeout: float) -> 
             "create_seconds": round(created, 1),
             "serving_seconds": round(serving, 1),
             "rollout_requests_per_model": round(sum(rollout.values()) / n, 1),
+            "rollout_requests_per_model_until_serving": round(
+                (sum(rollout.values()) - sum(after.values())) / n, 1
+            ),
             "rollout_cpu_seconds": round(rollout_cpu, 1),
             "steady_requests_per_model_minute": round(sum(steady.values()) / n / minutes, 3),
             "steady_status_writes": sum(v for k, v in steady.items() if k.endswith("/status")),
@@ -309,6 +327,7 @@ def one_run(kind: str, n: int, settle: float, window: float, timeout: float) -> 
             "rollout_cpu_by_component": components,
             "steady_requests": dict(steady.most_common()),
             "rollout_requests": dict(rollout.most_common()),
+            "rollout_requests_after_serving": dict(after.most_common()),
         }
         say("  " + json.dumps({k: v for k, v in result.items() if "requests" not in k}))
         say(f"  steady requests: {dict(steady.most_common(8))}")
@@ -322,9 +341,10 @@ def ratio(ours: float, base: float) -> str:
 
 def table(results: list[dict[str, Any]]) -> str:
     rows = [
-        "| Models | operator | to Serving | requests per Model (rollout) | CPU s (rollout) "
-        "| RSS MB | steady requests / Model / min | steady CPU % | steady status writes |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| Models | operator | to Serving | requests per Model (rollout) | of which until its "
+        "Serving | CPU s (rollout) | RSS MB | steady requests / Model / min | steady CPU % "
+        "| steady status writes |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         if "timeout" in r:
@@ -332,7 +352,9 @@ def table(results: list[dict[str, Any]]) -> str:
             continue
         rows.append(
             f"| {r['models']} | {r['operator']} | {r['serving_seconds']:.1f} s "
-            f"| {r['rollout_requests_per_model']} | {r['rollout_cpu_seconds']} | {r['rss_mb']} "
+            f"| {r['rollout_requests_per_model']} "
+            f"| {r.get('rollout_requests_per_model_until_serving', '')} "
+            f"| {r['rollout_cpu_seconds']} | {r['rss_mb']} "
             f"| {r['steady_requests_per_model_minute']} | {r['steady_cpu_percent']} "
             f"| {r['steady_status_writes']} |"
         )
@@ -433,8 +455,14 @@ def requests(results: list[dict[str, Any]]) -> str:
         "| --- |" + " ---: |" * len(kinds),
     ]
     for r in rows:
-        per_model = [r["rollout_requests"].get(k, 0) / r["models"] for k in kinds]
-        lines.append(f"| {r['operator']} | " + " | ".join(f"{v:.2f}" for v in per_model) + " |")
+        for label, counts in (
+            (r["operator"], r["rollout_requests"]),
+            (f"{r['operator']}, of which after the Model was Serving",
+             r.get("rollout_requests_after_serving")),
+        ):  # fmt: skip
+            if counts:
+                per_model = [counts.get(k, 0) / r["models"] for k in kinds]
+                lines.append(f"| {label} | " + " | ".join(f"{v:.2f}" for v in per_model) + " |")
     return "\n".join(lines)
 
 
@@ -504,10 +532,24 @@ def targets(results: list[dict[str, Any]]) -> str:
         else ""
     )
     verdict = lambda ok: "met" if ok else "missed"  # noqa: E731
+    compared_to_baseline = []
+    if base and "timeout" not in base:
+        times = r["serving_seconds"] / base["serving_seconds"]
+        compared_to_baseline.append(
+            f"- to Serving within 1.15x the baseline's time: {times:.2f}x, "
+            f"{verdict(times <= 1.15)};"
+        )
+    until = r.get("rollout_requests_per_model_until_serving")
+    each = f" ({until} until each Model was Serving)" if until is not None else ""
+    compared_to_baseline.append(
+        f"- at most 10 requests per Model in the rollout: {r['rollout_requests_per_model']}{each}, "
+        f"{verdict(r['rollout_requests_per_model'] <= 10)};"
+    )
     return "\n".join(
         [
             f"Targets at {r['models']} Models:",
             "",
+            *compared_to_baseline,
             f"- every Model Serving in under 2 minutes: {r['serving_seconds']:.0f} s{baseline}, "
             f"{verdict(r['serving_seconds'] < 120)};",
             f"- steady-state operator memory under 300 MB: {r['rss_mb']:.0f} MB, "
