@@ -192,8 +192,12 @@ def handing_over(
 
 
 def _routed_weight(kube: Kube, namespace: str, name: str) -> int | None:
-    """The canary's weight in the route as this operator last wrote it (None: unknown, or none)."""
-    route = kube.seen("HTTPRoute", namespace, name) if kube.store is not None else None
+    """The canary's weight in the route (None: no route, or no canary backend in it): as this
+    operator last wrote it, or, when it has not written it since it started (routes are not
+    watched), as the API server has it: one read per pass, during a handover only."""
+    route = kube.seen("HTTPRoute", namespace, name)
+    if route is None and kube.store is not None:
+        route = kube.get("HTTPRoute", namespace, name)
     return routing.canary_weight(route) if route is not None else None
 
 

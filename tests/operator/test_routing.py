@@ -251,6 +251,14 @@ def test_the_route_follows_the_canary_through_its_steps_to_the_promotion() -> No
     assert world.deployment(CANARY) is not None
     world.run()
     assert backends(world) == [("iris-stable", 50), ("iris-canary", 50)]
+    # The operator restarts mid-handover: its store has no route (routes are not watched), and
+    # it reads the canary's weight back instead of sending everything to the old stable pods.
+    world.ctx.store.forget("HTTPRoute", NS, MODEL)
+    world.run()
+    assert ("GET", f"/apis/gateway.networking.k8s.io/v1/namespaces/{NS}/httproutes/{MODEL}") in (
+        world.kube.calls()
+    )
+    assert backends(world) == [("iris-stable", 50), ("iris-canary", 50)]
     world.kube.make_ready(STABLE)
     world.run()
     assert backends(world) == [("iris-stable", 100)]

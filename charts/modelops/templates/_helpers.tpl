@@ -157,10 +157,11 @@ them. Nothing here reads Secrets or touches RBAC.
   verbs: [get, list, watch, create, patch, delete]
 # The HTTPRoute of a Model with spec.serving.traffic (the Gateway API router): written with
 # server-side apply, removed when the Model leaves the router; not watched (the operator keeps what
-# it wrote), so a cluster without the Gateway API CRDs costs nothing.
+# it wrote), so a cluster without the Gateway API CRDs costs nothing. Read when a promotion hands
+# over and the operator has not written the route since it started.
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
-  verbs: [create, patch, delete]
+  verbs: [get, create, patch, delete]
 # The operator and Kopf post Events (core v1) about the Models they handle.
 - apiGroups: [""]
   resources: [events]
