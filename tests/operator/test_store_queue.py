@@ -59,15 +59,23 @@ def test_store_keeps_only_the_state_of_children() -> None:
     assert kept["spec"] == {"replicas": 2} and kept["status"] == {}
 
 
-def test_store_keeps_a_training_pods_memory_limit() -> None:
-    """An OOMKilled training's reason names its memory limit, read from the stored pod's spec."""
+def test_store_keeps_a_training_pods_state_and_memory_limit_only() -> None:
+    """An OOMKilled training's reason names its memory limit, read from the stored pod's spec;
+    the rest of the spec (the bulk of a pod) is not kept."""
+    resources = {"limits": {"memory": "48Mi"}}
     container = {
         "name": contract.TRAINING_CONTAINER,
-        "resources": {"limits": {"memory": "48Mi"}},
+        "resources": resources,
+        "env": [{"name": "A"}],
     }
-    body = obj("Pod", "iris-v1-abc", 1, spec={"containers": [container]}, status={})
-    kept = Store().put("Pod", body)
+    spec = {"containers": [container], "volumes": [{"name": "spec"}], "nodeName": "node-1"}
+    status = {"phase": "Succeeded", "containerStatuses": [{"name": contract.TRAINING_CONTAINER}]}
+    kept = Store().put("Pod", obj("Pod", "iris-v1-abc", 1, spec=spec, status=status))
     assert memory_limit(kept) == "48Mi"
+    assert kept["spec"] == {
+        "containers": [{"name": contract.TRAINING_CONTAINER, "resources": resources}]
+    }
+    assert kept["status"] == status
 
 
 def test_store_indexes_by_model_and_forgets() -> None:

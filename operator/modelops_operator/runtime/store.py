@@ -6,7 +6,8 @@ costs no request at all. Before the watches start, one list per kind seeds it (`
 reconcile never plans from a half-filled store. A write answered 404 drops the object.
 
 Bodies are kept without `managedFields`, and the kinds the operator only needs the state of keep
-only metadata, `spec.replicas` and status: a thousand Models' worth stays small.
+only metadata, `spec.replicas` and status (training pods: their containers' resources too): a
+thousand Models' worth stays small.
 """
 
 from __future__ import annotations
@@ -24,13 +25,25 @@ Key = tuple[str, str, str]  # kind, namespace, name
 # A Secret's data is never kept.
 STATE_ONLY = frozenset({"Job", "Deployment", "Service", "HorizontalPodAutoscaler",
                         "PodDisruptionBudget", "Secret", "NetworkPolicy"})  # fmt: skip
-# Training pods are kept whole: a run's outcome reads the container's memory limit from the spec.
-# So are HTTPRoutes: a promotion keeps the canary's weight in the route while it hands over.
+# Training pods keep their state and their containers' names and resources: a run's outcome
+# reads the container's memory limit (an OOMKilled run's reason names it). HTTPRoutes are kept
+# whole: a promotion keeps the canary's weight in the route while it hands over.
 
 
 def slim(kind: str, body: Mapping[str, Any]) -> Body:
     """What the store keeps of `body`."""
     meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    if kind == "Pod":
+        containers = ((body.get("spec") or {}).get("containers")) or []
+        resources = [
+            {"name": c.get("name"), "resources": c.get("resources") or {}} for c in containers
+        ]
+        return {
+            "kind": kind,
+            "metadata": meta,
+            "spec": {"containers": resources},
+            "status": body.get("status") or {},
+        }
     if kind not in STATE_ONLY:
         return {**body, "kind": kind, "metadata": meta}
     kept: Body = {"kind": kind, "metadata": meta, "status": body.get("status") or {}}
