@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -19,7 +21,7 @@ from modelops_operator.monitoring_state import settled
 from modelops_operator.runtime import kube
 from modelops_operator.runtime.kube import Kube
 from modelops_operator.runtime.store import Store
-from modelops_operator.runtime.workqueue import WorkQueue
+from modelops_operator.runtime.workqueue import BACKGROUND_MAX_WAIT, WorkQueue
 from modelops_operator.training import memory_limit
 
 pytestmark = pytest.mark.unit
@@ -157,35 +159,65 @@ def test_queue_coalesces_a_burst_and_reruns_a_model_added_while_running() -> Non
         queue.stop()
 
 
+@contextlib.contextmanager
+def busy_queue(clock: Callable[[], float] = time.monotonic) -> Iterator[tuple[WorkQueue, Busy]]:
+    """A one-worker queue whose worker runs the Model "busy" until `Busy.ran()` lets it go."""
+    busy = Busy()
+    queue = WorkQueue(workers=1, clock=clock)
+    queue.start(busy.work)
+    try:
+        queue.add("ml", "busy")
+        assert busy.started.wait(5)
+        yield queue, busy
+    finally:
+        busy.release.set()
+        queue.stop()
+
+
+class Busy:
+    def __init__(self) -> None:
+        self.started, self.release = threading.Event(), threading.Event()
+        self.runs: list[str] = []
+
+    def work(self, namespace: str, name: str) -> None:
+        self.runs.append(name)
+        if name == "busy":
+            self.started.set()
+            self.release.wait(5)
+
+    def ran(self, queue: WorkQueue) -> list[str]:
+        """The Models run, in order, once "busy" is let go and the queue is empty."""
+        self.release.set()
+        eventually(lambda: queue.pending() == 0, timeout=5)
+        time.sleep(0.2)
+        return self.runs
+
+
 def test_queue_runs_changed_models_before_periodic_passes() -> None:
     """A Model that changed waits for no periodic pass queued before it; one queued for both
     runs once, in the first lane; the background lane runs in its order once the first is empty."""
-    started, release = threading.Event(), threading.Event()
-    runs: list[str] = []
-
-    def work(namespace: str, name: str) -> None:
-        runs.append(name)
-        if name == "busy":
-            started.set()
-            release.wait(5)
-
-    queue = WorkQueue(workers=1)
-    queue.start(work)
-    try:
-        queue.add("ml", "busy")
-        assert started.wait(5)
+    with busy_queue() as (queue, busy):
         for name in ("a1", "a2", "both", "a3"):  # a new analysis for each, in this order
             queue.add_background("ml", name)
         queue.add("ml", "changed")
         queue.add("ml", "both")
         queue.add_background("ml", "changed")  # still in the first lane
         assert queue.depth() == 5
-        release.set()
-        eventually(lambda: queue.pending() == 0, timeout=5)
-        time.sleep(0.2)
-        assert runs == ["busy", "changed", "both", "a1", "a2", "a3"]
-    finally:
-        queue.stop()
+        assert busy.ran(queue) == ["busy", "changed", "both", "a1", "a2", "a3"]
+
+
+def test_a_periodic_pass_that_waited_long_goes_before_changes() -> None:
+    """A steady stream of changes does not hold a Model's analysis back for ever: once it has
+    waited BACKGROUND_MAX_WAIT it goes before the first lane."""
+    now = [0.0]
+    with busy_queue(clock=lambda: now[0]) as (queue, busy):
+        queue.add_background("ml", "analysed")
+        now[0] = BACKGROUND_MAX_WAIT - 1
+        queue.add("ml", "changed")
+        queue.add_background("ml", "fresh")
+        now[0] = BACKGROUND_MAX_WAIT  # "analysed" has waited the most, "fresh" 1 s
+        queue.add("ml", "changed-later")
+        assert busy.ran(queue) == ["busy", "analysed", "changed", "changed-later", "fresh"]
 
 
 def test_queue_retries_a_failed_reconcile() -> None:

@@ -10,6 +10,8 @@ Two lanes: what a watch event, a retry or a held status queues goes first; what 
 passes queue (a new analysis, the resync) waits until that lane is empty, so that a thousand
 Models whose analysis fell due together do not hold back the rollouts and trainings that changed
 meanwhile. A Model queued in the background lane and then by a change moves to the first lane.
+One that has waited `BACKGROUND_MAX_WAIT` goes first all the same: a steady stream of changes
+never holds back a canary's analysis past its interval.
 
 While a worker runs a Model's pass (and logs how it ended), `CURRENT` holds the Model's
 (namespace, name) in that thread, so that every log line of the pass can name it (the JSON log
@@ -38,6 +40,7 @@ CURRENT: ContextVar[ModelKey | None] = ContextVar("modelops_current_model", defa
 
 FIRST_RETRY = 1.0
 LAST_RETRY = 60.0
+BACKGROUND_MAX_WAIT = 30.0  # seconds a periodic pass waits at most behind the first lane
 
 
 class WorkQueue:
@@ -123,7 +126,7 @@ class WorkQueue:
                 now = self.clock()
                 while self._later and self._later[0][0] <= now:
                     self._offer(heapq.heappop(self._later)[1])
-                key = self._next()
+                key = self._next(now)
                 if key is not None:
                     self._running.add(key)
                     since = self._since.pop(key, now)
@@ -134,18 +137,24 @@ class WorkQueue:
                 self._cond.wait(wait)
             return None
 
-    def _next(self) -> ModelKey | None:
-        """The first waiting key of the first lane, else of the background lane."""
+    def _next(self, now: float) -> ModelKey | None:
+        """The first waiting key of the first lane, else of the background lane; the background
+        lane's first if it has waited `BACKGROUND_MAX_WAIT`."""
+        while self._background and self._queued.get(self._background[0]) is not True:
+            self._background.popleft()  # it moved to the first lane, or was taken from there
+        if self._background and now - self._since[self._background[0]] >= BACKGROUND_MAX_WAIT:
+            key = self._background.popleft()
+            del self._queued[key]
+            return key
         while self._ready:
             key = self._ready.popleft()
             if self._queued.get(key) is False:
                 del self._queued[key]
                 return key
-        while self._background:
+        if self._background:
             key = self._background.popleft()
-            if self._queued.get(key) is True:  # else it moved to the first lane
-                del self._queued[key]
-                return key
+            del self._queued[key]
+            return key
         return None
 
     def _worker(self) -> None:
