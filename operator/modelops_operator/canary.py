@@ -222,6 +222,10 @@ def decide(
         if analysis.unavailable:
             why += " (the progress deadline waits while Prometheus is unavailable)"
         return Decision("wait", current, "AnalysisInconclusive", why)
+    last = current.get("lastAnalysis") or {}
+    if last.get("verdict") == INCONCLUSIVE and current.get("reason") == "AnalysisInconclusive":
+        # Until the next analysis, the last one still says why.
+        return Decision("wait", current, "AnalysisInconclusive", str(current.get("message")))
     return Decision(
         "wait",
         current,

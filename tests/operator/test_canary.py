@@ -103,6 +103,10 @@ def test_inconclusive_reason_is_reported() -> None:
     assert decision.reason == "AnalysisInconclusive"
     assert "errorRate: fewer than 20 samples" in decision.message
     assert decision.status["failedChecks"] == 0
+    # A pass before the next analysis (a pod's event) still says why, and so writes nothing new.
+    kept = {**decision.status, "reason": decision.reason, "message": decision.message}
+    between = decide(kept, SPEC, 90.0, None, 2)
+    assert (between.reason, between.message) == (decision.reason, decision.message)
 
 
 def test_each_checks_value_is_kept_and_a_check_no_longer_measured_is_removed() -> None:

@@ -482,7 +482,7 @@ def rollout_writes(
     world.kube.set_status("ModelVersion", "iris-v1", {"reference": REFERENCE})  # as in train()
     run()
     if later:  # the Deploying status waits; the queue runs the Model again when it is due
-        (key, delay), = later
+        ((key, delay),) = later
         assert key == (NS, MODEL) and 14 < delay <= 15
         if deployed > delay:
             age_training(world, "iris-v1", delay)
@@ -910,8 +910,12 @@ def test_a_canarys_last_analysis_keeps_nothing_of_the_one_before(world: World) -
     last = world.status()["canary"]["lastAnalysis"]
     assert last["reasons"] == {"latencyP95Seconds": too_few}
     assert last["values"] == {"errorRate": 0.01, "accuracy": 0.95}
-    world.run()  # the inconclusive analysis' message gives way to "Analysing"
-    world.quiet()
+    world.quiet()  # until the next analysis, the inconclusive one still says why
+    canary = world.status()["canary"]
+    assert (canary["reason"], canary["message"]) == (
+        "AnalysisInconclusive",
+        f"latencyP95Seconds: {too_few}",
+    )
 
 
 def test_a_prometheus_outage_past_the_deadline_rolls_nothing_back(world: World) -> None:
