@@ -44,20 +44,22 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def queries(namespace: str, model: str, window_seconds: float) -> dict[str, str]:
+def queries(
+    namespace: str, model: str, window_seconds: float, step_seconds: float
+) -> dict[str, str]:
     """The range queries, by series: live accuracy from the serving runtime's feedback counters
     and each feature's distribution (the series the accuracy and drift checks read, per version,
     over windows of `window_seconds`), and the operator's per-Model gauges of the largest PSI and
-    of the canary's weight."""
+    of the canary's weight (`_highest`, at points `step_seconds` apart)."""
     match = f'namespace="{_label(namespace)}", model="{_label(model)}"'
     window = f"{int(window_seconds)}s"
     return {
         "accuracy": (
             f"sum by (version, outcome) (increase(modelops_feedback_total{{{match}}}[{window}]))"
         ),
-        "drift": f"max by (version) (modelops_operator_model_drift_psi{{{match}}})",
-        "canary_weight": (
-            f"max by (version) (modelops_operator_model_canary_weight_percent{{{match}}})"
+        "drift": _highest(f"modelops_operator_model_drift_psi{{{match}}}", step_seconds),
+        "canary_weight": _highest(
+            f"modelops_operator_model_canary_weight_percent{{{match}}}", step_seconds
         ),
         "numeric": (
             f"sum by (version, feature, le) "
@@ -68,6 +70,15 @@ def queries(namespace: str, model: str, window_seconds: float) -> dict[str, str]
             f"(increase(modelops_feature_category_total{{{match}}}[{window}]))"
         ),
     }
+
+
+def _highest(gauge: str, step_seconds: float) -> str:
+    """A gauge per version, each point its highest value since the point before: a canary step
+    shorter than the points' spacing still shows (a plain instant query samples one moment a
+    step); where no sample fell in between (a scrape interval longer than the spacing), its last
+    value."""
+    step = f"{int(step_seconds)}s"
+    return f"max by (version) (max_over_time({gauge}[{step}])) or max by (version) ({gauge})"
 
 
 def step_seconds(since_seconds: float) -> float:
@@ -118,7 +129,7 @@ def timelines(
     )
     answers: dict[str, Rows] = {}
     try:
-        for key, promql in queries(model.namespace, model.name, window).items():
+        for key, promql in queries(model.namespace, model.name, window, step).items():
             answers[key] = _rows(
                 connection.custom_query_range(
                     promql,

@@ -470,7 +470,7 @@ def test_report_with_prometheus_draws_every_plot_from_the_api_server_and_the_ser
     html = page.read_text()
     assert "Series from Prometheus range queries over the last 2h00m" in html
     # Every query is the documented one, scoped to this Model.
-    assert sorted(prometheus.queries) == sorted(queries(iris, "iris", 60).values())
+    assert sorted(prometheus.queries) == sorted(queries(iris, "iris", 60, 30).values())
     # Offline: plotly inlined once, nothing fetched from elsewhere.
     assert html.count("<script") >= 4 and "cdn" not in html.lower().split("plotly.js v")[0]
     assert 'src="http' not in html
@@ -647,3 +647,13 @@ def test_a_short_period_has_a_point_every_15s_over_windows_of_a_minute() -> None
     increases over a minute; a day's, a point (and a window) every 6 minutes."""
     assert (step_seconds(3600), window_for(step_seconds(3600))) == (15, 60)
     assert (step_seconds(86400), window_for(step_seconds(86400))) == (360, 360)
+
+
+@pytest.mark.unit
+def test_a_gauges_point_is_its_highest_since_the_point_before() -> None:
+    """A canary step of 2 minutes in a day's report (a point every 6 minutes) still shows."""
+    weight = queries("ml", "iris", 360, 360)["canary_weight"]
+    gauge = 'modelops_operator_model_canary_weight_percent{namespace="ml", model="iris"}'
+    assert weight == (
+        f"max by (version) (max_over_time({gauge}[360s])) or max by (version) ({gauge})"
+    )
