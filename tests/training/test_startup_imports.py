@@ -1,24 +1,31 @@
-"""What `modelops train` imports before it needs it: BentoML, s3fs and botocore are a training
-run's fixed cost only when the run uses them, so importing the runtime must not bring them in
-(packaging imports BentoML in a background thread once the run has started; s3fs only for an
-s3:// URI)."""
+"""What `modelops train` imports before it needs it, and how it ends: BentoML, s3fs and botocore
+are a training run's fixed cost only when the run uses them, so importing the runtime must not
+bring them in (packaging imports BentoML in a background thread once the run has started; s3fs
+only for an s3:// URI); neither do a YAML parser (the operator writes the spec as JSON) and
+scikit-learn's feature selection (only a spec that selects features uses it). The program ends
+once its result is written, without the interpreter's teardown."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.unit
 
-DEFERRED = ("bentoml", "_bentoml_impl", "s3fs", "botocore", "aiobotocore")
+DEFERRED = ("bentoml", "_bentoml_impl", "s3fs", "botocore", "aiobotocore", "yaml")
 
 PROBE = f"""
 import json, sys
 import modelops_training.cli, modelops_training.train
-print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {DEFERRED!r})))
+print(json.dumps(sorted(
+    m for m in sys.modules
+    if m.split(".")[0] in {DEFERRED!r} or m.startswith("sklearn.feature_selection")
+)))
 """
 
 
@@ -40,3 +47,29 @@ def test_preload_imports_what_packaging_needs() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.split() == ["True", "True"]
+
+
+def test_the_program_ends_once_its_result_is_out(tmp_path: Path) -> None:
+    """Run as the program (the console script calls main() without arguments), a training's
+    result is complete on stdout and in its file, and no teardown work (an atexit hook) runs."""
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"dataset": {"uri": "synthetic:classification?rows=200"}}))
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('teardown ran', file=sys.stderr))\n"
+        "from modelops_operator.entry import main\n"
+        f"sys.argv = ['modelops', 'train', '--spec', {str(spec)!r}, '--model', 'm',\n"
+        f"    '--version', 'v1', '--artifacts', {(tmp_path / 'models').as_uri()!r},\n"
+        f"    '--result-file', {str(tmp_path / 'result')!r}]\n"
+        "sys.exit(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "BENTOML_HOME": str(tmp_path / "home")},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr  # the spec names no estimator
+    result = json.loads(done.stdout)
+    assert result["phase"] == "Failed" and result["reason"] == "InvalidSpec"
+    assert json.loads((tmp_path / "result").read_text()) == result
+    assert "teardown ran" not in done.stderr
