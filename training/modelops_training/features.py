@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
-from sklearn.feature_selection import SelectKBest, VarianceThreshold, f_classif, f_regression
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, RobustScaler, StandardScaler
@@ -132,6 +131,14 @@ def build_pipeline(schema: Schema, spec: PipelineSpec, missing: str, estimator: 
         ("coerce", ColumnCoercer(schema.numeric, schema.categorical)),
         ("columns", ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)),
     ]
+    # imported here: feature_selection costs a training or a serving process ~20 ms to import
+    from sklearn.feature_selection import (
+        SelectKBest,
+        VarianceThreshold,
+        f_classif,
+        f_regression,
+    )
+
     if spec.selection.method == "kbest":
         score = f_classif if schema.task == "classification" else f_regression
         steps.append(("select", SelectKBest(score_func=score, k=spec.selection.k or 10)))

@@ -10,11 +10,10 @@ estimator's task, anything about the data) is checked where it is used.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from modelops_api.contract import spec_hash
 from modelops_api.spec import SpecError, TrainingSpec, parse
@@ -37,14 +36,23 @@ def load_spec(path: str) -> LoadedSpec:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise TrainingError("InvalidSpec", f"cannot read the spec file {path}: {error}") from None
+    try:  # JSON, as the operator writes it, without importing a YAML parser (JSON is YAML)
+        raw = json.loads(text)
+    except ValueError:
+        raw = _load_yaml(text, path)
+    return parse_spec(raw)
+
+
+def _load_yaml(text: str, path: str) -> Any:
+    import yaml
+
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise TrainingError(
             "InvalidSpec", f"the spec file {path} is not YAML/JSON: {first}"
         ) from None
-    return parse_spec(raw)
 
 
 def parse_spec(raw: Any) -> LoadedSpec:
