@@ -182,25 +182,41 @@ def build_service(model: Mapping[str, Any]) -> Body:
     }
 
 
-# NetworkPolicies: what may reach the Model's pods. Egress stays open: a training reads its data
+# The NetworkPolicy: what may reach the Models' pods. Egress stays open: a training reads its data
 # from wherever `dataset.uri` says. Effective where the cluster's network plugin enforces them.
+NETWORK_POLICY = "modelops-models"
 
 
-def build_network_policy(model: Mapping[str, Any]) -> Body:
-    """The Model's pods, serving and training, take traffic on the serving port only
-    (predictions, feedback, scrapes); nothing listens on it in a training pod, so nothing reaches
-    one. One policy for both pods keeps it to one write per Model."""
-    name = model["metadata"]["name"]
-    components = ["serving", "training"]
+def build_network_policy(namespace: str) -> Body:
+    """One policy for every Model of the namespace: their pods, serving and training, take traffic
+    on the serving port only (predictions, feedback, scrapes); nothing listens on it in a training
+    pod, so nothing reaches one.
+
+    One per namespace rather than per Model: it is written once, not once for each Model (one of
+    the ten or so requests of each Model's rollout, docs/benchmarks.md). It belongs to no Model,
+    so it stays when the last one goes, selecting no pod (docs/operations.md, "Uninstall")."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": meta(model, name, {}),
+        "metadata": {
+            "name": NETWORK_POLICY,
+            "namespace": namespace,
+            "labels": {
+                contract.LABEL_NAME: "modelops",
+                contract.LABEL_MANAGED_BY: contract.MANAGED_BY,
+                contract.LABEL_COMPONENT: "network-policy",
+            },
+        },
         "spec": {
             "podSelector": {
-                "matchLabels": {contract.LABEL_MODEL: name},
+                "matchLabels": {contract.LABEL_MANAGED_BY: contract.MANAGED_BY},
                 "matchExpressions": [
-                    {"key": contract.LABEL_COMPONENT, "operator": "In", "values": components}
+                    {"key": contract.LABEL_MODEL, "operator": "Exists"},
+                    {
+                        "key": contract.LABEL_COMPONENT,
+                        "operator": "In",
+                        "values": ["serving", "training"],
+                    },
                 ],
             },
             "policyTypes": ["Ingress"],

@@ -246,7 +246,7 @@ def _serve_stable(
     namespace, name = model["metadata"]["namespace"], model["metadata"]["name"]
     kube.ensure(credentials.build_secret(model, settings.credentials_key))
     if settings.network_policies:
-        kube.ensure(children.build_network_policy(model))
+        kube.ensure(children.build_network_policy(namespace))
     deployment = kube.ensure(
         children.build_deployment(
             model, serving, stable, children.STABLE, children.stable_replicas(serving), settings

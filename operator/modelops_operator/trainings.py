@@ -136,7 +136,7 @@ def _follow_job(
         # No status write: a version without a phase is Pending, and its training pod's start
         # (or the Job's end, for a training shorter than a pass) writes the next one.
         if settings.network_policies:
-            kube.ensure(children.build_network_policy(model))
+            kube.ensure(children.build_network_policy(namespace))
         kube.create(training.build_training_job(version, settings))
         return info
     if training.job_finished(job):

@@ -439,12 +439,14 @@ def test_namespaced_install_reconciles_iris_as_its_service_account(
 
     helm.run("uninstall", release, "--namespace", release_ns, "--wait")
     assert not helm.can_i(who, "create", "jobs.batch", ml)
-    # Left behind, as docs/operations.md says: the Model and what it serves, the artifact claim.
+    # Left behind, as docs/operations.md says: the Model and what it serves, the artifact claim,
+    # the namespace's NetworkPolicy.
     models = Models(node_api, ml)
     assert models.model()["status"]["stableVersion"] == "iris-v1"
     assert models.deployment() is not None
     core = client.CoreV1Api(node_api)
     assert core.read_namespaced_persistent_volume_claim("modelops-artifacts", ml)
+    assert client.NetworkingV1Api(node_api).read_namespaced_network_policy("modelops-models", ml)
     gone = core.list_namespaced_service_account(release_ns, field_selector=f"metadata.name={sa}")
     assert gone.items == []
     remove_after_uninstall(models)

@@ -260,11 +260,11 @@ def test_iris_trains_records_and_serves(cluster: Cluster, control_plane: Control
         )
     )
     assert budget
-    # The API server takes the Model's NetworkPolicy as the operator writes it.
-    policy = cluster.networking.read_namespaced_network_policy("iris", cluster.ns)
+    # The API server takes the namespace's NetworkPolicy as the operator writes it.
+    policy = cluster.networking.read_namespaced_network_policy("modelops-models", cluster.ns)
     assert policy.spec.policy_types == ["Ingress"]
     assert [p.port for p in policy.spec.ingress[0].ports] == [3000]
-    assert policy.spec.pod_selector.match_expressions[0].values == ["serving", "training"]
+    assert policy.spec.pod_selector.match_expressions[1].values == ["serving", "training"]
 
     eventually(lambda: cluster.model("iris").get("status", {}).get("stableVersion") == "iris-v1")
     status_writers = {

@@ -313,14 +313,16 @@ def test_a_new_model_creates_its_first_version_and_its_job(world: World) -> None
     assert world.condition(contract.READY)["status"] == "False"
     # No Event: a new Model's first training is no news to whoever made it (a retrain's is).
     assert world.events.posted == []
-    # the version, the Model's NetworkPolicy, the Job, the Model's status
+    # the version, the namespace's NetworkPolicy, the Job, the Model's status
     assert [m for m, _ in world.kube.writes()] == ["POST", "PATCH", "POST", "PATCH"]
-    policy = world.kube.object("NetworkPolicy", "iris")
+    policy = world.kube.object("NetworkPolicy", "modelops-models")
     assert policy is not None
+    assert "ownerReferences" not in policy["metadata"]  # it outlives any one Model
     selector = policy["spec"]["podSelector"]
-    assert selector["matchLabels"] == {contract.LABEL_MODEL: MODEL}
+    assert selector["matchLabels"] == contract.MANAGED
     assert selector["matchExpressions"] == [
-        {"key": contract.LABEL_COMPONENT, "operator": "In", "values": ["serving", "training"]}
+        {"key": contract.LABEL_MODEL, "operator": "Exists"},
+        {"key": contract.LABEL_COMPONENT, "operator": "In", "values": ["serving", "training"]},
     ]
     # Nothing to analyse yet: no stable version, no canary.
     last = world.monitor.last_watch()
@@ -756,8 +758,9 @@ def test_nothing_of_a_deleted_models_children_is_kept(world: World) -> None:
     assert store.get("Secret", NS, "iris-serving-credentials") is not None
     world.kube.remove("Model", MODEL)
     world.run()
-    # Only the Job removing its archives, which goes from the store when it is collected.
-    assert [key[0] for key in store._objects] == ["Job"]
+    # Only the Job removing its archives, which goes from the store when it is collected, and
+    # the namespace's NetworkPolicy, which outlives its Models.
+    assert sorted(key[0] for key in store._objects) == ["Job", "NetworkPolicy"]
 
 
 # --- canary ---------------------------------------------------------------------------------
@@ -1196,10 +1199,23 @@ def test_serving_pods_get_the_models_credentials_and_nothing_else(world: World) 
 
 def test_serving_pods_take_traffic_on_their_port_only(world: World) -> None:
     world.serve_v1()
-    assert world.kube.names("NetworkPolicy") == ["iris"]  # the one the training wrote
-    policy = world.kube.object("NetworkPolicy", "iris")
+    assert world.kube.names("NetworkPolicy") == ["modelops-models"]  # the training wrote it
+    policy = world.kube.object("NetworkPolicy", "modelops-models")
     assert policy is not None
     assert policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 3000}]}]
+
+
+def test_the_models_of_a_namespace_share_one_network_policy(world: World) -> None:
+    world.serve_v1()
+    other = iris()
+    other["metadata"]["name"] = "wine"
+    world.kube.put(other)
+    world.kube.requests.clear()
+    reconcile(world.ctx, NS, "wine")
+    assert world.kube.object("Job", "wine-v1") is not None
+    # the version, the Job, the Model's status: the policy is written already
+    assert [m for m, _ in world.kube.writes()] == ["POST", "POST", "PATCH"]
+    assert world.kube.names("NetworkPolicy") == ["modelops-models"]
 
 
 def test_network_policies_can_be_left_to_the_platform() -> None:
