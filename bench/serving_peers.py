@@ -483,6 +483,9 @@ def table(results: dict[str, dict[str, list[dict[str, Any]]]], names: list[str])
 
 
 def ratios(results: dict[str, dict[str, list[dict[str, Any]]]], names: list[str]) -> list[str]:
+    """Each ratio is taken within a round, between two runs made one after the other (the rounds
+    visit the servers in turn), so that a change of the machine's speed between rounds cancels
+    out; the median of the rounds' ratios, with their range."""
     on, off, peer = names[0], names[1], names[2]
     rows = [
         f"| load | request | monitored ÷ {peer.split(' (')[0]} | monitored ÷ unmonitored "
@@ -492,14 +495,18 @@ def ratios(results: dict[str, dict[str, list[dict[str, Any]]]], names: list[str]
     for case, by_server in results.items():
         if case.startswith("fixed"):
             continue  # at a fixed rate every server keeps up: throughput says nothing
-        median = {n: statistics.median(r["rps"] for r in by_server[n]) for n in (on, off, peer)}
-        cpu = {n: statistics.median(r["cpu_ms"] for r in by_server[n]) for n in (on, off)}
         load, request = case.split(" / ")
         rows.append(
-            f"| {load} | {request} | {median[on] / median[peer]:.2f} | "
-            f"{median[on] / median[off]:.2f} | {cpu[on] / cpu[off]:.2f} |"
+            f"| {load} | {request} | {per_round(by_server[on], by_server[peer], 'rps')} | "
+            f"{per_round(by_server[on], by_server[off], 'rps')} | "
+            f"{per_round(by_server[on], by_server[off], 'cpu_ms')} |"
         )
     return rows
+
+
+def per_round(runs: list[dict[str, Any]], others: list[dict[str, Any]], key: str) -> str:
+    """`key` of each run over the same round's run of the other server: median (range)."""
+    return spread([run[key] / other[key] for run, other in zip(runs, others, strict=True)], 2)
 
 
 def main(argv: list[str] | None = None) -> int:
