@@ -170,6 +170,9 @@ class SimulatedKubelet:
         self._handled: dict[str, float] = {}  # pod key -> when its start was asked for
         self._threads: list[threading.Thread] = []
         self._addresses = itertools.cycle(POD_NETWORK.hosts())
+        # A pod's address, kept: a start asked again (still Pending after 30 s) must report the
+        # same one, since two addresses in status.podIPs make the API server refuse the patch.
+        self._ips: dict[str, str] = {}
 
     def start(self) -> SimulatedKubelet:
         self._register()
@@ -277,7 +280,9 @@ class SimulatedKubelet:
     def _run(self, pod: dict[str, Any]) -> None:
         """Reports the pod started; retried, since no later watch event would bring it back."""
         meta = pod["metadata"]
-        status = pod_status(pod, str(next(self._addresses)))
+        key = f"{meta['namespace']}/{meta['name']}/{meta['uid']}"
+        ip = self._ips.setdefault(key, str(next(self._addresses)))
+        status = pod_status(pod, ip)
         for attempt in range(1, RUN_ATTEMPTS + 1):
             try:
                 self.core.patch_namespaced_pod_status(
