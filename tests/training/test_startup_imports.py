@@ -73,3 +73,29 @@ def test_the_program_ends_once_its_result_is_out(tmp_path: Path) -> None:
     assert result["phase"] == "Failed" and result["reason"] == "InvalidSpec"
     assert json.loads((tmp_path / "result").read_text()) == result
     assert "teardown ran" not in done.stderr
+
+
+def test_a_run_that_selects_no_features_never_imports_feature_selection(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "dataset": {"uri": "synthetic:classification?rows=200", "target": "target"},
+                "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
+            }
+        )
+    )
+    probe = (
+        "import sys\n"
+        "from modelops_training import cli\n"
+        f"status = cli.main(['--spec', {str(spec)!r}, '--model', 'm', '--version', 'v1',\n"
+        f"    '--artifacts', {(tmp_path / 'models').as_uri()!r},\n"
+        f"    '--result-file', {str(tmp_path / 'result')!r}])\n"
+        "print(status, 'sklearn.feature_selection' in sys.modules, file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "BENTOML_HOME": str(tmp_path / "home")},
+    )  # fmt: skip
+    assert done.stderr.splitlines()[-1] == "0 False", done.stderr

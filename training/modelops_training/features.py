@@ -131,7 +131,15 @@ def build_pipeline(schema: Schema, spec: PipelineSpec, missing: str, estimator: 
         ("coerce", ColumnCoercer(schema.numeric, schema.categorical)),
         ("columns", ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)),
     ]
-    # imported here: feature_selection costs a training or a serving process ~20 ms to import
+    if spec.selection.method in ("kbest", "variance"):
+        steps.append(("select", _selector(spec, schema.task)))
+    steps.append(("estimator", estimator))
+    return Pipeline(steps)
+
+
+def _selector(spec: PipelineSpec, task: str) -> Any:
+    """The feature-selection step; its module is imported only by a spec that selects features
+    (it costs a training or a serving process ~20 ms to import)."""
     from sklearn.feature_selection import (
         SelectKBest,
         VarianceThreshold,
@@ -140,12 +148,9 @@ def build_pipeline(schema: Schema, spec: PipelineSpec, missing: str, estimator: 
     )
 
     if spec.selection.method == "kbest":
-        score = f_classif if schema.task == "classification" else f_regression
-        steps.append(("select", SelectKBest(score_func=score, k=spec.selection.k or 10)))
-    elif spec.selection.method == "variance":
-        steps.append(("select", VarianceThreshold(threshold=spec.selection.threshold or 0.0)))
-    steps.append(("estimator", estimator))
-    return Pipeline(steps)
+        score = f_classif if task == "classification" else f_regression
+        return SelectKBest(score_func=score, k=spec.selection.k or 10)
+    return VarianceThreshold(threshold=spec.selection.threshold or 0.0)
 
 
 def oversample_minority(
