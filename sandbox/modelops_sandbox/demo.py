@@ -188,14 +188,15 @@ class Traffic:
 def demo_model() -> dict[str, Any]:
     """examples/iris.yaml with intervals in seconds, so the loop turns within a few minutes, and
     production data on: serving records it, a training adds the labelled rows of the last hour
-    (none for the first version), and its quality gate at 0.85."""
+    (none for the first version), and its quality gate at 0.8."""
     body: dict[str, Any] = yaml.safe_load((REPO / "examples" / "iris.yaml").read_text())
     body["spec"]["serving"]["canary"].update(interval="10s", steps=[30, 60])
     body["spec"]["serving"]["recording"] = {"retention": "24h"}
     body["spec"]["training"]["dataset"]["production"] = {"window": "1h", "minRows": 0}
-    # The holdout mixes both worlds once production rows join (about 0.9 either way on iris's
-    # few distinct rows): the gate matches the live accuracy check's 0.85 rather than sit on it.
-    body["spec"]["training"]["validation"]["gates"] = {"accuracy": 0.85}
+    # Once production rows join, the holdout mixes both worlds, about 60 distinct rows whose
+    # draw follows the traffic's order: accuracy 0.88 on average, under 0.85 one time in twenty
+    # (a retrain Rejected), 0.83 at worst in 150 simulated traffic orders. So the gate is 0.8.
+    body["spec"]["training"]["validation"]["gates"] = {"accuracy": 0.8}
     body["spec"]["monitoring"].update(interval="10s", consecutive=2, cooldown="10m")
     return body
 
