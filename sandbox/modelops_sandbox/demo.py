@@ -311,7 +311,11 @@ def run(sandbox: Sandbox, timeline: Timeline) -> None:
             "iris-v2 trained",
             say,
         )
-        say(f"  iris-v2 was trained on {sources_line(sandbox.get('modelversion', 'iris-v2'))}")
+        retrained = sandbox.get("modelversion", "iris-v2")
+        say(f"  iris-v2 was trained on {sources_line(retrained)}")
+        outcome = retrained.get("status", {})
+        if outcome.get("phase") != "Succeeded":  # no canary would start: say why at once
+            raise RuntimeError(f"iris-v2 is {outcome.get('phase')}: {outcome.get('message')}")
         timeline.done("detect drift and retrain on production data (iris-v2, reason drift)")
 
         say("still shifted, with feedback: iris-v2 goes through its canary beside iris-v1")
