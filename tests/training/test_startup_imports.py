@@ -49,6 +49,15 @@ def test_preload_imports_what_packaging_needs() -> None:
     assert done.stdout.split() == ["True", "True"]
 
 
+def run_probe(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter, with a BentoML home of its own under `tmp_path`."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "BENTOML_HOME": str(tmp_path / "home")},
+    )  # fmt: skip
+
+
 def test_the_program_ends_once_its_result_is_out(tmp_path: Path) -> None:
     """Run as the program (the console script calls main() without arguments), a training's
     result is complete on stdout and in its file, and no teardown work (an atexit hook) runs."""
@@ -63,11 +72,7 @@ def test_the_program_ends_once_its_result_is_out(tmp_path: Path) -> None:
         f"    '--result-file', {str(tmp_path / 'result')!r}]\n"
         "sys.exit(main())\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True, text=True, timeout=120, check=False,
-        env={**os.environ, "BENTOML_HOME": str(tmp_path / "home")},
-    )  # fmt: skip
+    done = run_probe(probe, tmp_path)
     assert done.returncode == 1, done.stderr  # the spec names no estimator
     result = json.loads(done.stdout)
     assert result["phase"] == "Failed" and result["reason"] == "InvalidSpec"
@@ -93,9 +98,5 @@ def test_a_run_that_selects_no_features_never_imports_feature_selection(tmp_path
         f"    '--result-file', {str(tmp_path / 'result')!r}])\n"
         "print(status, 'sklearn.feature_selection' in sys.modules, file=sys.stderr)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True, text=True, timeout=120, check=False,
-        env={**os.environ, "BENTOML_HOME": str(tmp_path / "home")},
-    )  # fmt: skip
+    done = run_probe(probe, tmp_path)
     assert done.stderr.splitlines()[-1] == "0 False", done.stderr
