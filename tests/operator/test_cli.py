@@ -521,6 +521,12 @@ def test_a_forbidden_namespace_is_a_clean_error(world: World, outsider: Path) ->
     assert contract.ANNOTATION_RETRAIN not in (world.read()["metadata"].get("annotations") or {})
 
 
+def _ctrl_c_stops() -> None:
+    """SIGINT as a terminal delivers it: a suite started as a shell's background job (`make test &`)
+    inherits SIGINT ignored, and then Python installs no Ctrl-C handler in the child either."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def watching(world: World) -> Iterator[Callable[..., subprocess.Popen[str]]]:
     started: list[subprocess.Popen[str]] = []
@@ -541,6 +547,7 @@ def watching(world: World) -> Iterator[Callable[..., subprocess.Popen[str]]]:
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "COLUMNS": "160"},
+            preexec_fn=_ctrl_c_stops,
         )
         started.append(process)
         return process
