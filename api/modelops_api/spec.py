@@ -159,9 +159,12 @@ RunTime = Annotated[
 
 class Spec(BaseModel):
     """A part of the spec: camelCase on the wire, frozen, unknown fields rejected, a null field
-    absent (the API server prunes nulls before defaulting, so a hand-written file reads alike)."""
+    absent (the API server prunes nulls before defaulting, so a hand-written file reads alike).
+    Each class builds its validator when first used: a training reads its own part only, and
+    building every class's on import cost it tens of milliseconds."""
 
     model_config = ConfigDict(
+        defer_build=True,
         alias_generator=to_camel,
         populate_by_name=True,
         frozen=True,
