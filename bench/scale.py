@@ -15,6 +15,10 @@ steady state is measured over `--window` seconds: the operator's CPU time and re
 (from /proc) and its API requests by verb and resource (from the audit log). Nothing changes in that
 window, so a Model's status should not be written at all.
 
+`--count-events` also counts the watch events each operator's watches receive during the rollout
+(the kinds and label selectors of its handlers), through watches of the bench's own: they load the
+API server too, so a run that counts is not one to time.
+
 Drift is not among the checks: its reference is read from a serving pod's /metadata, which the
 simulated pods do not serve.
 """
@@ -46,6 +50,8 @@ from benchdocs import write_section
 from kubernetes import client, config
 from simkubelet import SimulatedKubelet, watch_json
 
+from modelops_api import contract
+from modelops_operator.runtime.controller import TRAINING_PODS
 from modelops_sandbox import audit
 from modelops_sandbox.controlplane import ControlPlane
 from modelops_sandbox.operatorproc import OperatorProcess
@@ -235,7 +241,79 @@ class Phases:
         self._stop.set()
 
 
-def one_run(kind: str, n: int, settle: float, window: float, timeout: float) -> dict[str, Any]:
+def _selector(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in labels.items())
+
+
+def watched(kind: str, api_client: client.ApiClient) -> dict[str, functools.partial[Any]]:
+    """The namespace's listers of what each operator's handlers watch, with their selectors:
+    modelops' (operator/modelops_operator/handlers.py) and the baseline's."""
+    objects = client.CustomObjectsApi(api_client)
+    core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+    batch = client.BatchV1Api(api_client)
+    managed = _selector(contract.MANAGED)
+    ours = functools.partial(
+        objects.list_namespaced_custom_object, contract.GROUP, contract.VERSION
+    )
+    listers: dict[str, functools.partial[Any]] = {
+        "Model": functools.partial(ours, NAMESPACE, contract.MODELS),
+        "Job": functools.partial(batch.list_namespaced_job, NAMESPACE, label_selector=managed),
+        "Deployment": functools.partial(
+            apps.list_namespaced_deployment, NAMESPACE, label_selector=managed
+        ),
+    }
+    if kind == "modelops":
+        autoscaling, policy = client.AutoscalingV2Api(api_client), client.PolicyV1Api(api_client)
+        listers |= {
+            "ModelVersion": functools.partial(ours, NAMESPACE, contract.MODEL_VERSIONS),
+            "Pod": functools.partial(
+                core.list_namespaced_pod, NAMESPACE, label_selector=_selector(TRAINING_PODS)
+            ),
+            "Service": functools.partial(
+                core.list_namespaced_service, NAMESPACE, label_selector=managed
+            ),
+            "HorizontalPodAutoscaler": functools.partial(
+                autoscaling.list_namespaced_horizontal_pod_autoscaler,
+                NAMESPACE,
+                label_selector=managed,
+            ),
+            "PodDisruptionBudget": functools.partial(
+                policy.list_namespaced_pod_disruption_budget, NAMESPACE, label_selector=managed
+            ),
+        }
+    return listers
+
+
+class Events:
+    """Counts, by kind, the watch events the operator under test receives, from watches of the
+    same kinds and selectors started before the first Model is created."""
+
+    def __init__(self, listers: dict[str, functools.partial[Any]]) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        for kind, lister in listers.items():
+            self.counts[kind] = 0
+            handle = functools.partial(self._seen, kind)
+            threading.Thread(
+                target=watch_json, args=(lister, handle, self._stop), daemon=True
+            ).start()
+
+    def _seen(self, kind: str, type: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            self.counts[kind] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.counts)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def one_run(
+    kind: str, n: int, settle: float, window: float, timeout: float, count_events: bool = False
+) -> dict[str, Any]:
     say(f"== {kind}, {n} Models")
     with ExitStack() as stack:
         audit_dir = Path(tempfile.mkdtemp(prefix="modelops-scale-audit-"))
@@ -266,6 +344,10 @@ def one_run(kind: str, n: int, settle: float, window: float, timeout: float) -> 
         others_started = {name: s.cpu_seconds() for name, s in others.items()}
         phases = Phases(api_client)
         stack.callback(phases.stop)
+        events = Events(watched(kind, api_client)) if count_events else None
+        if events is not None:
+            stack.callback(events.stop)
+            time.sleep(2)  # the watches are open before the first create
         started, cpu_started = time.time(), sampler.cpu_seconds()
         create_models(api_client, n)
         created = time.time() - started
@@ -289,6 +371,7 @@ def one_run(kind: str, n: int, settle: float, window: float, timeout: float) -> 
             time.sleep(0.5)
         serving = time.time() - started
         rollout_cpu = sampler.cpu_seconds() - cpu_started
+        rollout_events = events.snapshot() if events is not None else None
         components = {n: round(s.cpu_seconds() - others_started[n], 1) for n, s in others.items()}
         say(f"  all {n} Serving after {serving:.1f}s; settling {settle:.0f}s")
         time.sleep(settle)
@@ -313,6 +396,8 @@ def one_run(kind: str, n: int, settle: float, window: float, timeout: float) -> 
         result = {
             "operator": kind,
             "models": n,
+            "settle_seconds": settle,
+            "window_seconds": window,
             "create_seconds": round(created, 1),
             "serving_seconds": round(serving, 1),
             "rollout_requests_per_model": round(sum(rollout.values()) / n, 1),
@@ -329,6 +414,10 @@ def one_run(kind: str, n: int, settle: float, window: float, timeout: float) -> 
             "rollout_requests": dict(rollout.most_common()),
             "rollout_requests_after_serving": dict(after.most_common()),
         }
+        if rollout_events is not None:
+            result["rollout_events_per_model"] = {
+                k: round(v / n, 2) for k, v in rollout_events.items()
+            }
         say("  " + json.dumps({k: v for k, v in result.items() if "requests" not in k}))
         say(f"  steady requests: {dict(steady.most_common(8))}")
         say(f"  CPU seconds during the rollout: {components}")
@@ -387,6 +476,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--settle", type=float, default=30)
     parser.add_argument("--window", type=float, default=180)
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument(
+        "--count-events",
+        action="store_true",
+        help="also count the watch events each operator receives (loads the API server more)",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--write-docs", type=Path)
     parser.add_argument(
@@ -399,18 +493,41 @@ def main(argv: list[str]) -> int:
     for n in () if args.from_json else (int(x) for x in args.models.split(",")):
         for kind in args.operators.split(","):
             try:
-                results.append(one_run(kind, n, args.settle, args.window, args.timeout))
+                results.append(
+                    one_run(kind, n, args.settle, args.window, args.timeout, args.count_events)
+                )
             except TimeoutError as error:  # a row that says so, and the other runs still run
                 say(str(error))
                 results.append({"operator": kind, "models": n, "timeout": args.timeout})
     print(table(results))
     print()
     print(ratios(results))
+    if any("rollout_events_per_model" in r for r in results):
+        print()
+        print(events_table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     if args.write_docs:
         write_section(args.write_docs, SECTION, docs(results, args))
     return 0
+
+
+def events_table(results: list[dict[str, Any]]) -> str:
+    """Watch events per Model during the rollout, by kind, for the runs that counted them."""
+    rows = [r for r in results if "rollout_events_per_model" in r]
+    kinds = list(dict.fromkeys(k for r in rows for k in r["rollout_events_per_model"]))
+    lines = [
+        "| Models | operator | " + " | ".join(kinds) + " | all |",
+        "| ---: | --- |" + " ---: |" * (len(kinds) + 1),
+    ]
+    for r in rows:
+        per_model = r["rollout_events_per_model"]
+        cells = [f"{per_model[k]:.2f}" if k in per_model else "(not watched)" for k in kinds]
+        total = sum(per_model.values())
+        lines.append(
+            f"| {r['models']} | {r['operator']} | " + " | ".join(cells) + f" | {total:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 def components(results: list[dict[str, Any]]) -> str:
@@ -479,15 +596,18 @@ def docs(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             if "timeout" not in r
         )
     )
+    settle, window = (
+        measured(results, "settle_seconds", args.settle),
+        measured(results, "window_seconds", args.window),
+    )
     return f"""{SECTION}
 
-`.venv/bin/python bench/scale.py --models {args.models} --settle {args.settle:.0f} --window
-{args.window:.0f}` on {platform.machine()}, {os.cpu_count()} cores, Python
+`{command(results, settle, window)}` on {platform.machine()}, {os.cpu_count()} cores, Python
 {platform.python_version()}; each row is a fresh control plane, a real Prometheus and the simulated
 kubelet (bench/simkubelet.py), with the operator as a process of its own. "To Serving" runs from
 the first create (the Models are created by four client threads, which is part of the time) until
 every Model's phase is Serving; the requests are the operator's own, from the API server's audit
-log; the steady state is {args.window:.0f} s after {args.settle:.0f} s of settling (longer than the
+log; the steady state is {window:.0f} s after {settle:.0f} s of settling (longer than the
 Models' 1-minute analysis interval), with nothing changing; RSS is the largest in that window.
 
 {table(results)}
@@ -507,8 +627,37 @@ CPU seconds of each process during the rollout (the machine has {os.cpu_count()}
 process of the control plane runs on it):
 
 {components(results)}
-
+{counted_events(results)}
 {targets(results)}
+"""
+
+
+def measured(results: list[dict[str, Any]], key: str, default: float) -> float:
+    """A setting as the runs were made (an earlier run's --json keeps it), else the argument's."""
+    return float(next((r[key] for r in results if key in r), default))
+
+
+def command(results: list[dict[str, Any]], settle: float, window: float) -> str:
+    """The command line that makes these runs, also when they are rendered from --from-json."""
+    sizes = ",".join(str(n) for n in dict.fromkeys(r["models"] for r in results))
+    kinds = list(dict.fromkeys(r["operator"] for r in results))
+    line = f".venv/bin/python bench/scale.py --models {sizes}"
+    if set(kinds) != OPERATORS:
+        line += " --operators " + ",".join(kinds)
+    line += f" --settle {settle:.0f} --window {window:.0f}"
+    if any("rollout_events_per_model" in r for r in results):
+        line += " --count-events"
+    return line
+
+
+def counted_events(results: list[dict[str, Any]]) -> str:
+    if not any("rollout_events_per_model" in r for r in results):
+        return ""
+    return f"""
+Watch events each operator received per Model during the rollout, by kind (counted by watches of
+the bench's own with the same kinds and selectors, `--count-events`):
+
+{events_table(results)}
 """
 
 

@@ -62,9 +62,12 @@ def test_analysis_queries() -> None:
 @pytest.mark.integration
 def test_scale() -> None:
     out = bench(
-        "scale.py", "--models", "3", "--settle", "5", "--window", "10", "--timeout", "300"
-    )
+        "scale.py", "--models", "3", "--settle", "5", "--window", "10", "--timeout", "300",
+        "--count-events",
+    )  # fmt: skip
     assert "| 3 | modelops |" in out and "| 3 | baseline |" in out
+    events = out.split("| all |")[1]  # the watch events' table: every Model's ADDED at least
+    assert "| 3 | baseline | " in events and "(not watched)" in events
 
 
 @pytest.mark.e2e
