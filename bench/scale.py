@@ -502,7 +502,7 @@ def main(argv: list[str]) -> int:
     print(table(results))
     print()
     print(ratios(results))
-    if any("rollout_events_per_model" in r for r in results):
+    if counted(results):
         print()
         print(events_table(results))
     if args.json:
@@ -512,9 +512,14 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def counted(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs that counted their watch events (--count-events)."""
+    return [r for r in results if "rollout_events_per_model" in r]
+
+
 def events_table(results: list[dict[str, Any]]) -> str:
     """Watch events per Model during the rollout, by kind, for the runs that counted them."""
-    rows = [r for r in results if "rollout_events_per_model" in r]
+    rows = counted(results)
     kinds = list(dict.fromkeys(k for r in rows for k in r["rollout_events_per_model"]))
     lines = [
         "| Models | operator | " + " | ".join(kinds) + " | all |",
@@ -645,13 +650,13 @@ def command(results: list[dict[str, Any]], settle: float, window: float) -> str:
     if set(kinds) != OPERATORS:
         line += " --operators " + ",".join(kinds)
     line += f" --settle {settle:.0f} --window {window:.0f}"
-    if any("rollout_events_per_model" in r for r in results):
+    if counted(results):
         line += " --count-events"
     return line
 
 
 def counted_events(results: list[dict[str, Any]]) -> str:
-    if not any("rollout_events_per_model" in r for r in results):
+    if not counted(results):
         return ""
     return f"""
 Watch events each operator received per Model during the rollout, by kind (counted by watches of
