@@ -43,6 +43,8 @@ class RuntimeConfig:
     # Seconds production data is kept (spec.serving.recording); 0: nothing is recorded.
     recording_retention: float = 0.0
     recording_flush_seconds: float = 10.0
+    # How long a worker may keep metric increments before writing them; 0: at once (metrics.py).
+    metrics_flush_seconds: float = 1.0
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
@@ -110,4 +112,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> RuntimeConfig:
         request_timeout=_int(env, "MODELOPS_REQUEST_TIMEOUT", 10, 1),
         recording_retention=_float(env, contract.ENV_RECORDING_RETENTION, 0.0),
         recording_flush_seconds=_float(env, "MODELOPS_RECORDING_FLUSH_SECONDS", 10.0),
+        metrics_flush_seconds=_float(env, "MODELOPS_METRICS_FLUSH_SECONDS", 1.0),
     )

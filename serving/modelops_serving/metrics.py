@@ -10,16 +10,28 @@ family name and its own buckets.
 A batch is recorded with one increment per touched bucket, not one `observe()` per value, which
 keeps the cost per request nearly independent of the batch size: the numeric features of a
 request are binned together, as one block (`FeatureBins`), and only the buckets a request touched
-and each feature's sum are written. Every series is created at start with a zero value so that
+and each feature's sum are counted. Every series is created at start with a zero value so that
 `increase()` sees its first increment.
+
+A request does not write its increments to the files itself: each write to an mmap-backed value
+takes prometheus_client's lock, and a 100-row request touches some forty buckets. A request adds
+its increments to the worker's pending ones (`WriteBehind`), and a thread writes them at most
+`MODELOPS_METRICS_FLUSH_SECONDS` (1 s) after the first one, each value once whatever the number of
+requests since. A scrape of `/metrics` answered by this worker writes its pending increments
+first (middleware.py); another worker's last second of traffic shows in the next scrape, and a
+worker that is killed loses at most its last second of counts. With 0, each request writes its
+own increments, as prometheus_client's `inc()` and `observe()` would.
 """
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import itertools
 import logging
 import math
+import threading
+import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -32,6 +44,8 @@ from modelops_api import contract
 from .schema import CATEGORICAL, Schema
 
 log = logging.getLogger("bentoml.modelops")
+
+Increments = list[tuple[Any, float]]  # (prometheus_client value, amount to add)
 
 OTHER = "__other__"
 BASE_LABELS = ("model", "version", "track")
@@ -103,8 +117,55 @@ def _finite(values: np.ndarray) -> np.ndarray:
     return values if finite.all() else values[finite]
 
 
+class WriteBehind:
+    """The increments of this worker's values not written yet, and the thread that writes them
+    `delay` seconds after the first (0: no thread, `add` writes at once)."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self._pending: dict[Any, float] = {}
+        self._lock = threading.Lock()
+        self._due = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="modelops-metrics", daemon=True)
+
+    def start(self) -> WriteBehind:
+        if self.delay > 0:
+            self._thread.start()
+            atexit.register(self.flush)  # a worker that stops writes what it counted
+        return self
+
+    def add(self, increments: Increments) -> None:
+        """Counts `increments`; they are written within `delay` seconds."""
+        if not increments:
+            return
+        if self.delay <= 0:
+            for value, amount in increments:
+                value.inc(amount)
+            return
+        with self._lock:
+            pending = self._pending
+            for value, amount in increments:
+                pending[value] = pending.get(value, 0) + amount
+        if not self._due.is_set():
+            self._due.set()
+
+    def flush(self) -> None:
+        """Writes every pending increment now, one locked write per value."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for value, amount in pending.items():
+            value.inc(amount)
+
+    def _run(self) -> None:
+        while True:
+            self._due.wait()
+            time.sleep(self.delay)
+            self._due.clear()
+            self.flush()
+
+
 class _Buckets:
-    """One histogram series, written a batch at a time."""
+    """One histogram series, counted a batch at a time."""
 
     def __init__(self, name: str, doc: str, labels: dict[str, str], edges: list[float]) -> None:
         self.family = Histogram(name, doc, list(labels), buckets=edges, registry=None)
@@ -129,30 +190,34 @@ class _Buckets:
         assert self._sum is not None
         return self._sum
 
-    def record(self, values: np.ndarray) -> None:
+    def increments(self, values: np.ndarray) -> Increments:
+        """What recording `values` adds to its buckets and sum (observed at once instead, should
+        the buckets not be writable)."""
         if values.size == 0:
-            return
-        if self._cells is None or self._sum is None:
+            return []
+        cells, total = self._cells, self._sum
+        if cells is None or total is None:
             for v in values.tolist():
                 self._child.observe(v)
-            return
+            return []
         if values.size <= SMALL_BATCH:
-            for v in values.tolist():
-                self._cells[bisect.bisect_left(self.edges, v)].inc(1)
+            out: Increments = [
+                (cells[bisect.bisect_left(self.edges, v)], 1) for v in values.tolist()
+            ]
         else:
-            counts = bucket_counts(self.edges, values)
-            for i in np.flatnonzero(counts).tolist():
-                self._cells[i].inc(int(counts[i]))
-        self._sum.inc(float(values.sum()))
+            counts = bucket_counts(self.edges, values).tolist()
+            out = [(cells[i], n) for i, n in enumerate(counts) if n]
+        out.append((total, float(values.sum())))
+        return out
 
 
 class FeatureBins:
-    """The histograms of all numeric features, written a request at a time.
+    """The histograms of all numeric features, counted a request at a time.
 
     The features' columns come stacked, one row per feature. A batch is binned with one
     `searchsorted` per feature into one flat index over every feature's buckets and counted with
     one `bincount`; a few values are binned with `bisect`, cheaper than numpy's call overhead.
-    Either way a request then costs one increment per touched bucket and one per feature's sum,
+    Either way a request then adds one increment per touched bucket and one per feature's sum,
     whatever its row count.
     """
 
@@ -165,11 +230,10 @@ class FeatureBins:
         self.cells = [cell for b in features for cell in b.cells()]
         self.sums = [b.sum_cell() for b in features]
 
-    def record(self, block: np.ndarray, present: np.ndarray | None) -> None:
+    def increments(self, block: np.ndarray, present: np.ndarray | None) -> Increments:
         """`block`: one row of values per feature; `present`: where they are not NaN (None: all)."""
         if block.shape[1] <= SMALL_BATCH:
-            self._record_few(block.tolist(), None if present is None else present.tolist())
-            return
+            return self._few(block.tolist(), None if present is None else present.tolist())
         index = np.empty(block.shape, dtype=np.intp)
         for j, edges in enumerate(self.arrays):
             index[j] = np.searchsorted(edges, block[j], side="left")
@@ -183,13 +247,16 @@ class FeatureBins:
             sums = np.where(present, block, 0.0).sum(axis=1).tolist()
             seen = [bool(b) for b in np.any(present, axis=1).tolist()]
         cells = self.cells
-        for k in np.flatnonzero(counts).tolist():
-            cells[k].inc(int(counts[k]))
-        for cell, total, any_value in zip(self.sums, sums, seen, strict=True):
-            if any_value:
-                cell.inc(total)
+        out: Increments = [(cells[k], n) for k, n in enumerate(counts.tolist()) if n]
+        out.extend(
+            (cell, total)
+            for cell, total, any_value in zip(self.sums, sums, seen, strict=True)
+            if any_value
+        )
+        return out
 
-    def _record_few(self, rows: list[list[float]], present: list[list[bool]] | None) -> None:
+    def _few(self, rows: list[list[float]], present: list[list[bool]] | None) -> Increments:
+        out: Increments = []
         touched: dict[int, int] = {}
         for j, values in enumerate(rows):
             if present is not None:
@@ -200,10 +267,10 @@ class FeatureBins:
             for v in values:
                 k = offset + bisect.bisect_left(edges, v)
                 touched[k] = touched.get(k, 0) + 1
-            self.sums[j].inc(math.fsum(values))
+            out.append((self.sums[j], math.fsum(values)))
         cells = self.cells
-        for k, n in touched.items():
-            cells[k].inc(n)
+        out.extend((cells[k], n) for k, n in touched.items())
+        return out
 
 
 class Recorder:
@@ -223,8 +290,10 @@ class Recorder:
         classes: Sequence[str],
         prediction: Any,
         metrics: Any,
+        flush_seconds: float = 0.0,
     ) -> None:
         base = {"model": model, "version": version, "track": track}
+        self._writes = WriteBehind(flush_seconds).start()
         self.warnings: list[str] = []
         self.task = task
         reference = reference if isinstance(reference, dict) else {}
@@ -348,70 +417,81 @@ class Recorder:
         for warning in self.warnings:
             log.warning("monitoring: %s", warning)
 
+    def flush(self) -> None:
+        """Writes the pending increments now (before this worker answers a scrape)."""
+        self._writes.flush()
+
     def record_inputs(self, columns: Sequence[Any]) -> None:
+        out: Increments = []
         if self._numeric_at:
-            self._record_numeric(np.stack([columns[i] for i in self._numeric_at]))
+            out = self._numeric_increments(np.stack([columns[i] for i in self._numeric_at]))
         for i, _name, known, children in self._categorical:
             tally = Tally(columns[i])
             n_missing = tally.pop(None, 0)
             if n_missing:
-                self._missing[i].inc(n_missing)
+                out.append((self._missing[i], n_missing))
             other = 0
             for value, n in tally.items():
                 if value in known:
-                    children[value].inc(n)
+                    out.append((children[value], n))
                 else:
                     other += n
             if other:
-                children[OTHER].inc(other)
+                out.append((children[OTHER], other))
+        self._writes.add(out)
 
-    def _record_numeric(self, block: np.ndarray) -> None:
+    def _numeric_increments(self, block: np.ndarray) -> Increments:
         """`block`: the numeric features' columns, one row per feature (`self._numeric` order)."""
+        out: Increments = []
         nan = np.isnan(block)
         present = None
         if nan.any():
             present = ~nan
             for j, n in enumerate(nan.sum(axis=1).tolist()):
                 if n:
-                    self._missing[self._numeric_at[j]].inc(n)
+                    out.append((self._missing[self._numeric_at[j]], n))
         if self._bins is not None:
             if self._binned is None:
-                self._bins.record(block, present)
+                out += self._bins.increments(block, present)
             else:
                 rows = self._binned
-                self._bins.record(block[rows], None if present is None else present[rows])
-            return
+                out += self._bins.increments(
+                    block[rows], None if present is None else present[rows]
+                )
+            return out
         for j, (_i, _name, buckets) in enumerate(self._numeric):  # prometheus_client's observe()
             if buckets is not None:
-                buckets.record(block[j] if present is None else block[j][present[j]])
+                out += buckets.increments(block[j] if present is None else block[j][present[j]])
+        return out
 
     def record_predictions(self, predictions: Iterable[Any]) -> None:
         if self._prediction is not None:
-            self._prediction.record(_finite(np.asarray(predictions, dtype=np.float64)))
+            values = _finite(np.asarray(predictions, dtype=np.float64))
+            self._writes.add(self._prediction.increments(values))
             return
+        out: Increments = []
         for label, n in Tally(str(p) for p in predictions).items():
             child = self._classes.get(label)
             if child is None:
                 child = self._class_family.labels(**self._base, **{"class": label})
                 self._classes[label] = child
-            child.inc(n)
+            out.append((child, n))
+        self._writes.add(out)
 
     def record_outcomes(self, correct: int, incorrect: int, errors: Sequence[float]) -> None:
         if self.task == "classification":
-            if correct:
-                self._correct.inc(correct)
-            if incorrect:
-                self._incorrect.inc(incorrect)
+            self._writes.add([(self._correct, correct), (self._incorrect, incorrect)])
         elif self._feedback_error is not None and errors:
-            self._feedback_error.record(_finite(np.abs(np.asarray(errors, dtype=np.float64))))
+            values = _finite(np.abs(np.asarray(errors, dtype=np.float64)))
+            self._writes.add(self._feedback_error.increments(values))
 
     def record_unmatched(self, reason: str, n: int = 1) -> None:
-        self._unmatched[reason].inc(n)
+        self._writes.add([(self._unmatched[reason], n)])
 
     def record_rejected(self, endpoint: str, reason: str) -> None:
         child = self._rejected.get((endpoint, reason))
         if child is not None:
-            child.inc()
+            self._writes.add([(child, 1)])
 
 
 class Silent:
@@ -419,6 +499,9 @@ class Silent:
 
     enabled = False
     warnings: list[str] = []  # noqa: RUF012 - read-only
+
+    def flush(self) -> None:
+        pass
 
     def record_inputs(self, columns: Sequence[Any]) -> None:
         pass

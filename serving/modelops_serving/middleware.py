@@ -1,5 +1,6 @@
 """HTTP glue around the BentoML service: `GET /metadata`, the Open Inference Protocol's `/v2`
-endpoints, the credential check of `/feedback`, and one error shape for every bad body.
+endpoints, the credential check of `/feedback`, and one error shape for every bad body. Before
+BentoML answers `GET /metrics`, this worker's pending metric increments are written.
 
 The `/v2` endpoints (oip.py) are answered here, inside BentoML's own middlewares (request
 series, timeout), so they are counted and bounded as `/predict` is; `infer` reads its body under
@@ -175,6 +176,8 @@ class RuntimeMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
+        if path == "/metrics" and current is not None:
+            current.recorder.flush()  # what this worker counted is in the answer (metrics.py)
         if path == "/metadata" and scope.get("method") in ("GET", "HEAD"):
             await self._metadata(scope, send)
             return

@@ -122,6 +122,7 @@ class Runtime:
                     classes=model.classes,
                     prediction=model.metadata.get("prediction"),
                     metrics=model.metadata.get("metrics"),
+                    flush_seconds=s.metrics_flush_seconds,
                 )
                 if s.credentials:
                     home = artifact.bentoml_home()

@@ -97,6 +97,8 @@ def server(start: Any, iris: Any) -> Server:
         MODELOPS_WORKERS="2",
         MODELOPS_MAX_BATCH=str(MAX_BATCH),
         MODELOPS_MAX_BODY_BYTES=str(MAX_BODY),
+        # each request writes its metrics, so that a scrape counts both workers' exactly
+        MODELOPS_METRICS_FLUSH_SECONDS="0",
     )
     return start("iris-oip", env)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import math
 import multiprocessing
+import time
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
@@ -17,7 +18,14 @@ from modelops_serving.artifact import ArtifactError, archive_path, check_home_ap
 from modelops_serving.config import ConfigError, load_settings
 from modelops_serving.credentials import Credentials, CredentialsError
 from modelops_serving.feedback import Claims, parse_items, score
-from modelops_serving.metrics import Recorder, _Buckets, bucket_counts, check_edges, error_edges
+from modelops_serving.metrics import (
+    Recorder,
+    WriteBehind,
+    _Buckets,
+    bucket_counts,
+    check_edges,
+    error_edges,
+)
 from modelops_serving.schema import ContractError, Rejected, Schema, validate_rows
 from modelops_serving.scoring import Scorer
 
@@ -48,12 +56,15 @@ def test_settings_defaults_and_errors() -> None:
         "reject",
     )
     assert load_settings({"MODELOPS_MONITORING": "off"}).monitoring is False
+    assert s.metrics_flush_seconds == 1.0
+    assert load_settings({"MODELOPS_METRICS_FLUSH_SECONDS": "0"}).metrics_flush_seconds == 0
     for env, name in [
         ({"MODELOPS_TRACK": "blue"}, "MODELOPS_TRACK"),
         ({"MODELOPS_WORKERS": "0"}, "MODELOPS_WORKERS"),
         ({"MODELOPS_MAX_BATCH": "ten"}, "MODELOPS_MAX_BATCH"),
         ({"MODELOPS_MONITORING": "maybe"}, "MODELOPS_MONITORING"),
         ({"MODELOPS_NAN_POLICY": "impute"}, "MODELOPS_NAN_POLICY"),
+        ({"MODELOPS_METRICS_FLUSH_SECONDS": "-1"}, "MODELOPS_METRICS_FLUSH_SECONDS"),
     ]:
         with pytest.raises(ConfigError, match=name):
             load_settings(env)
@@ -108,10 +119,11 @@ def test_batched_buckets_equal_prometheus_own_observe() -> None:
     labels = {"model": "m", "version": "v", "track": "stable", "feature": "f"}
     values = np.random.default_rng(1).normal(2.0, 2.0, 500).round(1)
     mine = _Buckets("check_value", "doc", labels, edges)
+    writes = WriteBehind(0)
     for v in values[:20]:  # single values (the bisect path) ...
-        mine.record(np.array([v]))
-    mine.record(values[20:30])
-    mine.record(values[30:])  # ... and a large batch (the numpy path)
+        writes.add(mine.increments(np.array([v])))
+    writes.add(mine.increments(values[20:30]))
+    writes.add(mine.increments(values[30:]))  # ... and a large batch (the numpy path)
     assert set(values[:30]) & set(edges), "some values fall exactly on an edge"
     reference = Histogram("check_value", "doc", list(labels), buckets=edges, registry=None)
     for v in values.tolist():
@@ -129,6 +141,42 @@ def test_batched_buckets_equal_prometheus_own_observe() -> None:
     assert got.keys() == want.keys()
     for key in want:
         assert got[key] == pytest.approx(want[key]), key
+
+
+class _Value:
+    """Stands for a prometheus_client value: counts its writes."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.writes = 0
+
+    def inc(self, amount: float) -> None:
+        self.total += amount
+        self.writes += 1
+
+
+def test_pending_increments_are_written_once_per_value_after_the_delay() -> None:
+    a, b = _Value(), _Value()
+    writes = WriteBehind(0.2).start()
+    for _ in range(50):  # fifty requests within the delay
+        writes.add([(a, 1), (b, 2.5)])
+    assert (a.writes, b.writes) == (0, 0)
+    deadline = time.monotonic() + 10
+    while a.writes == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (a.total, b.total, a.writes, b.writes) == (50, 125.0, 1, 1)
+    writes.add([(a, 1)])
+    writes.flush()  # a scrape of this worker does not wait for the thread
+    assert (a.total, a.writes) == (51, 2)
+    time.sleep(0.4)
+    assert a.writes == 2, "nothing pending, nothing written"
+
+
+def test_without_a_delay_each_increment_is_written_at_once() -> None:
+    a = _Value()
+    writes = WriteBehind(0).start()
+    writes.add([(a, 1), (a, 2)])
+    assert (a.total, a.writes) == (3, 2)
 
 
 def _samples(families: Any) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
