@@ -48,6 +48,14 @@ def test_serving_against_its_peers() -> None:
 
 
 @pytest.mark.integration
+def test_serving_paired_in_both_start_orders() -> None:
+    out = bench("serving_peers.py", "--paired", "--control", "--smoke")
+    assert "A ÷ B" in out and "| 100 rows |" in out
+    one_row = next(line for line in out.splitlines() if line.startswith("| 1 row |"))
+    assert " to " in one_row, "a round with each server started first"
+
+
+@pytest.mark.integration
 def test_artifact_store() -> None:
     out = bench("artifact_store.py", "--smoke")
     assert "| upload: training's export, the store part |" in out
