@@ -441,6 +441,21 @@ def paired(
     return [runs[s.name] for s in servers]
 
 
+def prepared(
+    vegeta: Path, folder: Path, servers: list[Server], warmup: float
+) -> dict[tuple[str, int], Path]:
+    """Each server's target files for 1 and 100 rows, once each server has been warmed up (in
+    the order given) with a second of single rows."""
+    files = {
+        (s.name, batch): targets(folder / f"t{i}-{batch}.json", s, batch)
+        for i, s in enumerate(servers)
+        for batch in (1, 100)
+    }
+    for server in servers:
+        attack(vegeta, files[(server.name, 1)], 1, 4, 0, warmup)
+    return files
+
+
 Pairs = dict[int, list[tuple[dict[str, Any], dict[str, Any]]]]  # rows -> (A's run, B's) by round
 
 
@@ -464,13 +479,7 @@ def paired_rounds(work: Path, archive: Path, vegeta: Path, args: Any) -> Pairs:
             started = [stack.enter_context(ours(folder, archive, m, n)) for m, n in order]
             servers = started if half == 0 else started[::-1]  # always [A, B]
             say(f"servers started {started[0].name} first: " + ", ".join(s.name for s in servers))
-            files = {
-                (s.name, batch): targets(folder / f"t{i}-{batch}.json", s, batch)
-                for i, s in enumerate(servers)
-                for batch in (1, 100)
-            }
-            for server in started:  # warm up
-                attack(vegeta, files[(server.name, 1)], 1, 4, 0, args.warmup)
+            files = prepared(vegeta, folder, started, args.warmup)
             for r in rounds:
                 for batch in (1, 100):
                     one, other = paired(vegeta, servers, files, batch, args)
@@ -607,13 +616,7 @@ def main(argv: list[str] | None = None) -> int:
             (f"closed loop, {args.workers} workers", args.workers, 0),
             (f"fixed {args.rate}/s", args.workers * 4, args.rate),
         ]
-        files = {
-            (s.name, batch): targets(work / f"t{i}-{batch}.json", s, batch)
-            for i, s in enumerate(servers)
-            for batch in (1, 100)
-        }
-        for server in servers:  # warm up
-            attack(vegeta, files[(server.name, 1)], 1, 4, 0, args.warmup)
+        files = prepared(vegeta, work, servers, args.warmup)
         for r in range(args.rounds):
             for load, workers, rate in cases:
                 for batch in (1, 100):
