@@ -161,7 +161,10 @@ class WriteBehind:
             self._due.wait()
             time.sleep(self.delay)
             self._due.clear()
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # the next increments are written all the same
+                log.exception("monitoring: cannot write the metrics' increments")
 
 
 class _Buckets:
