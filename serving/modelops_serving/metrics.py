@@ -483,7 +483,8 @@ class Recorder:
 
     def record_outcomes(self, correct: int, incorrect: int, errors: Sequence[float]) -> None:
         if self.task == "classification":
-            self._writes.add([(self._correct, correct), (self._incorrect, incorrect)])
+            outcomes = [(self._correct, correct), (self._incorrect, incorrect)]
+            self._writes.add([(value, n) for value, n in outcomes if n])
         elif self._feedback_error is not None and errors:
             values = _finite(np.abs(np.asarray(errors, dtype=np.float64)))
             self._writes.add(self._feedback_error.increments(values))
