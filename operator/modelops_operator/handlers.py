@@ -3,8 +3,9 @@
 Every watched kind has one `on.event` handler: the Model itself, its ModelVersions, their training
 Jobs and pods, and the serving children. Each keeps the object's latest body in the controller's
 store and queues the owning Model when something a reconcile acts on changed (a Model's generation
-or annotations, a version's phase, a Job's counts, a training pod's end, a child's generation or
-replicas); the operator's own status writes, and status noise that decides nothing, queue nothing.
+or annotations, a version's phase, a training Job's start or end, a child's generation or
+replicas); the operator's own status writes, training pods, and status noise that decides nothing,
+queue nothing.
 The queue runs each Model's reconciles one at a time. The handlers are coroutines: they only take a
 short lock of the store or the queue, so Kopf runs them in its event loop instead of handing each
 watch event to a thread of its executor. The periodic resync and the analysis passes run in
@@ -25,6 +26,7 @@ from typing import Any
 import kopf
 
 from modelops_api import contract
+from modelops_operator import training
 from modelops_operator.runtime.controller import TRAINING_PODS, Controller
 
 
@@ -120,36 +122,27 @@ async def version_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None
     _observe(memo, "ModelVersion", type, body, (body.get("spec") or {}).get("model"), state)
 
 
+def _job_state(body: kopf.Body) -> Any:
+    """What a pass acts on: the training running (its version turns Training) or the Job
+    finished (its result is read). None before either: the Job a pass has just created, and
+    the counts of its pod starting, queue nothing."""
+    running, finished = training.job_running(body), training.job_finished(body)
+    return (running, finished) if running or finished else None
+
+
 @kopf.on.event("batch", "v1", "jobs", labels=contract.MANAGED)
 async def job_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
-    status = body.get("status") or {}
-    state = (
-        status.get("active"),
-        status.get("ready"),
-        status.get("succeeded"),
-        status.get("failed"),
-        tuple(c.get("type") for c in status.get("conditions") or []),
-    )
-    _observe(memo, "Job", type, body, _model_label(body), state)
-
-
-def _training_pod_state(body: kopf.Body) -> Any:
-    """A training pod's phase, and each container's waiting reason or end: a pod that cannot
-    start for want of a Secret, and the termination message that is the run's result."""
-    status = body.get("status") or {}
-    containers = tuple(
-        (
-            ((c.get("state") or {}).get("waiting") or {}).get("reason"),
-            "terminated" in (c.get("state") or {}),
-        )
-        for c in status.get("containerStatuses") or []
-    )
-    return status.get("phase"), containers
+    _observe(memo, "Job", type, body, _model_label(body), _job_state(body))
 
 
 @kopf.on.event("", "v1", "pods", labels=TRAINING_PODS)
 async def training_pod_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
-    _observe(memo, "Pod", type, body, _model_label(body), _training_pod_state(body))
+    """Keeps the training pods in the store for the passes their Job's events queue, and queues
+    nothing itself: a pod's end is followed by its Job's (the Job controller counts a pod once
+    it has ended), whose pass reads the result (the termination message) from the store, and a
+    pod that cannot start for want of a Secret fails its version only after a grace
+    (training.CONFIG_ERROR_GRACE_SECONDS), which the resync's passes see."""
+    _observe(memo, "Pod", type, body, None, None)
 
 
 def _serving_state(body: kopf.Body) -> Any:
