@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -178,8 +179,10 @@ def audit_counts(
 
 
 @contextmanager
-def operator(kind: str, kubeconfig: Path, prometheus: str, log: Path) -> Iterator[int]:
-    """Runs the operator under test; yields its pid once its liveness endpoint answers."""
+def operator(
+    kind: str, kubeconfig: Path, prometheus: str, log: Path
+) -> Iterator[OperatorProcess]:
+    """Runs the operator under test; yields it once its liveness endpoint answers."""
     env = {"MODELOPS_PROMETHEUS_URL": prometheus}
     process = OperatorProcess(kubeconfig, [], log, env)
     if kind == "baseline":
@@ -188,9 +191,22 @@ def operator(kind: str, kubeconfig: Path, prometheus: str, log: Path) -> Iterato
     try:
         process.wait_ready()
         assert process.process is not None
-        yield process.process.pid
+        yield process
     finally:
         process.stop()
+
+
+def reconcile_passes(metrics_port: int) -> float:
+    """The reconcile passes the operator has run so far, from its own metrics
+    (modelops_operator_reconcile_total, every result)."""
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("modelops_operator_reconcile_total{")
+    )
 
 
 def create_models(api_client: client.ApiClient, n: int) -> None:
@@ -333,8 +349,9 @@ def one_run(
         prometheus = PrometheusServer(cp.kubeconfig, scrape_interval="15s", progress=lambda _: None)
         stack.enter_context(prometheus)
         log = cp.directory / f"{kind}.log"
-        pid = stack.enter_context(operator(kind, kubeconfig, prometheus.url, log))
-        sampler = Sampler(pid)
+        process = stack.enter_context(operator(kind, kubeconfig, prometheus.url, log))
+        assert process.process is not None
+        sampler = Sampler(process.process.pid)
 
         others = {
             **{c.name: Sampler(c.popen.pid) for c in cp.processes},
@@ -371,6 +388,7 @@ def one_run(
             time.sleep(0.5)
         serving = time.time() - started
         rollout_cpu = sampler.cpu_seconds() - cpu_started
+        passes = reconcile_passes(process.metrics_port) if kind == "modelops" else None
         rollout_events = events.snapshot() if events is not None else None
         components = {n: round(s.cpu_seconds() - others_started[n], 1) for n, s in others.items()}
         say(f"  all {n} Serving after {serving:.1f}s; settling {settle:.0f}s")
@@ -414,6 +432,8 @@ def one_run(
             "rollout_requests": dict(rollout.most_common()),
             "rollout_requests_after_serving": dict(after.most_common()),
         }
+        if passes is not None:
+            result["rollout_passes_per_model"] = round(passes / n, 2)
         if rollout_events is not None:
             result["rollout_events_per_model"] = {
                 k: round(v / n, 2) for k, v in rollout_events.items()
