@@ -43,28 +43,24 @@ def memo() -> kopf.Memo:
     return kopf.Memo(controller=Controller(), seen={})
 
 
-def job(**status: Any) -> dict[str, Any]:
+def watched(kind: str, name: str, labels: dict[str, str], status: dict[str, Any]) -> dict[str, Any]:
     return {
-        "kind": "Job",
+        "kind": kind,
         "metadata": {
-            "name": "iris-v1",
+            "name": name,
             "namespace": "ml",
-            "labels": {**contract.MANAGED, contract.LABEL_MODEL: "iris"},
+            "labels": {**labels, contract.LABEL_MODEL: "iris"},
         },
         "status": status,
     }
+
+
+def job(**status: Any) -> dict[str, Any]:
+    return watched("Job", "iris-v1", contract.MANAGED, status)
 
 
 def training_pod(**status: Any) -> dict[str, Any]:
-    return {
-        "kind": "Pod",
-        "metadata": {
-            "name": "iris-v1-abcde",
-            "namespace": "ml",
-            "labels": {**TRAINING_PODS, contract.LABEL_MODEL: "iris"},
-        },
-        "status": status,
-    }
+    return watched("Pod", "iris-v1-abcde", TRAINING_PODS, status)
 
 
 def deliver(handler: Any, m: kopf.Memo, type: str, body: dict[str, Any]) -> list[tuple[str, str]]:
