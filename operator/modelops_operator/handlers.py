@@ -76,7 +76,8 @@ def stop_background(memo: Any, **_: Any) -> None:
 def _observe(
     memo: Any, kind: str, type: str, body: kopf.Body, model: str | None, state: Any
 ) -> None:
-    """Stores the object; queues `model` when the object's relevant state differs from before."""
+    """Stores the object; queues `model` when the object's relevant state differs from before
+    (an object first seen in state None queues nothing), or when the object was deleted."""
     controller = _controller(memo)
     meta = body.get("metadata") or {}
     namespace, name = meta.get("namespace", ""), meta.get("name", "")
