@@ -149,7 +149,13 @@ class Cluster:
             for pod in pods:
                 if pod.status.phase != "Running" and not pod.metadata.deletion_timestamp:
                     containers = [(c.name, c.image) for c in pod.spec.containers]
-                    run_pod_ready(self.core, self.ns, pod.metadata.name, containers)
+                    try:
+                        run_pod_ready(self.core, self.ns, pod.metadata.name, containers)
+                    except ApiException as error:
+                        # Its ReplicaSet deleted it since the list (a rollout replacing an
+                        # old pod): the next round lists again.
+                        if error.status != 404:
+                            raise
             d = self.deployment(deployment)
             rolled_out = (d.status.observed_generation or 0) >= d.metadata.generation and (
                 d.status.updated_replicas == d.status.replicas == d.spec.replicas
