@@ -49,6 +49,7 @@ from typing import Any
 import yaml
 from benchdocs import write_section
 from kubernetes import client, config
+from prometheus_client.parser import text_string_to_metric_families
 from simkubelet import SimulatedKubelet, watch_json
 
 from modelops_api import contract
@@ -203,9 +204,10 @@ def reconcile_passes(metrics_port: int) -> float:
     with urllib.request.urlopen(url, timeout=10) as response:
         text = response.read().decode()
     return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("modelops_operator_reconcile_total{")
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "modelops_operator_reconcile_total"
     )
 
 
